@@ -1,0 +1,105 @@
+package config
+
+import "time"
+
+// Defaults, in one place. Applied by Load before Validate.
+const (
+	DefaultMaxBytes       ByteSize = 20 << 20
+	DefaultMaxPixels      Count    = 50_000_000
+	DefaultMaxDimension            = 16384
+	DefaultLongSide                = 1024
+	DefaultPayloadLimit   ByteSize = 1_500_000 // Vertex AI shared public endpoints cap near 1.5 MB
+	DefaultQuality                 = 90
+	DefaultMinConfidence           = 0.5
+	DefaultMaxPredictions          = 100
+	DefaultModelTimeout            = 30 * time.Second
+	DefaultPadding                 = 0.15
+	DefaultBlurMethod              = "pixelate"
+	DefaultOutLongSide             = 2048
+	DefaultOutQuality              = 85
+	DefaultTopic                   = "processed"
+	DefaultMaxAttempts             = 5
+	DefaultMinBackoff              = 10 * time.Second
+	DefaultMaxBackoff              = 600 * time.Second
+	DefaultAckDeadline             = 300 * time.Second
+	DefaultDriftThreshold          = 0.2
+	DefaultDriftWindow             = 500
+)
+
+// DefaultFormats are the input formats accepted when none are configured.
+var DefaultFormats = []string{"jpeg", "png", "webp"}
+
+// ApplyDefaults fills every unset field. It is idempotent.
+func (p *Project) ApplyDefaults() {
+	pr := &p.Pipeline.Prepare
+	setIfZero(&pr.MaxBytes, DefaultMaxBytes)
+	setIfZero(&pr.MaxPixels, DefaultMaxPixels)
+	setIfZero(&pr.MaxDimension, DefaultMaxDimension)
+	if len(pr.Formats) == 0 {
+		pr.Formats = append([]string(nil), DefaultFormats...)
+	}
+	if pr.AutoOrient == nil {
+		pr.AutoOrient = ptr(true)
+	}
+	setIfZero(&pr.Resize.LongSide, DefaultLongSide)
+	setIfZero(&pr.Resize.Crop, "none")
+	setIfZero(&pr.PayloadLimit, DefaultPayloadLimit)
+	setIfZero(&pr.Quality, DefaultQuality)
+
+	for i := range p.Pipeline.Analyses {
+		a := &p.Pipeline.Analyses[i]
+		setIfZero(&a.Format, "automl-detection")
+		setIfZero(&a.Mode, "async")
+		if a.MinConfidence == nil {
+			a.MinConfidence = ptr(DefaultMinConfidence)
+		}
+		setIfZero(&a.MaxPredictions, DefaultMaxPredictions)
+		setIfZero(&a.Timeout.Duration, DefaultModelTimeout)
+	}
+	for _, t := range p.Pipeline.Transforms {
+		if b := t.Blur; b != nil {
+			if b.Padding == nil {
+				b.Padding = ptr(DefaultPadding)
+			}
+			setIfZero(&b.Method, DefaultBlurMethod)
+		}
+		if d := t.Downscale; d != nil {
+			setIfZero(&d.LongSide, DefaultOutLongSide)
+			setIfZero(&d.Quality, DefaultOutQuality)
+		}
+	}
+	for _, a := range p.Pipeline.Actions {
+		if a.Publish != nil {
+			setIfZero(&a.Publish.Topic, DefaultTopic)
+		}
+	}
+
+	d := &p.Delivery
+	setIfZero(&d.MaxAttempts, DefaultMaxAttempts)
+	setIfZero(&d.MinBackoff.Duration, DefaultMinBackoff)
+	setIfZero(&d.MaxBackoff.Duration, DefaultMaxBackoff)
+	setIfZero(&d.AckDeadline.Duration, DefaultAckDeadline)
+
+	s := &p.Serving
+	setIfZero(&s.CPU, 1)
+	setIfZero(&s.Memory, "1Gi")
+	setIfZero(&s.Concurrency, 8)
+	if s.MinInstances == nil {
+		s.MinInstances = ptr(0)
+	}
+	setIfZero(&s.MaxInstances, 20)
+
+	if dr := p.Monitoring.Drift; dr != nil {
+		setIfZero(&dr.Threshold, DefaultDriftThreshold)
+		setIfZero(&dr.Window, DefaultDriftWindow)
+	}
+}
+
+func setIfZero[T comparable](dst *T, v T) {
+	var zero T
+	if *dst == zero {
+		*dst = v
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,182 @@
+// Package config holds the per-project configuration file (projects/<name>/project.yaml):
+// its Go types, strict loading, defaults, semantic validation, derived resource names
+// and the JSON Schema generated from these types.
+//
+// It imports nothing else of visionstack so that the runtime, the CLI and the Pulumi
+// program can all depend on it.
+package config
+
+import "time"
+
+// APIVersion and Kind identify a project file.
+const (
+	APIVersion = "visionstack/v1"
+	Kind       = "Project"
+)
+
+// Project is one project.yaml: everything the runtime, the CLI and the stack need.
+type Project struct {
+	APIVersion string     `yaml:"apiVersion" json:"apiVersion" jsonschema:"required,enum=visionstack/v1"`
+	Kind       string     `yaml:"kind" json:"kind" jsonschema:"required,enum=Project"`
+	Name       string     `yaml:"name" json:"name" jsonschema:"required,pattern=^[a-z][a-z0-9-]*[a-z0-9]$,minLength=3,maxLength=20"`
+	GCP        GCP        `yaml:"gcp" json:"gcp" jsonschema:"required"`
+	Pipeline   Pipeline   `yaml:"pipeline" json:"pipeline" jsonschema:"required"`
+	Delivery   Delivery   `yaml:"delivery,omitempty" json:"delivery,omitempty"`
+	Serving    Serving    `yaml:"serving,omitempty" json:"serving,omitempty"`
+	Monitoring Monitoring `yaml:"monitoring,omitempty" json:"monitoring,omitempty"`
+}
+
+// GCP says where the stack lives.
+type GCP struct {
+	// Project is the Google Cloud project id (6-30 chars).
+	Project string `yaml:"project" json:"project" jsonschema:"required,pattern=^[a-z][a-z0-9-]{4\\,28}[a-z0-9]$"`
+	// Region for Cloud Run, Vertex AI, buckets and Artifact Registry, e.g. europe-west3.
+	Region string `yaml:"region" json:"region" jsonschema:"required"`
+}
+
+// Pipeline lists the four steps.
+type Pipeline struct {
+	Prepare    Prepare     `yaml:"prepare,omitempty" json:"prepare,omitempty"`
+	Analyses   []Analysis  `yaml:"analyses" json:"analyses" jsonschema:"required,minItems=1"`
+	Transforms []Transform `yaml:"transforms,omitempty" json:"transforms,omitempty"`
+	Actions    []Action    `yaml:"actions,omitempty" json:"actions,omitempty"`
+}
+
+// Prepare guards against bad input and shapes the image sent to models.
+type Prepare struct {
+	// MaxBytes rejects larger uploads before reading them (default 20MiB).
+	MaxBytes ByteSize `yaml:"maxBytes,omitempty" json:"maxBytes,omitempty"`
+	// MaxPixels rejects images whose header declares more pixels (default 50M).
+	MaxPixels Count `yaml:"maxPixels,omitempty" json:"maxPixels,omitempty"`
+	// MaxDimension rejects images wider or taller than this (default 16384).
+	MaxDimension int `yaml:"maxDimension,omitempty" json:"maxDimension,omitempty" jsonschema:"minimum=1"`
+	// Formats allowed as input (default jpeg, png, webp).
+	Formats []string `yaml:"formats,omitempty" json:"formats,omitempty" jsonschema:"uniqueItems=true"`
+	// AutoOrient applies the EXIF orientation (default true).
+	AutoOrient *bool `yaml:"autoOrient,omitempty" json:"autoOrient,omitempty"`
+	// Resize fits the model input (default longSide 1024).
+	Resize Resize `yaml:"resize,omitempty" json:"resize,omitempty"`
+	// PayloadLimit caps the encoded model input; Prepare re-encodes to fit
+	// (default 1.5MB, the limit of Vertex AI's shared public endpoints).
+	PayloadLimit ByteSize `yaml:"payloadLimit,omitempty" json:"payloadLimit,omitempty"`
+	// Quality is the first JPEG quality tried for the model input (default 90).
+	Quality int `yaml:"quality,omitempty" json:"quality,omitempty" jsonschema:"minimum=1,maximum=100"`
+}
+
+// Resize says how the model input is sized.
+type Resize struct {
+	// LongSide is the longest side in pixels; smaller images are not enlarged.
+	LongSide int `yaml:"longSide,omitempty" json:"longSide,omitempty" jsonschema:"minimum=16"`
+	// Crop to a square: none (default), centre, or attention.
+	Crop string `yaml:"crop,omitempty" json:"crop,omitempty" jsonschema:"enum=none,enum=centre,enum=attention"`
+}
+
+// Analysis is one model call.
+type Analysis struct {
+	// Name is referenced by transforms and results (lowercase, digits, '-').
+	Name string `yaml:"name" json:"name" jsonschema:"required"`
+	// Model is builtin:faces, vertex:endpoint (this project's endpoint),
+	// vertex:projects/P/locations/L/endpoints/E, or kserve:URL-of-/v2/models/NAME.
+	Model string `yaml:"model" json:"model" jsonschema:"required"`
+	// Format of the predictions: automl-detection or automl-classification.
+	Format string `yaml:"format,omitempty" json:"format,omitempty" jsonschema:"enum=automl-detection,enum=automl-classification"`
+	// Mode sync runs on the synchronous API; async runs on the push path (default async).
+	Mode string `yaml:"mode,omitempty" json:"mode,omitempty" jsonschema:"enum=sync,enum=async"`
+	// MinConfidence drops weaker predictions (0..1, default 0.5).
+	MinConfidence *float64 `yaml:"minConfidence,omitempty" json:"minConfidence,omitempty" jsonschema:"minimum=0,maximum=1"`
+	// MaxPredictions per image (default 100).
+	MaxPredictions int `yaml:"maxPredictions,omitempty" json:"maxPredictions,omitempty" jsonschema:"minimum=1"`
+	// Timeout of one model call (default 30s).
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+}
+
+// Transform is exactly one of its fields.
+type Transform struct {
+	Blur          *Blur          `yaml:"blur,omitempty" json:"blur,omitempty"`
+	StripMetadata *StripMetadata `yaml:"stripMetadata,omitempty" json:"stripMetadata,omitempty"`
+	Downscale     *Downscale     `yaml:"downscale,omitempty" json:"downscale,omitempty"`
+}
+
+// Blur anonymizes the boxes an analysis found.
+type Blur struct {
+	// Analysis whose boxes are anonymized (a detection analysis).
+	Analysis string `yaml:"analysis" json:"analysis" jsonschema:"required"`
+	// Padding grows each box by this fraction of its size on every side (default 0.15).
+	Padding *float64 `yaml:"padding,omitempty" json:"padding,omitempty" jsonschema:"minimum=0,maximum=1"`
+	// Method: pixelate (default; coarse blocks then smoothing, leaves no detectable face),
+	// gaussian, or fill (solid box).
+	Method string `yaml:"method,omitempty" json:"method,omitempty" jsonschema:"enum=pixelate,enum=gaussian,enum=fill"`
+	// Labels limits the blur to these labels (default: all).
+	Labels []string `yaml:"labels,omitempty" json:"labels,omitempty"`
+}
+
+// StripMetadata removes EXIF (including GPS), XMP, IPTC and comments.
+type StripMetadata struct{}
+
+// Downscale bounds the processed image and encodes it.
+type Downscale struct {
+	// LongSide of the processed image (default 2048; never enlarges).
+	LongSide int `yaml:"longSide,omitempty" json:"longSide,omitempty" jsonschema:"minimum=16"`
+	// Quality of the JPEG written (default 85).
+	Quality int `yaml:"quality,omitempty" json:"quality,omitempty" jsonschema:"minimum=1,maximum=100"`
+}
+
+// Action is exactly one of its fields.
+type Action struct {
+	Store   *Store   `yaml:"store,omitempty" json:"store,omitempty"`
+	Record  *Record  `yaml:"record,omitempty" json:"record,omitempty"`
+	Publish *Publish `yaml:"publish,omitempty" json:"publish,omitempty"`
+}
+
+// Store writes the processed image to the processed bucket.
+type Store struct{}
+
+// Record writes metadata and results (Firestore in the cloud, SQLite locally).
+type Record struct{}
+
+// Publish announces the processed image on the downstream topic.
+type Publish struct {
+	// Topic short name (default "processed"); the stack prefixes it with the project name.
+	Topic string `yaml:"topic,omitempty" json:"topic,omitempty"`
+}
+
+// Delivery governs retries of the asynchronous path (Pub/Sub and the local queue).
+type Delivery struct {
+	// MaxAttempts before a message goes to the dead-letter topic (5..100, default 5).
+	MaxAttempts int `yaml:"maxAttempts,omitempty" json:"maxAttempts,omitempty" jsonschema:"minimum=5,maximum=100"`
+	// MinBackoff between attempts (default 10s).
+	MinBackoff Duration `yaml:"minBackoff,omitempty" json:"minBackoff,omitempty"`
+	// MaxBackoff between attempts (≤ 600s, default 600s).
+	MaxBackoff Duration `yaml:"maxBackoff,omitempty" json:"maxBackoff,omitempty"`
+	// AckDeadline is also the push timeout (10s..600s, default 300s).
+	AckDeadline Duration `yaml:"ackDeadline,omitempty" json:"ackDeadline,omitempty"`
+}
+
+// Serving sizes the Cloud Run service.
+type Serving struct {
+	CPU          int    `yaml:"cpu,omitempty" json:"cpu,omitempty" jsonschema:"enum=1,enum=2,enum=4,enum=8"`
+	Memory       string `yaml:"memory,omitempty" json:"memory,omitempty" jsonschema:"pattern=^[0-9]+(Mi|Gi)$"`
+	Concurrency  int    `yaml:"concurrency,omitempty" json:"concurrency,omitempty" jsonschema:"minimum=1,maximum=1000"`
+	MinInstances *int   `yaml:"minInstances,omitempty" json:"minInstances,omitempty" jsonschema:"minimum=0"`
+	MaxInstances int    `yaml:"maxInstances,omitempty" json:"maxInstances,omitempty" jsonschema:"minimum=1"`
+	// Public allows unauthenticated calls to the sync API (default false).
+	Public bool `yaml:"public,omitempty" json:"public,omitempty"`
+}
+
+// Monitoring configures alerts and the prediction-drift warning.
+type Monitoring struct {
+	AlertEmails []string `yaml:"alertEmails,omitempty" json:"alertEmails,omitempty"`
+	Drift       *Drift   `yaml:"drift,omitempty" json:"drift,omitempty"`
+}
+
+// Drift warns when an analysis' predictions move away from their baseline.
+type Drift struct {
+	Analysis string `yaml:"analysis" json:"analysis" jsonschema:"required"`
+	// Threshold on the population stability index (default 0.2).
+	Threshold float64 `yaml:"threshold,omitempty" json:"threshold,omitempty" jsonschema:"minimum=0"`
+	// Window is the number of recent images compared with the baseline (default 500).
+	Window int `yaml:"window,omitempty" json:"window,omitempty" jsonschema:"minimum=10"`
+}
+
+// Duration is a time.Duration written as "30s", "5m".
+type Duration struct{ time.Duration }
