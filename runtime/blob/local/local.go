@@ -1,0 +1,267 @@
+// Package local is a blob.Bucket on a directory. Object names are validated and every
+// file operation goes through os.Root, so no name (nor a symlink planted in the
+// directory) can reach outside it. Writes are atomic (temp file, then rename or link).
+//
+// One process should write a directory at a time: generation preconditions are
+// enforced with an in-process lock; create-if-absent is atomic across processes.
+package local
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/visionstack/visionstack/runtime/blob"
+)
+
+const tmpDir = ".visionstack-tmp"
+
+// Bucket is a directory holding one bucket's objects.
+type Bucket struct {
+	name string
+	dir  string
+	root *os.Root
+	mu   sync.Mutex // serialises conditional writes and generation stamps
+}
+
+var _ blob.Bucket = (*Bucket)(nil)
+
+// Open opens (creating it if needed) the directory dir as bucket name.
+func Open(dir, name string) (*Bucket, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("open local bucket %s: %w", name, err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open local bucket %s: %w", name, err)
+	}
+	if err := root.MkdirAll(tmpDir, 0o755); err != nil {
+		root.Close()
+		return nil, fmt.Errorf("open local bucket %s: %w", name, err)
+	}
+	return &Bucket{name: name, dir: dir, root: root}, nil
+}
+
+// Name of the bucket.
+func (b *Bucket) Name() string { return b.name }
+
+// Dir is the directory, for messages that tell a person where outputs are.
+func (b *Bucket) Dir() string { return b.dir }
+
+// Close releases the directory handle.
+func (b *Bucket) Close() error { return b.root.Close() }
+
+func checkName(name string) error {
+	if err := blob.ValidateName(name); err != nil {
+		return err
+	}
+	if name == tmpDir || strings.HasPrefix(name, tmpDir+"/") {
+		return fmt.Errorf("%w %q: reserved by the local backend", blob.ErrInvalidName, name)
+	}
+	return nil
+}
+
+// NewReader opens an object.
+func (b *Bucket) NewReader(ctx context.Context, name string) (io.ReadCloser, blob.Attrs, error) {
+	if err := checkName(name); err != nil {
+		return nil, blob.Attrs{}, err
+	}
+	f, err := b.root.Open(name)
+	if err != nil {
+		return nil, blob.Attrs{}, b.mapErr(name, err)
+	}
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		return nil, blob.Attrs{}, fmt.Errorf("%w: %s/%s", blob.ErrNotFound, b.name, name)
+	}
+	attrs, err := b.attrsOf(name, st, f)
+	if err != nil {
+		f.Close()
+		return nil, blob.Attrs{}, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, blob.Attrs{}, err
+	}
+	return f, attrs, nil
+}
+
+// Attrs stats an object.
+func (b *Bucket) Attrs(ctx context.Context, name string) (blob.Attrs, error) {
+	r, a, err := b.NewReader(ctx, name)
+	if err != nil {
+		return a, err
+	}
+	r.Close()
+	return a, nil
+}
+
+func (b *Bucket) attrsOf(name string, st fs.FileInfo, r io.Reader) (blob.Attrs, error) {
+	head := make([]byte, 512)
+	n, err := io.ReadFull(r, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return blob.Attrs{}, fmt.Errorf("read %s/%s: %w", b.name, name, err)
+	}
+	return blob.Attrs{
+		Name:        name,
+		Size:        st.Size(),
+		Generation:  st.ModTime().UnixNano(),
+		ContentType: http.DetectContentType(head[:n]),
+		Updated:     st.ModTime(),
+	}, nil
+}
+
+// Put writes an object atomically, honouring IfGenerationMatch.
+func (b *Bucket) Put(ctx context.Context, name string, data []byte, opts blob.PutOptions) (blob.Attrs, error) {
+	if err := checkName(name); err != nil {
+		return blob.Attrs{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return blob.Attrs{}, err
+	}
+	if dir := path.Dir(name); dir != "." {
+		if err := b.root.MkdirAll(dir, 0o755); err != nil {
+			return blob.Attrs{}, fmt.Errorf("put %s/%s: %w", b.name, name, err)
+		}
+	}
+	tmp, err := b.writeTemp(data)
+	if err != nil {
+		return blob.Attrs{}, fmt.Errorf("put %s/%s: %w", b.name, name, err)
+	}
+	defer b.root.Remove(tmp) // after a link, or after a failure
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	prev, statErr := b.root.Stat(name)
+	var prevGen int64
+	if statErr == nil {
+		prevGen = prev.ModTime().UnixNano()
+	}
+	if g := opts.IfGenerationMatch; g != nil {
+		switch {
+		case *g == 0:
+			// Link fails if the name exists, even if another process raced us.
+			if err := b.root.Link(tmp, name); err != nil {
+				if errors.Is(err, fs.ErrExist) {
+					return blob.Attrs{}, fmt.Errorf("%w: %s/%s exists", blob.ErrPrecondition, b.name, name)
+				}
+				return blob.Attrs{}, fmt.Errorf("put %s/%s: %w", b.name, name, err)
+			}
+			return b.stamp(name, prevGen)
+		case statErr != nil || prevGen != *g:
+			return blob.Attrs{}, fmt.Errorf("%w: %s/%s is not at generation %d", blob.ErrPrecondition, b.name, name, *g)
+		}
+	}
+	if err := b.root.Rename(tmp, name); err != nil {
+		return blob.Attrs{}, fmt.Errorf("put %s/%s: %w", b.name, name, err)
+	}
+	return b.stamp(name, prevGen)
+}
+
+// stamp gives the object a generation strictly greater than the one it replaced:
+// file times can be coarser than two quick writes.
+func (b *Bucket) stamp(name string, prevGen int64) (blob.Attrs, error) {
+	gen := max(time.Now().UnixNano(), prevGen+1)
+	t := time.Unix(0, gen)
+	if err := b.root.Chtimes(name, t, t); err != nil {
+		return blob.Attrs{}, fmt.Errorf("put %s/%s: %w", b.name, name, err)
+	}
+	f, err := b.root.Open(name)
+	if err != nil {
+		return blob.Attrs{}, b.mapErr(name, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return blob.Attrs{}, err
+	}
+	return b.attrsOf(name, st, f)
+}
+
+func (b *Bucket) writeTemp(data []byte) (string, error) {
+	var rnd [12]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := tmpDir + "/" + hex.EncodeToString(rnd[:])
+	f, err := b.root.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return "", err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return "", err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return "", err
+	}
+	return tmp, f.Close()
+}
+
+// Delete removes an object.
+func (b *Bucket) Delete(ctx context.Context, name string) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	st, err := b.root.Lstat(name)
+	if err != nil {
+		return b.mapErr(name, err)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%w: %s/%s", blob.ErrNotFound, b.name, name)
+	}
+	return b.mapErr(name, b.root.Remove(name))
+}
+
+// List returns objects under prefix in name order.
+func (b *Bucket) List(ctx context.Context, prefix string) ([]blob.Attrs, error) {
+	var out []blob.Attrs
+	err := fs.WalkDir(b.root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if p == tmpDir {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() || !strings.HasPrefix(p, prefix) {
+			return nil
+		}
+		a, err := b.Attrs(ctx, p)
+		if err != nil {
+			return err
+		}
+		out = append(out, a)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list %s/%s: %w", b.name, prefix, err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func (b *Bucket) mapErr(name string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w: %s/%s", blob.ErrNotFound, b.name, name)
+	case strings.Contains(err.Error(), "path escapes from parent"):
+		return fmt.Errorf("%w %q: escapes the bucket", blob.ErrInvalidName, name)
+	}
+	return fmt.Errorf("%s/%s: %w", b.name, name, err)
+}

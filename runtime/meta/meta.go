@@ -1,0 +1,125 @@
+// Package meta records jobs, image metadata and analysis results: Firestore in the
+// cloud, SQLite locally. It is also how exactly-once effects are achieved on
+// at-least-once delivery: a job is claimed with a create-if-absent write, and its
+// final state is recorded last. Backends live in sibling packages (meta/sqlite,
+// meta/firestore); metatest is their shared conformance suite.
+package meta
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// State of a job.
+type State string
+
+// Job states. Done and Quarantined are final.
+const (
+	StateProcessing  State = "processing"
+	StateDone        State = "done"
+	StateQuarantined State = "quarantined"
+)
+
+// Final reports whether nothing more will happen to the job.
+func (s State) Final() bool { return s == StateDone || s == StateQuarantined }
+
+// Errors from Claim.
+var (
+	// ErrDone: the job reached a final state before; the caller acks and does nothing.
+	ErrDone = errors.New("job already completed")
+	// ErrBusy: another worker holds an unexpired claim; the caller retries later.
+	ErrBusy = errors.New("job claimed by another worker")
+	// ErrNotFound: no such job.
+	ErrNotFound = errors.New("job not found")
+	// ErrLostClaim: the claim expired and another worker took the job over.
+	ErrLostClaim = errors.New("claim lost to another worker")
+)
+
+// Source says where the original came from.
+type Source struct {
+	Bucket     string `json:"bucket"`
+	Object     string `json:"object"`
+	Generation int64  `json:"generation"`
+}
+
+// Box is a normalised rectangle, 0..1, in the oriented image.
+type Box struct {
+	XMin float64 `json:"xMin"`
+	XMax float64 `json:"xMax"`
+	YMin float64 `json:"yMin"`
+	YMax float64 `json:"yMax"`
+}
+
+// Detection is one prediction: a label with a confidence, and a box for detections.
+type Detection struct {
+	Label      string  `json:"label"`
+	Confidence float64 `json:"confidence"`
+	Box        *Box    `json:"box,omitempty"`
+}
+
+// Result is one analysis' output for one image.
+type Result struct {
+	Analysis   string      `json:"analysis"`
+	Model      string      `json:"model"`
+	Detections []Detection `json:"detections"`
+	LatencyMS  float64     `json:"latencyMs"`
+}
+
+// Output is an object the pipeline wrote.
+type Output struct {
+	Bucket     string `json:"bucket"`
+	Object     string `json:"object"`
+	Generation int64  `json:"generation"`
+	Bytes      int64  `json:"bytes"`
+}
+
+// Job is everything recorded about one image.
+type Job struct {
+	Key       string    `json:"key"` // bucket/object#generation or sha256:…
+	Source    Source    `json:"source"`
+	State     State     `json:"state"`
+	Attempts  int       `json:"attempts"`
+	Reason    string    `json:"reason,omitempty"` // why it was quarantined
+	Format    string    `json:"format,omitempty"`
+	Width     int       `json:"width,omitempty"` // oriented original
+	Height    int       `json:"height,omitempty"`
+	Bytes     int64     `json:"bytes,omitempty"`
+	Results   []Result  `json:"results,omitempty"`
+	Outputs   []Output  `json:"outputs,omitempty"`
+	Claimant  string    `json:"claimant,omitempty"`
+	ClaimedTo time.Time `json:"claimedTo,omitzero"`
+	Created   time.Time `json:"created"`
+	Updated   time.Time `json:"updated"`
+}
+
+// Claim is held while a worker processes a job.
+type Claim struct {
+	Key      string
+	Claimant string
+	Attempts int // including this one
+}
+
+// Filter selects jobs for List.
+type Filter struct {
+	State State // empty: any
+	Limit int   // ≤ 0: all
+}
+
+// Store is the metadata store.
+type Store interface {
+	// Claim takes a job for claimant for lease, creating it if absent. A final job
+	// gives ErrDone; a job another claimant holds with an unexpired lease gives ErrBusy;
+	// an expired claim is taken over (Attempts grows).
+	Claim(ctx context.Context, key string, src Source, claimant string, lease time.Duration) (Claim, error)
+	// Complete records the final state; j.Key must be claimed by c.Claimant, else
+	// ErrLostClaim. j.State must be final.
+	Complete(ctx context.Context, c Claim, j Job) error
+	// Release gives a claim up (after a transient error) so a retry can take it at once.
+	Release(ctx context.Context, c Claim) error
+	// Get returns one job or ErrNotFound.
+	Get(ctx context.Context, key string) (Job, error)
+	// List returns jobs, newest first.
+	List(ctx context.Context, f Filter) ([]Job, error)
+	Close() error
+}

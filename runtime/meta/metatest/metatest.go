@@ -1,0 +1,161 @@
+// Package metatest is the conformance suite every meta.Store backend passes.
+package metatest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/visionstack/visionstack/runtime/meta"
+)
+
+// Run runs the suite; open returns a new, empty store for each subtest.
+func Run(t *testing.T, open func(t *testing.T) meta.Store) {
+	ctx := context.Background()
+	src := meta.Source{Bucket: "in", Object: "a.jpg", Generation: 7}
+
+	t.Run("ClaimCompleteGet", func(t *testing.T) {
+		s := open(t)
+		c, err := s.Claim(ctx, "k1", src, "w1", time.Minute)
+		if err != nil || c.Attempts != 1 {
+			t.Fatalf("first claim = %+v, %v", c, err)
+		}
+		j, err := s.Get(ctx, "k1")
+		if err != nil || j.State != meta.StateProcessing || j.Source != src {
+			t.Fatalf("Get while processing = %+v, %v", j, err)
+		}
+		done := meta.Job{State: meta.StateDone, Source: src, Width: 640, Height: 480, Format: "jpeg",
+			Results: []meta.Result{{Analysis: "faces", Model: "builtin:faces", Detections: []meta.Detection{
+				{Label: "face", Confidence: 0.9, Box: &meta.Box{XMin: 0.1, XMax: 0.2, YMin: 0.3, YMax: 0.4}}}}},
+			Outputs: []meta.Output{{Bucket: "out", Object: "a.jpg", Generation: 3, Bytes: 100}}}
+		if err := s.Complete(ctx, c, done); err != nil {
+			t.Fatal(err)
+		}
+		j, err = s.Get(ctx, "k1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.State != meta.StateDone || j.Width != 640 || len(j.Results) != 1 || j.Results[0].Detections[0].Box.XMax != 0.2 ||
+			len(j.Outputs) != 1 || j.Attempts != 1 || j.Created.IsZero() || j.Updated.Before(j.Created) {
+			t.Fatalf("Get after complete = %+v", j)
+		}
+		if _, err := s.Claim(ctx, "k1", src, "w2", time.Minute); !errors.Is(err, meta.ErrDone) {
+			t.Fatalf("claim of done job = %v, want ErrDone", err)
+		}
+	})
+
+	t.Run("BusyWhileLeased", func(t *testing.T) {
+		s := open(t)
+		if _, err := s.Claim(ctx, "k", src, "w1", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Claim(ctx, "k", src, "w2", time.Minute); !errors.Is(err, meta.ErrBusy) {
+			t.Fatalf("second claimant = %v, want ErrBusy", err)
+		}
+		c, err := s.Claim(ctx, "k", src, "w1", time.Minute)
+		if err != nil || c.Attempts != 2 {
+			t.Fatalf("same claimant again = %+v, %v", c, err)
+		}
+	})
+
+	t.Run("ExpiredClaimTakenOver", func(t *testing.T) {
+		s := open(t)
+		old, err := s.Claim(ctx, "k", src, "w1", time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+		c, err := s.Claim(ctx, "k", src, "w2", time.Minute)
+		if err != nil || c.Attempts != 2 {
+			t.Fatalf("take-over = %+v, %v", c, err)
+		}
+		if err := s.Complete(ctx, old, meta.Job{State: meta.StateDone}); !errors.Is(err, meta.ErrLostClaim) {
+			t.Fatalf("complete by the old claimant = %v, want ErrLostClaim", err)
+		}
+		if err := s.Complete(ctx, c, meta.Job{State: meta.StateQuarantined, Reason: "bad"}); err != nil {
+			t.Fatal(err)
+		}
+		j, _ := s.Get(ctx, "k")
+		if j.State != meta.StateQuarantined || j.Reason != "bad" {
+			t.Fatalf("job = %+v", j)
+		}
+	})
+
+	t.Run("ReleaseLetsOthersClaim", func(t *testing.T) {
+		s := open(t)
+		c, err := s.Claim(ctx, "k", src, "w1", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Release(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Claim(ctx, "k", src, "w2", time.Hour); err != nil {
+			t.Fatalf("claim after release: %v", err)
+		}
+	})
+
+	t.Run("CompleteNeedsFinalState", func(t *testing.T) {
+		s := open(t)
+		c, _ := s.Claim(ctx, "k", src, "w1", time.Hour)
+		if err := s.Complete(ctx, c, meta.Job{State: meta.StateProcessing}); err == nil {
+			t.Fatal("Complete accepted a non-final state")
+		}
+	})
+
+	t.Run("ConcurrentClaimsOneWinner", func(t *testing.T) {
+		s := open(t)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		wins := 0
+		for i := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := s.Claim(ctx, "race", src, fmt.Sprintf("w%d", i), time.Minute)
+				switch {
+				case err == nil:
+					mu.Lock()
+					wins++
+					mu.Unlock()
+				case !errors.Is(err, meta.ErrBusy):
+					t.Errorf("claimant %d: %v", i, err)
+				}
+			}()
+		}
+		wg.Wait()
+		if wins != 1 {
+			t.Fatalf("%d claimants won, want 1", wins)
+		}
+	})
+
+	t.Run("ListAndNotFound", func(t *testing.T) {
+		s := open(t)
+		if _, err := s.Get(ctx, "nope"); !errors.Is(err, meta.ErrNotFound) {
+			t.Fatalf("Get(missing) = %v, want ErrNotFound", err)
+		}
+		for i, k := range []string{"a", "b", "c"} {
+			c, err := s.Claim(ctx, k, src, "w", time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i < 2 {
+				if err := s.Complete(ctx, c, meta.Job{State: meta.StateDone}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		all, err := s.List(ctx, meta.Filter{})
+		if err != nil || len(all) != 3 || all[0].Key != "c" {
+			t.Fatalf("List = %+v, %v (want 3, newest first)", all, err)
+		}
+		done, _ := s.List(ctx, meta.Filter{State: meta.StateDone, Limit: 1})
+		if len(done) != 1 || done[0].Key != "b" {
+			t.Fatalf("List(done, 1) = %+v", done)
+		}
+	})
+}

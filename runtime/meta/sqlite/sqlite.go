@@ -1,0 +1,184 @@
+// Package sqlite is the local meta.Store: one SQLite file in WAL mode. A claim is a
+// single conditional upsert, so two processes sharing the file cannot both win.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/visionstack/visionstack/runtime/internal/sqlitedb"
+	"github.com/visionstack/visionstack/runtime/meta"
+)
+
+const schema = `
+CREATE TABLE IF NOT EXISTS jobs (
+	key        TEXT PRIMARY KEY,
+	state      TEXT NOT NULL,
+	claimant   TEXT NOT NULL DEFAULT '',
+	claimed_to INTEGER NOT NULL DEFAULT 0,
+	attempts   INTEGER NOT NULL DEFAULT 0,
+	doc        TEXT NOT NULL,
+	created    INTEGER NOT NULL,
+	updated    INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_updated ON jobs(updated DESC);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, updated DESC);
+`
+
+// Store is a meta.Store on SQLite.
+type Store struct {
+	db  *sql.DB
+	now func() time.Time
+}
+
+var _ meta.Store = (*Store)(nil)
+
+// Open opens or creates the database at path.
+func Open(path string) (*Store, error) {
+	db, err := sqlitedb.Open(path, schema)
+	if err != nil {
+		return nil, fmt.Errorf("meta store: %w", err)
+	}
+	return &Store{db: db, now: time.Now}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Claim creates the job or takes over an expired claim in one statement.
+func (s *Store) Claim(ctx context.Context, key string, src meta.Source, claimant string, lease time.Duration) (meta.Claim, error) {
+	now := s.now()
+	doc, err := json.Marshal(meta.Job{Key: key, Source: src, State: meta.StateProcessing, Created: now.UTC()})
+	if err != nil {
+		return meta.Claim{}, err
+	}
+	var attempts int
+	err = s.db.QueryRowContext(ctx, `
+		INSERT INTO jobs(key, state, claimant, claimed_to, attempts, doc, created, updated)
+		VALUES(?, 'processing', ?, ?, 1, ?, ?, ?)
+		ON CONFLICT(key) DO UPDATE SET
+			claimant = excluded.claimant, claimed_to = excluded.claimed_to,
+			attempts = jobs.attempts + 1, updated = excluded.updated
+		WHERE jobs.state = 'processing' AND (jobs.claimed_to <= ? OR jobs.claimant = excluded.claimant)
+		RETURNING attempts`,
+		key, claimant, now.Add(lease).UnixNano(), string(doc), now.UnixNano(), now.UnixNano(), now.UnixNano(),
+	).Scan(&attempts)
+	if errors.Is(err, sql.ErrNoRows) {
+		var state string
+		if err := s.db.QueryRowContext(ctx, `SELECT state FROM jobs WHERE key = ?`, key).Scan(&state); err != nil {
+			return meta.Claim{}, fmt.Errorf("claim %s: %w", key, err)
+		}
+		if meta.State(state).Final() {
+			return meta.Claim{}, fmt.Errorf("claim %s: %w", key, meta.ErrDone)
+		}
+		return meta.Claim{}, fmt.Errorf("claim %s: %w", key, meta.ErrBusy)
+	}
+	if err != nil {
+		return meta.Claim{}, fmt.Errorf("claim %s: %w", key, err)
+	}
+	return meta.Claim{Key: key, Claimant: claimant, Attempts: attempts}, nil
+}
+
+// Complete records the final state if c still holds the claim.
+func (s *Store) Complete(ctx context.Context, c meta.Claim, j meta.Job) error {
+	if !j.State.Final() {
+		return fmt.Errorf("complete %s: state %q is not final", c.Key, j.State)
+	}
+	now := s.now()
+	var created int64
+	err := s.db.QueryRowContext(ctx, `SELECT created FROM jobs WHERE key = ?`, c.Key).Scan(&created)
+	if err != nil {
+		return fmt.Errorf("complete %s: %w", c.Key, mapErr(err))
+	}
+	j.Key, j.Attempts, j.Claimant, j.ClaimedTo = c.Key, c.Attempts, "", time.Time{}
+	j.Created, j.Updated = time.Unix(0, created).UTC(), now.UTC()
+	doc, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	res, err := s.db.ExecContext(ctx, `
+		UPDATE jobs SET state = ?, claimant = '', claimed_to = 0, doc = ?, updated = ?
+		WHERE key = ? AND claimant = ? AND state = 'processing'`,
+		string(j.State), string(doc), now.UnixNano(), c.Key, c.Claimant)
+	if err != nil {
+		return fmt.Errorf("complete %s: %w", c.Key, err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return fmt.Errorf("complete %s: %w", c.Key, meta.ErrLostClaim)
+	}
+	return nil
+}
+
+// Release lets another attempt claim the job at once.
+func (s *Store) Release(ctx context.Context, c meta.Claim) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE jobs SET claimed_to = 0 WHERE key = ? AND claimant = ? AND state = 'processing'`, c.Key, c.Claimant)
+	if err != nil {
+		return fmt.Errorf("release %s: %w", c.Key, err)
+	}
+	return nil
+}
+
+// Get returns one job.
+func (s *Store) Get(ctx context.Context, key string) (meta.Job, error) {
+	row := s.db.QueryRowContext(ctx, `SELECT doc, state, claimant, claimed_to, attempts, updated FROM jobs WHERE key = ?`, key)
+	j, err := scan(row)
+	if err != nil {
+		return meta.Job{}, fmt.Errorf("get %s: %w", key, mapErr(err))
+	}
+	return j, nil
+}
+
+// List returns jobs, newest first.
+func (s *Store) List(ctx context.Context, f meta.Filter) ([]meta.Job, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = -1
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT doc, state, claimant, claimed_to, attempts, updated FROM jobs
+		WHERE (? = '' OR state = ?) ORDER BY updated DESC, key LIMIT ?`, string(f.State), string(f.State), limit)
+	if err != nil {
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	defer rows.Close()
+	var out []meta.Job
+	for rows.Next() {
+		j, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list jobs: %w", err)
+		}
+		out = append(out, j)
+	}
+	return out, rows.Err()
+}
+
+func scan(r interface{ Scan(...any) error }) (meta.Job, error) {
+	var (
+		doc, state, claimant string
+		claimedTo, updated   int64
+		attempts             int
+		j                    meta.Job
+	)
+	if err := r.Scan(&doc, &state, &claimant, &claimedTo, &attempts, &updated); err != nil {
+		return j, err
+	}
+	if err := json.Unmarshal([]byte(doc), &j); err != nil {
+		return j, fmt.Errorf("corrupt job document: %w", err)
+	}
+	j.State, j.Claimant, j.Attempts = meta.State(state), claimant, attempts
+	j.Updated = time.Unix(0, updated).UTC()
+	if claimedTo > 0 {
+		j.ClaimedTo = time.Unix(0, claimedTo).UTC()
+	}
+	return j, nil
+}
+
+func mapErr(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return meta.ErrNotFound
+	}
+	return err
+}

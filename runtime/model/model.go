@@ -1,0 +1,58 @@
+// Package model calls a computer-vision model over its prediction API: Vertex AI,
+// KServe v2, or the built-in face detector. The wire shapes are Vertex AI AutoML's,
+// so one parser serves every backend. Backends live in sibling packages.
+package model
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Instance is one input as Vertex AI AutoML image models take it.
+type Instance struct {
+	Content  string `json:"content"` // base64 of the encoded image
+	MimeType string `json:"mimeType,omitempty"`
+}
+
+// Parameters as Vertex AI AutoML image models take them.
+type Parameters struct {
+	ConfidenceThreshold float64 `json:"confidenceThreshold"`
+	MaxPredictions      int     `json:"maxPredictions"`
+}
+
+// Prediction is an AutoML classification or detection prediction. BBoxes, present
+// for detection, are [xMin, xMax, yMin, yMax] normalised to 0..1 — not x1,y1,x2,y2.
+type Prediction struct {
+	IDs          []string     `json:"ids"`
+	DisplayNames []string     `json:"displayNames"`
+	Confidences  []float64    `json:"confidences"`
+	BBoxes       [][4]float64 `json:"bboxes,omitempty"`
+}
+
+// Predictor is a model endpoint.
+type Predictor interface {
+	// Predict returns one prediction per instance, in order.
+	Predict(ctx context.Context, instances []Instance, params Parameters) ([]Prediction, error)
+}
+
+// ErrTransient marks errors worth retrying (429, 503, timeouts).
+var ErrTransient = errors.New("transient model error")
+
+// Validate checks a prediction's arrays agree and boxes are normalised; a model
+// that breaks the contract is a permanent error for that image.
+func (p Prediction) Validate(detection bool) error {
+	n := len(p.Confidences)
+	if len(p.DisplayNames) != n || (len(p.IDs) != 0 && len(p.IDs) != n) {
+		return fmt.Errorf("prediction arrays disagree: %d displayNames, %d ids, %d confidences", len(p.DisplayNames), len(p.IDs), n)
+	}
+	if detection && len(p.BBoxes) != n {
+		return fmt.Errorf("detection prediction has %d bboxes for %d confidences", len(p.BBoxes), n)
+	}
+	for i, b := range p.BBoxes {
+		if !(0 <= b[0] && b[0] <= b[1] && b[1] <= 1 && 0 <= b[2] && b[2] <= b[3] && b[3] <= 1) {
+			return fmt.Errorf("bbox %d %v is not [xMin, xMax, yMin, yMax] within 0..1", i, b)
+		}
+	}
+	return nil
+}

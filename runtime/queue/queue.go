@@ -1,0 +1,44 @@
+// Package queue is the at-least-once message broker between the pipeline's steps and
+// its consumers: Pub/Sub in the cloud, a SQLite-backed durable queue locally.
+// Backends live in sibling packages (queue/local, queue/pubsub); queuetest is their
+// shared conformance suite.
+package queue
+
+import (
+	"context"
+	"errors"
+)
+
+// Message is one delivery. The same message may be delivered more than once.
+type Message struct {
+	ID         string
+	Data       []byte
+	Attributes map[string]string
+	// DeliveryAttempt counts from 1.
+	DeliveryAttempt int
+}
+
+// Handler processes one delivery. Returning nil acknowledges it; an error makes it
+// come back later with backoff, until the backend's maximum attempts move it to the
+// dead-letter topic. Wrap an error in Permanent to dead-letter it at once.
+type Handler func(ctx context.Context, m *Message) error
+
+// Publisher sends messages to a topic.
+type Publisher interface {
+	Publish(ctx context.Context, topic string, data []byte, attrs map[string]string) (id string, err error)
+}
+
+// Subscriber delivers a subscription's messages to h until ctx ends.
+type Subscriber interface {
+	Receive(ctx context.Context, subscription string, h Handler) error
+}
+
+// Queue is both ends.
+type Queue interface {
+	Publisher
+	Subscriber
+	Close() error
+}
+
+// ErrClosed is returned after Close.
+var ErrClosed = errors.New("queue closed")
