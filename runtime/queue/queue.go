@@ -42,3 +42,23 @@ type Queue interface {
 
 // ErrClosed is returned after Close.
 var ErrClosed = errors.New("queue closed")
+
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// Permanent marks a handler error that no retry can fix: the message goes to the
+// dead-letter topic at once instead of being retried.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+// IsPermanent reports whether err was marked with Permanent.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}

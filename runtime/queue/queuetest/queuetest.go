@@ -1,0 +1,128 @@
+// Package queuetest is the conformance suite every queue.Queue backend passes.
+package queuetest
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/visionstack/visionstack/runtime/queue"
+)
+
+// Harness is one fresh topic with its subscription and dead-letter subscription.
+type Harness struct {
+	Q           queue.Queue
+	Topic       string
+	Sub         string
+	DeadSub     string // subscription on the dead-letter topic
+	MaxAttempts int
+}
+
+// Run runs the suite; open returns a fresh harness for each subtest. Backoffs
+// should be short (tens of milliseconds) so the suite runs fast.
+func Run(t *testing.T, open func(t *testing.T) Harness) {
+	t.Run("PublishReceiveAck", func(t *testing.T) {
+		h := open(t)
+		ctx := context.Background()
+		id, err := h.Q.Publish(ctx, h.Topic, []byte("hello"), map[string]string{"k": "v"})
+		if err != nil || id == "" {
+			t.Fatalf("Publish = %q, %v", id, err)
+		}
+		got := receiveN(t, h.Q, h.Sub, 1, func(m *queue.Message) error { return nil })
+		if string(got[0].Data) != "hello" || got[0].Attributes["k"] != "v" || got[0].DeliveryAttempt != 1 {
+			t.Fatalf("received %+v", got[0])
+		}
+		expectNone(t, h.Q, h.Sub, 300*time.Millisecond)
+	})
+
+	t.Run("NackRedelivers", func(t *testing.T) {
+		h := open(t)
+		ctx := context.Background()
+		if _, err := h.Q.Publish(ctx, h.Topic, []byte("retry me"), nil); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		got := receiveN(t, h.Q, h.Sub, 2, func(m *queue.Message) error {
+			n++
+			if n == 1 {
+				return errors.New("transient")
+			}
+			return nil
+		})
+		if got[0].DeliveryAttempt != 1 || got[1].DeliveryAttempt != 2 || string(got[1].Data) != "retry me" {
+			t.Fatalf("deliveries %+v", got)
+		}
+	})
+
+	t.Run("DeadLetterAfterMaxAttempts", func(t *testing.T) {
+		h := open(t)
+		ctx := context.Background()
+		if _, err := h.Q.Publish(ctx, h.Topic, []byte("poison"), map[string]string{"k": "v"}); err != nil {
+			t.Fatal(err)
+		}
+		got := receiveN(t, h.Q, h.Sub, h.MaxAttempts, func(m *queue.Message) error { return errors.New("always fails") })
+		if last := got[len(got)-1]; last.DeliveryAttempt != h.MaxAttempts {
+			t.Fatalf("last attempt = %d, want %d", last.DeliveryAttempt, h.MaxAttempts)
+		}
+		dead := receiveN(t, h.Q, h.DeadSub, 1, func(m *queue.Message) error { return nil })
+		if string(dead[0].Data) != "poison" || dead[0].Attributes["k"] != "v" {
+			t.Fatalf("dead letter = %+v", dead[0])
+		}
+		expectNone(t, h.Q, h.Sub, 300*time.Millisecond)
+	})
+}
+
+// receiveN runs Receive until n deliveries have been handled by fn, then stops.
+func receiveN(t *testing.T, q queue.Queue, sub string, n int, fn func(*queue.Message) error) []queue.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var (
+		mu  sync.Mutex
+		got []queue.Message
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = q.Receive(ctx, sub, func(_ context.Context, m *queue.Message) error {
+			mu.Lock()
+			if len(got) >= n {
+				mu.Unlock()
+				return errors.New("beyond the expected deliveries")
+			}
+			got = append(got, *m)
+			enough := len(got) == n
+			mu.Unlock()
+			err := fn(m)
+			if enough {
+				// Let the ack or nack be recorded before stopping.
+				go func() { time.Sleep(100 * time.Millisecond); cancel() }()
+			}
+			return err
+		})
+	}()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) < n {
+		t.Fatalf("received %d messages on %s, want %d", len(got), sub, n)
+	}
+	return got
+}
+
+func expectNone(t *testing.T, q queue.Queue, sub string, wait time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	var extra *queue.Message
+	_ = q.Receive(ctx, sub, func(_ context.Context, m *queue.Message) error {
+		extra = m
+		cancel()
+		return errors.New("unexpected")
+	})
+	if extra != nil {
+		t.Fatalf("unexpected delivery on %s: %+v", sub, extra)
+	}
+}
