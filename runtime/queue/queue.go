@@ -7,6 +7,8 @@ package queue
 import (
 	"context"
 	"errors"
+
+	"github.com/visionstack/visionstack/runtime/fault"
 )
 
 // Message is one delivery. The same message may be delivered more than once.
@@ -43,22 +45,9 @@ type Queue interface {
 // ErrClosed is returned after Close.
 var ErrClosed = errors.New("queue closed")
 
-type permanentError struct{ err error }
-
-func (e permanentError) Error() string { return e.err.Error() }
-func (e permanentError) Unwrap() error { return e.err }
-
 // Permanent marks a handler error that no retry can fix: the message goes to the
-// dead-letter topic at once instead of being retried.
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return permanentError{err}
-}
+// dead-letter topic at once instead of being retried. It is fault.Permanent.
+func Permanent(err error) error { return fault.Permanent(err) }
 
 // IsPermanent reports whether err was marked with Permanent.
-func IsPermanent(err error) bool {
-	var p permanentError
-	return errors.As(err, &p)
-}
+func IsPermanent(err error) bool { return fault.IsPermanent(err) }

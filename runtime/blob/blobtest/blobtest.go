@@ -35,6 +35,25 @@ func Run(t *testing.T, open func(t *testing.T) blob.Bucket) {
 		}
 	})
 
+	t.Run("MetadataRoundTrip", func(t *testing.T) {
+		b := open(t)
+		md := map[string]string{"visionstack-key": "in/a.jpg#7"}
+		if _, err := b.Put(ctx, "m.jpg", []byte("\xff\xd8\xff data"), blob.PutOptions{ContentType: "image/jpeg", Metadata: md}); err != nil {
+			t.Fatal(err)
+		}
+		a, err := b.Attrs(ctx, "m.jpg")
+		if err != nil || a.ContentType != "image/jpeg" || a.Metadata["visionstack-key"] != "in/a.jpg#7" {
+			t.Fatalf("Attrs = %+v, %v", a, err)
+		}
+		// A rewrite without metadata drops it.
+		if _, err := b.Put(ctx, "m.jpg", []byte("x"), blob.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if a, _ := b.Attrs(ctx, "m.jpg"); a.Metadata["visionstack-key"] != "" {
+			t.Fatalf("stale metadata after rewrite: %+v", a)
+		}
+	})
+
 	t.Run("NotFound", func(t *testing.T) {
 		b := open(t)
 		if _, err := b.Attrs(ctx, "missing"); !errors.Is(err, blob.ErrNotFound) {

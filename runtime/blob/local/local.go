@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -25,7 +26,10 @@ import (
 	"github.com/visionstack/visionstack/runtime/blob"
 )
 
-const tmpDir = ".visionstack-tmp"
+const (
+	tmpDir  = ".visionstack-tmp"
+	metaDir = ".visionstack-meta" // sidecar JSON per object: content type and metadata
+)
 
 // Bucket is a directory holding one bucket's objects.
 type Bucket struct {
@@ -46,9 +50,11 @@ func Open(dir, name string) (*Bucket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open local bucket %s: %w", name, err)
 	}
-	if err := root.MkdirAll(tmpDir, 0o755); err != nil {
-		root.Close()
-		return nil, fmt.Errorf("open local bucket %s: %w", name, err)
+	for _, d := range []string{tmpDir, metaDir} {
+		if err := root.MkdirAll(d, 0o755); err != nil {
+			root.Close()
+			return nil, fmt.Errorf("open local bucket %s: %w", name, err)
+		}
 	}
 	return &Bucket{name: name, dir: dir, root: root}, nil
 }
@@ -66,7 +72,7 @@ func checkName(name string) error {
 	if err := blob.ValidateName(name); err != nil {
 		return err
 	}
-	if name == tmpDir || strings.HasPrefix(name, tmpDir+"/") {
+	if first, _, _ := strings.Cut(name, "/"); first == tmpDir || first == metaDir {
 		return fmt.Errorf("%w %q: reserved by the local backend", blob.ErrInvalidName, name)
 	}
 	return nil
@@ -114,13 +120,56 @@ func (b *Bucket) attrsOf(name string, st fs.FileInfo, r io.Reader) (blob.Attrs, 
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return blob.Attrs{}, fmt.Errorf("read %s/%s: %w", b.name, name, err)
 	}
-	return blob.Attrs{
+	a := blob.Attrs{
 		Name:        name,
 		Size:        st.Size(),
 		Generation:  st.ModTime().UnixNano(),
 		ContentType: http.DetectContentType(head[:n]),
 		Updated:     st.ModTime(),
-	}, nil
+	}
+	// The sidecar counts only if it was written for this generation.
+	if raw, err := b.root.ReadFile(metaDir + "/" + name + ".json"); err == nil {
+		var sc sidecar
+		if json.Unmarshal(raw, &sc) == nil && sc.Generation == a.Generation {
+			a.Metadata = sc.Metadata
+			if sc.ContentType != "" {
+				a.ContentType = sc.ContentType
+			}
+		}
+	}
+	return a, nil
+}
+
+type sidecar struct {
+	Generation  int64             `json:"generation"`
+	ContentType string            `json:"contentType,omitempty"`
+	Metadata    map[string]string `json:"metadata,omitempty"`
+}
+
+// writeSidecar records content type and metadata for the generation just written.
+// A crash before it leaves an object without metadata, which readers treat as unknown.
+func (b *Bucket) writeSidecar(name string, gen int64, opts blob.PutOptions) error {
+	p := metaDir + "/" + name + ".json"
+	if opts.ContentType == "" && len(opts.Metadata) == 0 {
+		if err := b.root.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	raw, err := json.Marshal(sidecar{Generation: gen, ContentType: opts.ContentType, Metadata: opts.Metadata})
+	if err != nil {
+		return err
+	}
+	if dir := path.Dir(p); dir != "." {
+		if err := b.root.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	tmp, err := b.writeTemp(raw)
+	if err != nil {
+		return err
+	}
+	return b.root.Rename(tmp, p)
 }
 
 // Put writes an object atomically, honouring IfGenerationMatch.
@@ -159,7 +208,7 @@ func (b *Bucket) Put(ctx context.Context, name string, data []byte, opts blob.Pu
 				}
 				return blob.Attrs{}, fmt.Errorf("put %s/%s: %w", b.name, name, err)
 			}
-			return b.stamp(name, prevGen)
+			return b.stamp(name, prevGen, opts)
 		case statErr != nil || prevGen != *g:
 			return blob.Attrs{}, fmt.Errorf("%w: %s/%s is not at generation %d", blob.ErrPrecondition, b.name, name, *g)
 		}
@@ -167,16 +216,19 @@ func (b *Bucket) Put(ctx context.Context, name string, data []byte, opts blob.Pu
 	if err := b.root.Rename(tmp, name); err != nil {
 		return blob.Attrs{}, fmt.Errorf("put %s/%s: %w", b.name, name, err)
 	}
-	return b.stamp(name, prevGen)
+	return b.stamp(name, prevGen, opts)
 }
 
 // stamp gives the object a generation strictly greater than the one it replaced:
 // file times can be coarser than two quick writes.
-func (b *Bucket) stamp(name string, prevGen int64) (blob.Attrs, error) {
+func (b *Bucket) stamp(name string, prevGen int64, opts blob.PutOptions) (blob.Attrs, error) {
 	gen := max(time.Now().UnixNano(), prevGen+1)
 	t := time.Unix(0, gen)
 	if err := b.root.Chtimes(name, t, t); err != nil {
 		return blob.Attrs{}, fmt.Errorf("put %s/%s: %w", b.name, name, err)
+	}
+	if err := b.writeSidecar(name, gen, opts); err != nil {
+		return blob.Attrs{}, fmt.Errorf("put %s/%s: metadata: %w", b.name, name, err)
 	}
 	f, err := b.root.Open(name)
 	if err != nil {
@@ -221,7 +273,11 @@ func (b *Bucket) Delete(ctx context.Context, name string) error {
 	if !st.Mode().IsRegular() {
 		return fmt.Errorf("%w: %s/%s", blob.ErrNotFound, b.name, name)
 	}
-	return b.mapErr(name, b.root.Remove(name))
+	if err := b.root.Remove(name); err != nil {
+		return b.mapErr(name, err)
+	}
+	_ = b.root.Remove(metaDir + "/" + name + ".json")
+	return nil
 }
 
 // List returns objects under prefix in name order.
@@ -232,7 +288,7 @@ func (b *Bucket) List(ctx context.Context, prefix string) ([]blob.Attrs, error) 
 			return err
 		}
 		if d.IsDir() {
-			if p == tmpDir {
+			if p == tmpDir || p == metaDir {
 				return fs.SkipDir
 			}
 			return nil

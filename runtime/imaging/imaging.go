@@ -1,0 +1,264 @@
+// Package imaging wraps libvips (through govips) for the steps: a header check that
+// runs before any decoding, shrink-on-load thumbnails with EXIF orientation, region
+// anonymization, grayscale pixels for the face detector, and encoders that fit a
+// byte budget. libvips streams and shrinks while decoding, so a 12 MP JPEG never
+// becomes a 12 MP bitmap on the way to a 1024 px model input.
+package imaging
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"image"
+	_ "image/jpeg" // header decoders for DecodeConfig
+	_ "image/png"
+	"log/slog"
+	"math"
+	"runtime"
+	"slices"
+	"sync"
+
+	"github.com/davidbyttow/govips/v2/vips"
+	_ "golang.org/x/image/webp"
+
+	"github.com/visionstack/visionstack/runtime/fault"
+)
+
+var startOnce sync.Once
+
+// Init starts libvips once; concurrency ≤ 0 uses one thread per CPU. Later calls
+// are no-ops, so call it early (the CLI does) to choose the thread count.
+func Init(concurrency int) {
+	startOnce.Do(func() {
+		if concurrency <= 0 {
+			concurrency = runtime.GOMAXPROCS(0)
+		}
+		vips.LoggingSettings(func(domain string, level vips.LogLevel, msg string) {
+			if level <= vips.LogLevelWarning {
+				slog.Warn(msg, "component", "libvips", "domain", domain)
+			}
+		}, vips.LogLevelWarning)
+		vips.Startup(&vips.Config{ConcurrencyLevel: concurrency, MaxCacheFiles: 0, MaxCacheMem: 0, MaxCacheSize: 0})
+	})
+}
+
+// Header is what an image declares before it is decoded.
+type Header struct {
+	Format string // jpeg, png, webp
+	Width  int
+	Height int
+}
+
+// Limits guard decoding.
+type Limits struct {
+	MaxBytes     int64
+	MaxPixels    int64
+	MaxDimension int
+	Formats      []string
+}
+
+// Errors of the header check; all are wrapped as permanent.
+var (
+	ErrEmpty      = errors.New("empty file")
+	ErrTooLarge   = errors.New("file too large")
+	ErrBomb       = errors.New("declared dimensions exceed the limits")
+	ErrFormat     = errors.New("format not allowed")
+	ErrUnreadable = errors.New("not a readable image")
+	ErrCorrupt    = errors.New("image data corrupt or truncated")
+)
+
+// Check reads only the header and refuses what must not be decoded: empty or
+// oversized files, unknown or disallowed formats, and images whose declared size
+// exceeds the per-dimension or pixel caps (int64 maths, so 50000×50000 cannot wrap).
+func (l Limits) Check(data []byte) (Header, error) {
+	if len(data) == 0 {
+		return Header{}, fault.Permanent(ErrEmpty)
+	}
+	if l.MaxBytes > 0 && int64(len(data)) > l.MaxBytes {
+		return Header{}, fault.Permanent(fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(data), l.MaxBytes))
+	}
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
+	if err != nil {
+		return Header{}, fault.Permanent(fmt.Errorf("%w: %v", ErrUnreadable, err))
+	}
+	h := Header{Format: format, Width: cfg.Width, Height: cfg.Height}
+	if len(l.Formats) > 0 && !slices.Contains(l.Formats, format) {
+		return h, fault.Permanent(fmt.Errorf("%w: %s (allowed: %v)", ErrFormat, format, l.Formats))
+	}
+	if h.Width <= 0 || h.Height <= 0 {
+		return h, fault.Permanent(fmt.Errorf("%w: %dx%d", ErrUnreadable, h.Width, h.Height))
+	}
+	if l.MaxDimension > 0 && (h.Width > l.MaxDimension || h.Height > l.MaxDimension) {
+		return h, fault.Permanent(fmt.Errorf("%w: %dx%d, at most %d per side", ErrBomb, h.Width, h.Height, l.MaxDimension))
+	}
+	if px := int64(h.Width) * int64(h.Height); l.MaxPixels > 0 && px > l.MaxPixels {
+		return h, fault.Permanent(fmt.Errorf("%w: %dx%d is %d pixels, at most %d", ErrBomb, h.Width, h.Height, px, l.MaxPixels))
+	}
+	return h, nil
+}
+
+// Image is a decoded (lazily, by libvips) image. Close it.
+type Image struct{ ref *vips.ImageRef }
+
+// Close frees the image.
+func (im *Image) Close() {
+	if im != nil && im.ref != nil {
+		im.ref.Close()
+	}
+}
+
+// Width in pixels.
+func (im *Image) Width() int { return im.ref.Width() }
+
+// Height in pixels.
+func (im *Image) Height() int { return im.ref.Height() }
+
+// Crop modes for Thumbnail.
+const (
+	CropNone      = "none"
+	CropCentre    = "centre"
+	CropAttention = "attention"
+)
+
+// Thumbnail decodes data to fit longSide (never enlarging), shrinking while it
+// decodes. autoOrient applies the EXIF orientation; crop makes a square.
+// Decoding errors (truncated or corrupt data) are permanent.
+func Thumbnail(data []byte, longSide int, crop string, autoOrient bool) (*Image, error) {
+	Init(0)
+	interesting := vips.InterestingNone
+	w, h := longSide, longSide
+	switch crop {
+	case CropCentre:
+		interesting = vips.InterestingCentre
+	case CropAttention:
+		interesting = vips.InterestingAttention
+	}
+	params := vips.NewImportParams()
+	params.FailOnError.Set(true)
+	if autoOrient {
+		ref, err := vips.LoadThumbnailFromBuffer(data, w, h, interesting, vips.SizeDown, params)
+		if err != nil {
+			return nil, fault.Permanent(fmt.Errorf("%w: %v", ErrCorrupt, err))
+		}
+		return &Image{ref}, nil
+	}
+	ref, err := vips.LoadImageFromBuffer(data, params)
+	if err != nil {
+		return nil, fault.Permanent(fmt.Errorf("%w: %v", ErrCorrupt, err))
+	}
+	if err := ref.RemoveOrientation(); err != nil {
+		ref.Close()
+		return nil, err
+	}
+	if err := ref.ThumbnailWithSize(w, h, interesting, vips.SizeDown); err != nil {
+		ref.Close()
+		return nil, fault.Permanent(fmt.Errorf("%w: %v", ErrCorrupt, err))
+	}
+	return &Image{ref}, nil
+}
+
+// JPEG encodes the image; strip drops EXIF, XMP, IPTC and ICC metadata.
+func (im *Image) JPEG(quality int, strip bool) ([]byte, error) {
+	if err := im.flatten(); err != nil {
+		return nil, err
+	}
+	p := vips.NewJpegExportParams()
+	p.Quality = quality
+	p.StripMetadata = strip
+	p.Interlace = false
+	out, _, err := im.ref.ExportJpeg(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode jpeg: %w", err)
+	}
+	return out, nil
+}
+
+// FitJPEG encodes at quality, then lower qualities, then smaller sizes, until the
+// result is at most limit bytes: the model input must fit the endpoint's request cap.
+func (im *Image) FitJPEG(limit, quality int) ([]byte, error) {
+	for q := quality; ; q -= 10 {
+		q = max(q, 40)
+		out, err := im.JPEG(q, true)
+		if err != nil {
+			return nil, err
+		}
+		if len(out) <= limit {
+			return out, nil
+		}
+		if q == 40 {
+			break
+		}
+	}
+	// Still too large at quality 40: shrink by the square root of the excess and retry.
+	for range 8 {
+		out, err := im.JPEG(40, true)
+		if err != nil {
+			return nil, err
+		}
+		if len(out) <= limit {
+			return out, nil
+		}
+		scale := math.Sqrt(float64(limit)/float64(len(out))) * 0.95
+		if err := im.ref.Resize(scale, vips.KernelLanczos3); err != nil {
+			return nil, fmt.Errorf("shrink to fit %d bytes: %w", limit, err)
+		}
+	}
+	return nil, fmt.Errorf("cannot encode under %d bytes", limit)
+}
+
+func (im *Image) flatten() error {
+	if im.ref.HasAlpha() {
+		if err := im.ref.Flatten(&vips.Color{R: 255, G: 255, B: 255}); err != nil {
+			return fmt.Errorf("flatten alpha: %w", err)
+		}
+	}
+	return nil
+}
+
+// Gray returns 8-bit luminance pixels, row-major, for the face detector.
+func (im *Image) Gray() (pix []uint8, width, height int, err error) {
+	cp, err := im.ref.Copy()
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	defer cp.Close()
+	if cp.HasAlpha() {
+		if err := cp.Flatten(&vips.Color{R: 255, G: 255, B: 255}); err != nil {
+			return nil, 0, 0, err
+		}
+	}
+	if err := cp.ToColorSpace(vips.InterpretationBW); err != nil {
+		return nil, 0, 0, fmt.Errorf("grayscale: %w", err)
+	}
+	if cp.Bands() > 1 {
+		if err := cp.ExtractBand(0, 1); err != nil {
+			return nil, 0, 0, err
+		}
+	}
+	if cp.BandFormat() != vips.BandFormatUchar {
+		if err := cp.Cast(vips.BandFormatUchar); err != nil {
+			return nil, 0, 0, err
+		}
+	}
+	raw, err := cp.ToBytes()
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	w, h := cp.Width(), cp.Height()
+	if len(raw) != w*h {
+		return nil, 0, 0, fmt.Errorf("grayscale: %d bytes for %dx%d", len(raw), w, h)
+	}
+	return raw, w, h, nil
+}
+
+// Decode decodes an encoded image as is (no resize), e.g. a model input.
+func Decode(data []byte) (*Image, error) {
+	Init(0)
+	params := vips.NewImportParams()
+	params.FailOnError.Set(true)
+	ref, err := vips.LoadImageFromBuffer(data, params)
+	if err != nil {
+		return nil, fault.Permanent(fmt.Errorf("%w: %v", ErrCorrupt, err))
+	}
+	return &Image{ref}, nil
+}
