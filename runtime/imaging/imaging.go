@@ -16,6 +16,7 @@ import (
 	"math"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/davidbyttow/govips/v2/vips"
@@ -34,8 +35,11 @@ func Init(concurrency int) {
 			concurrency = runtime.GOMAXPROCS(0)
 		}
 		vips.LoggingSettings(func(domain string, level vips.LogLevel, msg string) {
-			if level <= vips.LogLevelWarning {
-				slog.Warn(msg, "component", "libvips", "domain", domain)
+			// Decode failures come back as errors too; their tile-by-tile warnings are noise.
+			if level <= vips.LogLevelCritical {
+				slog.Error(msg, "component", "libvips", "domain", domain)
+			} else {
+				slog.Debug(msg, "component", "libvips", "domain", domain)
 			}
 		}, vips.LogLevelWarning)
 		vips.Startup(&vips.Config{ConcurrencyLevel: concurrency, MaxCacheFiles: 0, MaxCacheMem: 0, MaxCacheSize: 0})
@@ -138,13 +142,13 @@ func Thumbnail(data []byte, longSide int, crop string, autoOrient bool) (*Image,
 	if autoOrient {
 		ref, err := vips.LoadThumbnailFromBuffer(data, w, h, interesting, vips.SizeDown, params)
 		if err != nil {
-			return nil, fault.Permanent(fmt.Errorf("%w: %v", ErrCorrupt, err))
+			return nil, fault.Permanent(fmt.Errorf("%w: %v", ErrCorrupt, vipsErr(err)))
 		}
 		return &Image{ref}, nil
 	}
 	ref, err := vips.LoadImageFromBuffer(data, params)
 	if err != nil {
-		return nil, fault.Permanent(fmt.Errorf("%w: %v", ErrCorrupt, err))
+		return nil, fault.Permanent(fmt.Errorf("%w: %v", ErrCorrupt, vipsErr(err)))
 	}
 	if err := ref.RemoveOrientation(); err != nil {
 		ref.Close()
@@ -152,7 +156,7 @@ func Thumbnail(data []byte, longSide int, crop string, autoOrient bool) (*Image,
 	}
 	if err := ref.ThumbnailWithSize(w, h, interesting, vips.SizeDown); err != nil {
 		ref.Close()
-		return nil, fault.Permanent(fmt.Errorf("%w: %v", ErrCorrupt, err))
+		return nil, fault.Permanent(fmt.Errorf("%w: %v", ErrCorrupt, vipsErr(err)))
 	}
 	return &Image{ref}, nil
 }
@@ -168,42 +172,43 @@ func (im *Image) JPEG(quality int, strip bool) ([]byte, error) {
 	p.Interlace = false
 	out, _, err := im.ref.ExportJpeg(p)
 	if err != nil {
-		return nil, fmt.Errorf("encode jpeg: %w", err)
+		// Decoding is lazy: a truncated source fails here, at the first full read.
+		return nil, fault.Permanent(fmt.Errorf("%w: %v", ErrCorrupt, vipsErr(err)))
 	}
 	return out, nil
 }
 
-// FitJPEG encodes at quality, then lower qualities, then smaller sizes, until the
-// result is at most limit bytes: the model input must fit the endpoint's request cap.
-func (im *Image) FitJPEG(limit, quality int) ([]byte, error) {
-	for q := quality; ; q -= 10 {
-		q = max(q, 40)
-		out, err := im.JPEG(q, true)
+// EncodeFit decodes data into a longSide thumbnail and encodes it as a stripped JPEG
+// of at most limit bytes: first at quality, then at lower qualities, then at smaller
+// sizes. Each try decodes afresh, because a shrink-on-load decode is sequential and
+// can be encoded once; at model-input sizes a retry is rare and cheap.
+func EncodeFit(data []byte, longSide int, crop string, autoOrient bool, limit, quality int) (out []byte, w, h int, err error) {
+	q := quality
+	for range 16 {
+		img, err := Thumbnail(data, longSide, crop, autoOrient)
 		if err != nil {
-			return nil, err
+			return nil, 0, 0, err
+		}
+		out, err = img.JPEG(q, true)
+		w, h = img.Width(), img.Height()
+		img.Close()
+		if err != nil {
+			return nil, 0, 0, err
 		}
 		if len(out) <= limit {
-			return out, nil
+			return out, w, h, nil
 		}
-		if q == 40 {
+		if q > 40 {
+			q = max(q-15, 40)
+			continue
+		}
+		// Still too large at quality 40: shrink by the square root of the excess.
+		longSide = int(float64(max(w, h)) * math.Sqrt(float64(limit)/float64(len(out))) * 0.95)
+		if longSide < 16 {
 			break
 		}
 	}
-	// Still too large at quality 40: shrink by the square root of the excess and retry.
-	for range 8 {
-		out, err := im.JPEG(40, true)
-		if err != nil {
-			return nil, err
-		}
-		if len(out) <= limit {
-			return out, nil
-		}
-		scale := math.Sqrt(float64(limit)/float64(len(out))) * 0.95
-		if err := im.ref.Resize(scale, vips.KernelLanczos3); err != nil {
-			return nil, fmt.Errorf("shrink to fit %d bytes: %w", limit, err)
-		}
-	}
-	return nil, fmt.Errorf("cannot encode under %d bytes", limit)
+	return nil, 0, 0, fmt.Errorf("cannot encode under %d bytes", limit)
 }
 
 func (im *Image) flatten() error {
@@ -242,13 +247,56 @@ func (im *Image) Gray() (pix []uint8, width, height int, err error) {
 	}
 	raw, err := cp.ToBytes()
 	if err != nil {
-		return nil, 0, 0, err
+		return nil, 0, 0, fault.Permanent(fmt.Errorf("%w: %v", ErrCorrupt, vipsErr(err)))
 	}
 	w, h := cp.Width(), cp.Height()
 	if len(raw) != w*h {
 		return nil, 0, 0, fmt.Errorf("grayscale: %d bytes for %dx%d", len(raw), w, h)
 	}
 	return raw, w, h, nil
+}
+
+// Editable decodes data for region edits, fitting longSide (never enlarging).
+// Unlike Thumbnail's sequential decode, the result allows random access (regions are
+// cut out and pasted back); JPEGs still shrink while decoding (by 2, 4 or 8).
+func Editable(data []byte, longSide int, autoOrient bool) (*Image, error) {
+	Init(0)
+	params := vips.NewImportParams()
+	params.FailOnError.Set(true)
+	params.AutoRotate.Set(autoOrient)
+	if cfg, format, err := image.DecodeConfig(bytes.NewReader(data)); err == nil && format == "jpeg" {
+		long := max(cfg.Width, cfg.Height)
+		shrink := 1
+		for shrink < 8 && long/(shrink*2) >= longSide {
+			shrink *= 2
+		}
+		if shrink > 1 {
+			params.JpegShrinkFactor.Set(shrink)
+		}
+	}
+	ref, err := vips.LoadImageFromBuffer(data, params)
+	if err != nil {
+		return nil, fault.Permanent(fmt.Errorf("%w: %v", ErrCorrupt, vipsErr(err)))
+	}
+	if !autoOrient {
+		_ = ref.RemoveOrientation()
+	}
+	if max(ref.Width(), ref.Height()) > longSide {
+		if err := ref.ThumbnailWithSize(longSide, longSide, vips.InterestingNone, vips.SizeDown); err != nil {
+			ref.Close()
+			return nil, fmt.Errorf("resize: %w", vipsErr(err))
+		}
+	}
+	return &Image{ref}, nil
+}
+
+// vipsErr drops the Go stack trace govips appends to every libvips error.
+func vipsErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg, _, _ := strings.Cut(err.Error(), "\n\nStack:")
+	return errors.New(strings.TrimSpace(msg))
 }
 
 // Decode decodes an encoded image as is (no resize), e.g. a model input.
@@ -258,7 +306,11 @@ func Decode(data []byte) (*Image, error) {
 	params.FailOnError.Set(true)
 	ref, err := vips.LoadImageFromBuffer(data, params)
 	if err != nil {
-		return nil, fault.Permanent(fmt.Errorf("%w: %v", ErrCorrupt, err))
+		return nil, fault.Permanent(fmt.Errorf("%w: %v", ErrCorrupt, vipsErr(err)))
 	}
 	return &Image{ref}, nil
 }
+
+// MaxSide is larger than any image the header check lets through; as a thumbnail
+// size it means "keep the original size".
+const MaxSide = 1 << 20

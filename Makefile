@@ -1,0 +1,42 @@
+# visionstack — the two commands a newcomer needs are `make demo` and `make test`.
+GO        ?= go
+BIN       := bin/visionstack
+OUT       ?= out/demo
+FUZZTIME  ?= 10s
+PKGS      := ./...
+
+.PHONY: all deps build demo test test-short fuzz bench schema vet clean
+
+all: build
+
+deps: ## install missing system packages (libvips, OpenCV judge)
+	@scripts/install-deps.sh
+
+build: deps ## build the CLI into bin/
+	$(GO) build -o $(BIN) ./cmd/visionstack
+
+demo: build ## run the demo project on the sample photos, locally, no cloud
+	$(BIN) validate demo
+	$(BIN) run --project demo --out $(OUT) testdata/photos
+	@echo
+	@echo "Processed images: $(OUT)/processed/   quarantine: $(OUT)/quarantine/   records: $(OUT)/visionstack.db"
+	@echo "Run it again: it skips what is done."
+
+test: deps ## the whole suite: vet, unit + integration tests, brief fuzzing
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+	$(MAKE) --no-print-directory fuzz
+
+fuzz: ## run each fuzz target briefly
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./runtime/config
+	$(GO) test -run '^$$' -fuzz '^FuzzHeaderCheck$$' -fuzztime $(FUZZTIME) ./runtime/prepare
+	$(GO) test -run '^$$' -fuzz '^FuzzValidateName$$' -fuzztime $(FUZZTIME) ./runtime/blob/local
+
+bench: deps ## step benchmarks on a 12 MP JPEG → bench/RESULTS.md
+	$(GO) run ./bench/cmd/benchreport -out bench/RESULTS.md
+
+schema: ## regenerate runtime/config/project.schema.json from the Go types
+	$(GO) test ./runtime/config -run TestSchemaUpToDate -update
+
+clean:
+	rm -rf bin out

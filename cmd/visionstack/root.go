@@ -1,0 +1,104 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/visionstack/visionstack/runtime/config"
+)
+
+// globalOptions are flags every command has.
+type globalOptions struct {
+	root    string // repository root holding projects/
+	verbose bool
+	out     io.Writer
+	errOut  io.Writer
+}
+
+func newRootCmd(out, errOut io.Writer) *cobra.Command {
+	g := &globalOptions{out: out, errOut: errOut}
+	cmd := &cobra.Command{
+		Use:   "visionstack",
+		Short: "Take a computer-vision model to production on Google Cloud, one project at a time",
+		Long: `visionstack stamps out a per-project stack (Pulumi), runs the four-step image
+pipeline (prepare, analyze, transform, act) locally or on Cloud Run, and serves models.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	cmd.SetOut(out)
+	cmd.SetErr(errOut)
+	cmd.PersistentFlags().StringVar(&g.root, "root", ".", "repository root that holds projects/")
+	cmd.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log every step")
+	cmd.AddCommand(newNewCmd(g), newValidateCmd(g), newRunCmd(g), newSchemaCmd(g))
+	return cmd
+}
+
+func (g *globalOptions) logger() *slog.Logger {
+	level := slog.LevelWarn
+	if g.verbose {
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(g.errOut, &slog.HandlerOptions{Level: level}))
+}
+
+// projectFile resolves a project name, a project directory or a file path.
+func (g *globalOptions) projectFile(arg string) (string, error) {
+	if st, err := os.Stat(arg); err == nil {
+		if st.IsDir() {
+			return filepath.Join(arg, "project.yaml"), nil
+		}
+		return arg, nil
+	}
+	p := filepath.Join(g.root, "projects", arg, "project.yaml")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("no project %q: expected %s; create one with `visionstack new %s --gcp-project P --region R`", arg, p, arg)
+	}
+	return p, nil
+}
+
+func (g *globalOptions) loadProject(arg string) (*config.Project, string, error) {
+	file, err := g.projectFile(arg)
+	if err != nil {
+		return nil, "", err
+	}
+	p, err := config.LoadFile(file)
+	if err != nil {
+		return nil, file, err
+	}
+	return p, file, nil
+}
+
+// exitError carries a specific exit code.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
+
+func exitCode(err error) int {
+	var e exitError
+	if errors.As(err, &e) {
+		return e.code
+	}
+	return 1
+}
+
+func newSchemaCmd(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "schema",
+		Short: "Print the JSON Schema of project files (for editors and CI)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := g.out.Write(config.SchemaJSON())
+			return err
+		},
+	}
+}

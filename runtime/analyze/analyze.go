@@ -1,0 +1,108 @@
+// Package analyze is the second step: call each configured model with the prepared
+// payload and turn AutoML-shaped predictions into labelled, boxed detections.
+// Analyses are split by mode: the synchronous API runs the sync ones at once and the
+// push path runs the rest.
+package analyze
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/visionstack/visionstack/runtime/config"
+	"github.com/visionstack/visionstack/runtime/fault"
+	"github.com/visionstack/visionstack/runtime/meta"
+	"github.com/visionstack/visionstack/runtime/model"
+)
+
+// Analysis is one configured analysis with its model client.
+type Analysis struct {
+	Spec      config.Analysis
+	Predictor model.Predictor
+}
+
+// Analyzer runs analyses.
+type Analyzer struct{ analyses []Analysis }
+
+// New pairs each configured analysis with the predictor models[spec.Model].
+func New(specs []config.Analysis, models map[string]model.Predictor) (*Analyzer, error) {
+	a := &Analyzer{}
+	for _, s := range specs {
+		p := models[s.Model]
+		if p == nil {
+			return nil, fmt.Errorf("analysis %s: no client for model %s", s.Name, s.Model)
+		}
+		a.analyses = append(a.analyses, Analysis{Spec: s, Predictor: p})
+	}
+	return a, nil
+}
+
+// Modes select analyses.
+const (
+	ModeSync  = "sync"
+	ModeAsync = "async"
+	ModeAll   = ""
+)
+
+// Run runs the analyses of mode (ModeAll: all) on the payload, in config order.
+func (a *Analyzer) Run(ctx context.Context, base64Payload, mimeType, mode string) ([]meta.Result, error) {
+	var out []meta.Result
+	for _, an := range a.analyses {
+		if mode != ModeAll && an.Spec.Mode != mode {
+			continue
+		}
+		r, err := a.one(ctx, an, base64Payload, mimeType)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func (a *Analyzer) one(ctx context.Context, an Analysis, payload, mime string) (meta.Result, error) {
+	s := an.Spec
+	ctx, cancel := context.WithTimeout(ctx, s.Timeout.Duration)
+	defer cancel()
+	start := time.Now()
+	preds, err := an.Predictor.Predict(ctx, []model.Instance{{Content: payload, MimeType: mime}},
+		model.Parameters{ConfidenceThreshold: *s.MinConfidence, MaxPredictions: s.MaxPredictions})
+	latency := time.Since(start)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: %w", model.ErrTransient, err)
+		}
+		return meta.Result{}, fmt.Errorf("analyze %s with %s: %w", s.Name, s.Model, err)
+	}
+	if len(preds) != 1 {
+		return meta.Result{}, fault.Permanent(fmt.Errorf("analyze %s: model returned %d predictions for 1 instance", s.Name, len(preds)))
+	}
+	detection := s.Format == "automl-detection"
+	if err := preds[0].Validate(detection); err != nil {
+		return meta.Result{}, fault.Permanent(fmt.Errorf("analyze %s: %w", s.Name, err))
+	}
+	return meta.Result{Analysis: s.Name, Model: s.Model, Detections: Detections(preds[0], *s.MinConfidence, s.MaxPredictions),
+		LatencyMS: float64(latency.Microseconds()) / 1000}, nil
+}
+
+// Detections converts a validated prediction, keeping those at or above minConf,
+// strongest first as the model ordered them, at most max.
+func Detections(p model.Prediction, minConf float64, limit int) []meta.Detection {
+	out := []meta.Detection{}
+	for i, c := range p.Confidences {
+		if c < minConf {
+			continue
+		}
+		if limit > 0 && len(out) >= limit {
+			break
+		}
+		d := meta.Detection{Label: p.DisplayNames[i], Confidence: c}
+		if i < len(p.BBoxes) {
+			b := p.BBoxes[i]
+			d.Box = &meta.Box{XMin: b[0], XMax: b[1], YMin: b[2], YMax: b[3]}
+		}
+		out = append(out, d)
+	}
+	return out
+}

@@ -1,0 +1,242 @@
+// Package localmode runs a project on embedded defaults, no cloud: buckets are
+// directories, metadata is SQLite, the queue is a SQLite table, and the built-in
+// face model runs in-process. Everything lives under one output directory:
+//
+//	<dir>/incoming/    originals, as submitted
+//	<dir>/processed/   anonymized, stripped, downscaled outputs
+//	<dir>/quarantine/  originals that could not be processed, with the reason recorded
+//	<dir>/visionstack.db  jobs, results and metadata
+//	<dir>/queue.db        the durable work queue
+package localmode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/visionstack/visionstack/runtime/blob"
+	"github.com/visionstack/visionstack/runtime/blob/local"
+	"github.com/visionstack/visionstack/runtime/config"
+	"github.com/visionstack/visionstack/runtime/meta"
+	"github.com/visionstack/visionstack/runtime/meta/sqlite"
+	"github.com/visionstack/visionstack/runtime/model"
+	"github.com/visionstack/visionstack/runtime/model/builtin"
+	"github.com/visionstack/visionstack/runtime/pipeline"
+	qlocal "github.com/visionstack/visionstack/runtime/queue/local"
+)
+
+// Topics of the local queue.
+const (
+	WorkTopic      = "uploaded"
+	ProcessedTopic = "processed"
+)
+
+// Options tune a local environment.
+type Options struct {
+	Workers int // concurrent images (default 1)
+	Logger  *slog.Logger
+	// Backoff overrides the project's delivery backoff (local runs want seconds, not minutes).
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// Env is an opened local environment.
+type Env struct {
+	Dir        string
+	Incoming   *local.Bucket
+	Processed  *local.Bucket
+	Quarantine *local.Bucket
+	Meta       *sqlite.Store
+	Queue      *qlocal.Queue
+	Pipeline   *pipeline.Pipeline
+	closers    []func() error
+}
+
+// Open opens (creating) the environment for cfg under dir.
+func Open(cfg *config.Project, dir string, o Options) (_ *Env, err error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 200 * time.Millisecond
+	}
+	if o.MaxBackoff < o.MinBackoff {
+		o.MaxBackoff = max(5*time.Second, o.MinBackoff)
+	}
+	e := &Env{Dir: dir}
+	defer func() {
+		if err != nil {
+			e.Close()
+		}
+	}()
+	open := func(sub string) (*local.Bucket, error) {
+		b, err := local.Open(filepath.Join(dir, sub), sub)
+		if err == nil {
+			e.closers = append(e.closers, b.Close)
+		}
+		return b, err
+	}
+	if e.Incoming, err = open("incoming"); err != nil {
+		return nil, err
+	}
+	if e.Processed, err = open("processed"); err != nil {
+		return nil, err
+	}
+	if e.Quarantine, err = open("quarantine"); err != nil {
+		return nil, err
+	}
+	if e.Meta, err = sqlite.Open(filepath.Join(dir, "visionstack.db")); err != nil {
+		return nil, err
+	}
+	e.closers = append(e.closers, e.Meta.Close)
+	e.Queue, err = qlocal.Open(filepath.Join(dir, "queue.db"), qlocal.Options{
+		MaxAttempts: cfg.Delivery.MaxAttempts, MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff,
+		AckDeadline: cfg.Delivery.AckDeadline.Duration, Workers: max(o.Workers, 1), Logger: o.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.closers = append(e.closers, e.Queue.Close)
+	models, err := Models(cfg)
+	if err != nil {
+		return nil, err
+	}
+	e.Pipeline, err = pipeline.New(cfg, pipeline.Deps{
+		Incoming: e.Incoming, Processed: e.Processed, Quarantine: e.Quarantine,
+		Meta: e.Meta, Publisher: e.Queue, ProcessedTopic: ProcessedTopic, Models: models, Logger: o.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Close closes every backend.
+func (e *Env) Close() error {
+	var errs []error
+	for i := len(e.closers) - 1; i >= 0; i-- {
+		errs = append(errs, e.closers[i]())
+	}
+	e.closers = nil
+	return errors.Join(errs...)
+}
+
+// Models builds the model clients local mode can run: the built-in ones.
+func Models(cfg *config.Project) (map[string]model.Predictor, error) {
+	out := map[string]model.Predictor{}
+	for _, a := range cfg.Pipeline.Analyses {
+		ref, err := config.ParseModel(a.Model)
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := out[a.Model]; ok {
+			continue
+		}
+		switch ref.Kind {
+		case config.ModelBuiltin:
+			m, err := builtin.New(builtin.DefaultParams)
+			if err != nil {
+				return nil, err
+			}
+			out[a.Model] = m
+		default:
+			return nil, fmt.Errorf("analysis %s: model %s needs the cloud runtime (visionstack serve); local mode runs builtin models only", a.Name, a.Model)
+		}
+	}
+	return out, nil
+}
+
+// Input is one image file to submit.
+type Input struct {
+	Path   string // on disk
+	Object string // name in the incoming bucket
+}
+
+// FindInputs expands files and folders into image files (by extension, recursively),
+// naming each object by its path below the folder given.
+func FindInputs(paths []string) ([]Input, error) {
+	var out []Input
+	seen := map[string]bool{}
+	add := func(p, obj string) {
+		abs, _ := filepath.Abs(p)
+		if !seen[abs] {
+			seen[abs] = true
+			out = append(out, Input{Path: p, Object: filepath.ToSlash(obj)})
+		}
+	}
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("input %s: %w", p, err)
+		}
+		if !st.IsDir() {
+			add(p, filepath.Base(p))
+			continue
+		}
+		base := filepath.Base(filepath.Clean(p))
+		err = filepath.WalkDir(p, func(f string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() || !IsImageName(f) {
+				return nil
+			}
+			rel, _ := filepath.Rel(p, f)
+			add(f, filepath.Join(base, rel))
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("input %s: %w", p, err)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Object < out[j].Object })
+	return out, nil
+}
+
+// IsImageName reports whether a file name has an image extension worth submitting.
+// The content is checked later; this only keeps folders' other files out.
+func IsImageName(name string) bool {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".heic":
+		return true
+	}
+	return false
+}
+
+// Submitted says what Submit did with one input.
+type Submitted struct {
+	Input
+	Key     string
+	Skipped bool // already final from an earlier run
+}
+
+// Submit stores each input in the incoming bucket and queues a task, unless its
+// content was already processed (the content hash is the key), so a re-run does no work.
+func (e *Env) Submit(ctx context.Context, in Input) (Submitted, error) {
+	data, err := os.ReadFile(in.Path)
+	if err != nil {
+		return Submitted{}, fmt.Errorf("read %s: %w", in.Path, err)
+	}
+	s := Submitted{Input: in, Key: pipeline.ContentKey(data)}
+	if j, err := e.Meta.Get(ctx, s.Key); err == nil && j.State.Final() {
+		s.Skipped = true
+		return s, nil
+	} else if err != nil && !errors.Is(err, meta.ErrNotFound) {
+		return s, err
+	}
+	attrs, err := e.Incoming.Put(ctx, in.Object, data, blob.PutOptions{})
+	if err != nil {
+		return s, fmt.Errorf("submit %s: %w", in.Path, err)
+	}
+	task := pipeline.Task{Key: s.Key, Source: meta.Source{Bucket: e.Incoming.Name(), Object: in.Object, Generation: attrs.Generation}}
+	if err := pipeline.Publish(ctx, e.Queue, WorkTopic, task); err != nil {
+		return s, err
+	}
+	return s, nil
+}

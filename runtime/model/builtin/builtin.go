@@ -1,0 +1,166 @@
+// Package builtin is the face detector shipped in the binary: pigo's pixel-intensity
+// cascade (cascade/facefinder, MIT, see cascade/LICENSE-pigo) behind the Vertex AI
+// AutoML detection contract, so the pipeline treats it like any remote model.
+//
+// It is tuned for recall, because a missed face is an anonymization failure while a
+// blurred hand is only cosmetic: small minimum size, dense scan, and extra passes on
+// the image turned ±11° to catch tilted heads.
+package builtin
+
+import (
+	"context"
+	_ "embed"
+	"encoding/base64"
+	"fmt"
+	"math"
+	"sort"
+
+	pigo "github.com/esimov/pigo/core"
+
+	"github.com/visionstack/visionstack/runtime/fault"
+	"github.com/visionstack/visionstack/runtime/imaging"
+	"github.com/visionstack/visionstack/runtime/model"
+)
+
+//go:embed cascade/facefinder
+var facefinder []byte
+
+// Label of every detection.
+const Label = "face"
+
+// Params tune the detector; DefaultParams are what was measured best on the samples.
+type Params struct {
+	MinSizeFrac float64   // smallest face, as a fraction of the shorter side
+	MinSizePx   int       // and never below this
+	ShiftFactor float64   // scan step, fraction of the window
+	ScaleFactor float64   // window growth per scale
+	Angles      []float64 // passes, in turns (pigo quantises to 1/32)
+	IoU         float64   // clustering overlap
+	QScale      float64   // confidence = 1 - exp(-Q/QScale)
+}
+
+// DefaultParams: see README "Built-in face model" for the measurements behind them.
+var DefaultParams = Params{
+	MinSizeFrac: 0.03,
+	MinSizePx:   20,
+	ShiftFactor: 0.08,
+	ScaleFactor: 1.08,
+	Angles:      []float64{0, 1.0 / 32, 31.0 / 32},
+	IoU:         0.2,
+	QScale:      10,
+}
+
+// Model is the built-in face detector. It is safe for concurrent use.
+type Model struct {
+	cascade *pigo.Pigo
+	params  Params
+}
+
+var _ model.Predictor = (*Model)(nil)
+
+// New unpacks the embedded cascade.
+func New(p Params) (*Model, error) {
+	c, err := pigo.NewPigo().Unpack(facefinder)
+	if err != nil {
+		return nil, fmt.Errorf("builtin faces: unpack cascade: %w", err)
+	}
+	return &Model{cascade: c, params: p}, nil
+}
+
+// Predict detects faces in each instance.
+func (m *Model) Predict(ctx context.Context, instances []model.Instance, params model.Parameters) ([]model.Prediction, error) {
+	out := make([]model.Prediction, 0, len(instances))
+	for i, in := range instances {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		data, err := base64.StdEncoding.DecodeString(in.Content)
+		if err != nil {
+			return nil, fault.Permanent(fmt.Errorf("instance %d: content is not base64: %w", i, err))
+		}
+		img, err := imaging.Decode(data)
+		if err != nil {
+			return nil, fmt.Errorf("instance %d: %w", i, err)
+		}
+		pix, w, h, err := img.Gray()
+		img.Close()
+		if err != nil {
+			return nil, fmt.Errorf("instance %d: %w", i, err)
+		}
+		out = append(out, m.DetectGray(pix, w, h, params))
+	}
+	return out, nil
+}
+
+// DetectGray runs the cascade on 8-bit luminance pixels.
+func (m *Model) DetectGray(pix []uint8, w, h int, params model.Parameters) model.Prediction {
+	p := m.params
+	short := min(w, h)
+	cp := pigo.CascadeParams{
+		MinSize:     max(p.MinSizePx, int(p.MinSizeFrac*float64(short))),
+		MaxSize:     short,
+		ShiftFactor: p.ShiftFactor,
+		ScaleFactor: p.ScaleFactor,
+		ImageParams: pigo.ImageParams{Pixels: pix, Rows: h, Cols: w, Dim: w},
+	}
+	var dets []pigo.Detection
+	for _, a := range p.Angles {
+		dets = append(dets, m.cascade.RunCascade(cp, a)...)
+	}
+	dets = m.cascade.ClusterDetections(dets, p.IoU)
+	sort.Slice(dets, func(i, j int) bool { return dets[i].Q > dets[j].Q })
+	dets = dropNested(dets)
+
+	pred := model.Prediction{IDs: []string{}, DisplayNames: []string{}, Confidences: []float64{}, BBoxes: [][4]float64{}}
+	for _, d := range dets {
+		conf := 1 - math.Exp(-float64(d.Q)/p.QScale)
+		if conf < params.ConfidenceThreshold {
+			continue
+		}
+		if params.MaxPredictions > 0 && len(pred.Confidences) >= params.MaxPredictions {
+			break
+		}
+		half := float64(d.Scale) / 2
+		box := [4]float64{ // [xMin, xMax, yMin, yMax], normalised
+			clamp01((float64(d.Col) - half) / float64(w)),
+			clamp01((float64(d.Col) + half) / float64(w)),
+			clamp01((float64(d.Row) - half) / float64(h)),
+			clamp01((float64(d.Row) + half) / float64(h)),
+		}
+		pred.IDs = append(pred.IDs, "0")
+		pred.DisplayNames = append(pred.DisplayNames, Label)
+		pred.Confidences = append(pred.Confidences, math.Round(conf*1e4)/1e4)
+		pred.BBoxes = append(pred.BBoxes, box)
+	}
+	return pred
+}
+
+func clamp01(v float64) float64 { return math.Min(1, math.Max(0, v)) }
+
+// dropNested removes detections mostly inside a stronger one: the cascade often
+// fires on a face and on part of it at a smaller scale, and one face is one box.
+func dropNested(dets []pigo.Detection) []pigo.Detection {
+	var kept []pigo.Detection
+	for _, d := range dets {
+		inside := false
+		for _, k := range kept {
+			if overlapOfSmaller(d, k) > 0.6 {
+				inside = true
+				break
+			}
+		}
+		if !inside {
+			kept = append(kept, d)
+		}
+	}
+	return kept
+}
+
+// overlapOfSmaller is the intersection area over the smaller square's area.
+func overlapOfSmaller(a, b pigo.Detection) float64 {
+	ha, hb := float64(a.Scale)/2, float64(b.Scale)/2
+	ix := math.Max(0, math.Min(float64(a.Col)+ha, float64(b.Col)+hb)-math.Max(float64(a.Col)-ha, float64(b.Col)-hb))
+	iy := math.Max(0, math.Min(float64(a.Row)+ha, float64(b.Row)+hb)-math.Max(float64(a.Row)-ha, float64(b.Row)-hb))
+	small := math.Min(float64(a.Scale*a.Scale), float64(b.Scale*b.Scale))
+	return ix * iy / small
+}

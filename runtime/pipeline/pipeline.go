@@ -1,0 +1,218 @@
+// Package pipeline wires the four steps — Prepare, Analyze, Transform, Act — into
+// one job per image, on whatever backends it is given. It is where at-least-once
+// delivery becomes exactly-once effect: a job is claimed before any work, outputs are
+// written create-if-absent, and the final state is recorded last. Permanent errors
+// (bad images) are recorded and the original quarantined; transient ones release the
+// claim and return an error so the message is delivered again.
+package pipeline
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/visionstack/visionstack/runtime/act"
+	"github.com/visionstack/visionstack/runtime/analyze"
+	"github.com/visionstack/visionstack/runtime/blob"
+	"github.com/visionstack/visionstack/runtime/config"
+	"github.com/visionstack/visionstack/runtime/fault"
+	"github.com/visionstack/visionstack/runtime/meta"
+	"github.com/visionstack/visionstack/runtime/model"
+	"github.com/visionstack/visionstack/runtime/prepare"
+	"github.com/visionstack/visionstack/runtime/queue"
+	"github.com/visionstack/visionstack/runtime/transform"
+)
+
+// Deps are the backends a pipeline runs on.
+type Deps struct {
+	Incoming       blob.Bucket
+	Processed      blob.Bucket
+	Quarantine     blob.Bucket
+	Meta           meta.Store
+	Publisher      queue.Publisher
+	ProcessedTopic string
+	Models         map[string]model.Predictor // by config model reference
+	Claimant       string                     // this worker's id (default host:pid)
+	Lease          time.Duration              // claim lease (default the ack deadline)
+	Logger         *slog.Logger
+}
+
+// Task is the message that asks for one image to be processed.
+type Task struct {
+	Key    string      `json:"key"`
+	Source meta.Source `json:"source"`
+}
+
+// ObjectKey is the idempotency key of a stored object version.
+func ObjectKey(bucket, object string, generation int64) string {
+	return bucket + "/" + object + "#" + strconv.FormatInt(generation, 10)
+}
+
+// ContentKey is the idempotency key of image bytes (sync API, local runs).
+func ContentKey(data []byte) string {
+	sum := sha256.Sum256(data)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// Publish queues a task on topic.
+func Publish(ctx context.Context, pub queue.Publisher, topic string, t Task) error {
+	data, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	if _, err := pub.Publish(ctx, topic, data, map[string]string{"key": t.Key}); err != nil {
+		return fmt.Errorf("queue %s: %w", t.Key, err)
+	}
+	return nil
+}
+
+// ErrSuperseded: the object was overwritten after the task was queued; the newer
+// generation has a task of its own.
+var ErrSuperseded = errors.New("object superseded by a newer generation")
+
+// Outcome of one Process call.
+type Outcome struct {
+	Job     meta.Job
+	Skipped bool // already final: a duplicate delivery or a re-run
+	Timings Timings
+}
+
+// Timings of the steps, for logs and benchmarks.
+type Timings struct {
+	Prepare, Analyze, Transform, Act time.Duration
+}
+
+// Pipeline processes images for one project.
+type Pipeline struct {
+	deps        Deps
+	prep        *prepare.Preparer
+	analyzer    *analyze.Analyzer
+	transformer *transform.Transformer
+	actor       *act.Actor
+	log         *slog.Logger
+}
+
+// New builds the pipeline of cfg (defaults applied, validated) on deps.
+func New(cfg *config.Project, d Deps) (*Pipeline, error) {
+	an, err := analyze.New(cfg.Pipeline.Analyses, d.Models)
+	if err != nil {
+		return nil, err
+	}
+	if d.Claimant == "" {
+		host, _ := os.Hostname()
+		d.Claimant = fmt.Sprintf("%s:%d", host, os.Getpid())
+	}
+	if d.Lease <= 0 {
+		d.Lease = cfg.Delivery.AckDeadline.Duration
+	}
+	if d.Logger == nil {
+		d.Logger = slog.Default()
+	}
+	autoOrient := cfg.Pipeline.Prepare.AutoOrient == nil || *cfg.Pipeline.Prepare.AutoOrient
+	return &Pipeline{
+		deps:        d,
+		prep:        prepare.New(cfg.Pipeline.Prepare),
+		analyzer:    an,
+		transformer: transform.New(cfg.Pipeline.Transforms, autoOrient),
+		actor:       act.New(cfg.Pipeline.Actions, d.Processed, d.Quarantine, d.Meta, d.Publisher, d.ProcessedTopic),
+		log:         d.Logger,
+	}, nil
+}
+
+// Handle is the queue handler: it decodes a Task and processes it. A malformed
+// message can never succeed, so it is dead-lettered at once.
+func (p *Pipeline) Handle(ctx context.Context, m *queue.Message) error {
+	var t Task
+	if err := json.Unmarshal(m.Data, &t); err != nil || t.Key == "" || t.Source.Object == "" {
+		return queue.Permanent(fmt.Errorf("message %s is not a task: %v", m.ID, err))
+	}
+	_, err := p.Process(ctx, t)
+	return err
+}
+
+// Process runs the four steps for one task, exactly once per key.
+func (p *Pipeline) Process(ctx context.Context, t Task) (Outcome, error) {
+	log := p.log.With("key", t.Key, "object", t.Source.Object)
+	claim, err := p.deps.Meta.Claim(ctx, t.Key, t.Source, p.deps.Claimant, p.deps.Lease)
+	switch {
+	case errors.Is(err, meta.ErrDone):
+		log.Info("already processed; skipping")
+		job, gerr := p.deps.Meta.Get(ctx, t.Key)
+		return Outcome{Job: job, Skipped: true}, gerr
+	case err != nil:
+		return Outcome{}, fmt.Errorf("process %s: %w", t.Key, err) // busy or store down: retry
+	}
+	job := meta.Job{Key: t.Key, Source: t.Source}
+	var out Outcome
+
+	start := time.Now()
+	data, attrs, err := p.prep.Load(ctx, p.deps.Incoming, t.Source.Object)
+	if err == nil && t.Source.Generation != 0 && attrs.Generation != t.Source.Generation {
+		err = fault.Permanent(fmt.Errorf("%w: queued generation %d, found %d", ErrSuperseded, t.Source.Generation, attrs.Generation))
+		data = nil
+	}
+	if err != nil {
+		return p.fail(ctx, log, claim, job, data, err, out)
+	}
+	job.Bytes = int64(len(data))
+	img, err := p.prep.Prepare(data)
+	out.Timings.Prepare = time.Since(start)
+	if err != nil {
+		return p.fail(ctx, log, claim, job, data, err, out)
+	}
+	job.Format, job.Width, job.Height = img.Header.Format, img.Width, img.Height
+
+	start = time.Now()
+	job.Results, err = p.analyzer.Run(ctx, img.Base64, img.MimeType, analyze.ModeAll)
+	out.Timings.Analyze = time.Since(start)
+	if err != nil {
+		return p.fail(ctx, log, claim, job, data, err, out)
+	}
+
+	start = time.Now()
+	processed, err := p.transformer.Apply(data, job.Results)
+	out.Timings.Transform = time.Since(start)
+	if err != nil {
+		return p.fail(ctx, log, claim, job, data, err, out)
+	}
+
+	start = time.Now()
+	if err := p.actor.Done(ctx, claim, job, processed.Data); err != nil {
+		return p.fail(ctx, log, claim, job, data, err, out)
+	}
+	out.Timings.Act = time.Since(start)
+	out.Job, err = p.deps.Meta.Get(ctx, t.Key)
+	log.Info("processed", "state", out.Job.State, "regions", processed.Regions,
+		"prepareMs", ms(out.Timings.Prepare), "analyzeMs", ms(out.Timings.Analyze),
+		"transformMs", ms(out.Timings.Transform), "actMs", ms(out.Timings.Act))
+	return out, err
+}
+
+// fail quarantines on a permanent error and releases the claim on a transient one.
+func (p *Pipeline) fail(ctx context.Context, log *slog.Logger, c meta.Claim, job meta.Job, original []byte, cause error, out Outcome) (Outcome, error) {
+	bg := context.WithoutCancel(ctx)
+	if fault.IsPermanent(cause) {
+		log.Warn("quarantined", "reason", cause.Error())
+		if err := p.actor.Quarantined(bg, c, job, original, cause.Error()); err != nil {
+			_ = p.deps.Meta.Release(bg, c)
+			return out, fmt.Errorf("quarantine %s: %w", c.Key, err)
+		}
+		j, err := p.deps.Meta.Get(bg, c.Key)
+		out.Job = j
+		return out, err
+	}
+	log.Warn("transient failure; will retry", "err", cause.Error(), "attempt", c.Attempts)
+	if err := p.deps.Meta.Release(bg, c); err != nil {
+		log.Error("release claim", "err", err)
+	}
+	return out, fmt.Errorf("process %s: %w", c.Key, cause)
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

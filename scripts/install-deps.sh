@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the system packages visionstack builds and tests with (Debian/Ubuntu).
+# Idempotent: installs only what is missing. Needs root or sudo for apt-get.
+#   libvips-dev   libvips for govips (cgo): decode, resize, encode
+#   pkg-config    cgo finds libvips through it
+#   python3-opencv, opencv-data   the independent face detector that judges anonymization
+set -euo pipefail
+need=()
+for pkg in libvips-dev pkg-config gcc python3-opencv opencv-data; do
+	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if [ ${#need[@]} -eq 0 ]; then
+	echo "system packages: all present"
+	exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "installing: ${need[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+echo "system packages: installed ${need[*]}"
