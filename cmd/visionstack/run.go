@@ -197,4 +197,3 @@ func countFaces(j meta.Job) int {
 	}
 	return n
 }
-

@@ -110,4 +110,3 @@ func (t *Transformer) Apply(original []byte, results []meta.Result) (Output, err
 	}
 	return Output{Data: data, Width: img.Width(), Height: img.Height(), Regions: n}, nil
 }
-
