@@ -257,35 +257,26 @@ func (im *Image) Gray() (pix []uint8, width, height int, err error) {
 }
 
 // Editable decodes data for region edits, fitting longSide (never enlarging).
-// Unlike Thumbnail's sequential decode, the result allows random access (regions are
-// cut out and pasted back); JPEGs still shrink while decoding (by 2, 4 or 8).
+// Thumbnail's fast shrink-on-load decode is sequential, and region edits need random
+// access (cut a region out, paste it back), so the thumbnail is materialised once
+// through an uncompressed in-memory TIFF — a copy, not a codec — and reloaded.
 func Editable(data []byte, longSide int, autoOrient bool) (*Image, error) {
-	Init(0)
-	params := vips.NewImportParams()
-	params.FailOnError.Set(true)
-	params.AutoRotate.Set(autoOrient)
-	if cfg, format, err := image.DecodeConfig(bytes.NewReader(data)); err == nil && format == "jpeg" {
-		long := max(cfg.Width, cfg.Height)
-		shrink := 1
-		for shrink < 8 && long/(shrink*2) >= longSide {
-			shrink *= 2
-		}
-		if shrink > 1 {
-			params.JpegShrinkFactor.Set(shrink)
-		}
-	}
-	ref, err := vips.LoadImageFromBuffer(data, params)
+	img, err := Thumbnail(data, longSide, CropNone, autoOrient)
 	if err != nil {
+		return nil, err
+	}
+	p := vips.NewTiffExportParams()
+	p.Compression = vips.TiffCompressionNone
+	p.Predictor = vips.TiffPredictorNone
+	raw, _, err := img.ref.ExportTiff(p)
+	img.Close()
+	if err != nil {
+		// Decoding is lazy: a truncated source fails here, at the first full read.
 		return nil, fault.Permanent(fmt.Errorf("%w: %v", ErrCorrupt, vipsErr(err)))
 	}
-	if !autoOrient {
-		_ = ref.RemoveOrientation()
-	}
-	if max(ref.Width(), ref.Height()) > longSide {
-		if err := ref.ThumbnailWithSize(longSide, longSide, vips.InterestingNone, vips.SizeDown); err != nil {
-			ref.Close()
-			return nil, fmt.Errorf("resize: %w", vipsErr(err))
-		}
+	ref, err := vips.NewImageFromBuffer(raw)
+	if err != nil {
+		return nil, fmt.Errorf("reload: %w", vipsErr(err))
 	}
 	return &Image{ref}, nil
 }
@@ -295,8 +286,11 @@ func vipsErr(err error) error {
 	if err == nil {
 		return nil
 	}
-	msg, _, _ := strings.Cut(err.Error(), "\n\nStack:")
-	return errors.New(strings.TrimSpace(msg))
+	msg, _, _ := strings.Cut(err.Error(), "Stack:")
+	if msg = strings.TrimSpace(msg); msg == "" {
+		msg = "libvips failed without a message"
+	}
+	return errors.New(msg)
 }
 
 // Decode decodes an encoded image as is (no resize), e.g. a model input.
@@ -314,3 +308,17 @@ func Decode(data []byte) (*Image, error) {
 // MaxSide is larger than any image the header check lets through; as a thumbnail
 // size it means "keep the original size".
 const MaxSide = 1 << 20
+
+// RetryCorrupt runs f, and once more if it failed with ErrCorrupt. libvips 8.14 now
+// and then fails a good JPEG with "images do not match between header and load"
+// when images are decoded in parallel; a second decode succeeds, while a really
+// corrupt file fails twice and is quarantined. Retrying here keeps good images out
+// of quarantine without waiting for a queue redelivery.
+func RetryCorrupt[T any](f func() (T, error)) (T, error) {
+	v, err := f()
+	if err != nil && errors.Is(err, ErrCorrupt) {
+		slog.Debug("decode failed; retrying once", "err", err)
+		return f()
+	}
+	return v, err
+}

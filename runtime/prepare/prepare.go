@@ -75,7 +75,15 @@ func (p *Preparer) Prepare(data []byte) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	payload, pw, ph, err := imaging.EncodeFit(data, p.longSide, p.crop, p.autoOrient, p.payloadLimit*3/4, p.quality) // base64 grows by 4/3
+	type fit struct {
+		payload []byte
+		w, h    int
+	}
+	f, err := imaging.RetryCorrupt(func() (fit, error) {
+		out, w, h, err := imaging.EncodeFit(data, p.longSide, p.crop, p.autoOrient, p.payloadLimit*3/4, p.quality) // base64 grows by 4/3
+		return fit{out, w, h}, err
+	})
+	payload, pw, ph := f.payload, f.w, f.h
 	if err != nil {
 		return nil, fmt.Errorf("encode model input: %w", err)
 	}

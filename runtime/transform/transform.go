@@ -87,6 +87,10 @@ func padded(b meta.Box, pad float64, w, h int) imaging.Rect {
 
 // Apply produces the processed image from the original and the analysis results.
 func (t *Transformer) Apply(original []byte, results []meta.Result) (Output, error) {
+	return imaging.RetryCorrupt(func() (Output, error) { return t.apply(original, results) })
+}
+
+func (t *Transformer) apply(original []byte, results []meta.Result) (Output, error) {
 	long := t.longSide
 	if long == 0 {
 		long = imaging.MaxSide

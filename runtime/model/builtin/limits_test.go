@@ -2,6 +2,6 @@ package builtin_test
 
 // Measured with DefaultParams (see TestRecallOnSamples output).
 const (
-	minRecall      = 0.0
-	maxFalseAlarms = 1000
+	minRecall      = 22.0 / 25
+	maxFalseAlarms = 10
 )
