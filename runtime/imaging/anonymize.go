@@ -90,11 +90,10 @@ func (im *Image) anonymizeOne(r Rect, method string) error {
 }
 
 // shuffledBlocks builds the replacement for region r from sub (its pixels): the
-// region's average colours on a coarse grid, cells permuted, smoothly interpolated,
-// plus fine grain. Shuffling removes the face's layout; smoothing leaves no edges
-// for a detector to latch onto; grain removes the smooth low-contrast areas in which
-// SSIM stays high whatever the content. The generator is seeded from the region, so
-// the output is the same on every run.
+// region's average colours on a coarse grid, cells permuted, smoothly (bilinearly)
+// interpolated. Shuffling removes the face's layout; smoothing leaves no edges for a
+// detector to latch onto. The permutation is seeded from the region, so the output
+// is the same on every run.
 func shuffledBlocks(sub *vips.ImageRef, r Rect) (*vips.ImageRef, error) {
 	long := max(r.W, r.H)
 	nx := max(2, r.W*pixelateBlocks/long)
@@ -131,12 +130,11 @@ func shuffledBlocks(sub *vips.ImageRef, r Rect) (*vips.ImageRef, error) {
 			fx := (float64(x)+0.5)*float64(gw)/float64(r.W) - 0.5
 			x0 := int(math.Floor(fx))
 			tx := fx - float64(x0)
-			grain := float64(rng.IntN(2*grainAmplitude+1) - grainAmplitude)
 			o := patch.PixOffset(x, y)
 			for c := range 3 {
 				cc := min(c, ch-1)
 				v := (1-ty)*((1-tx)*cell(x0, y0, cc)+tx*cell(x0+1, y0, cc)) + ty*((1-tx)*cell(x0, y0+1, cc)+tx*cell(x0+1, y0+1, cc))
-				patch.Pix[o+c] = uint8(min(max(v+grain, 0), 255))
+				patch.Pix[o+c] = uint8(min(max(v+0.5, 0), 255))
 			}
 			patch.Pix[o+3] = 255
 		}
