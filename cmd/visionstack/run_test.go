@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/visionstack/visionstack/runtime/imaging"
 	"github.com/visionstack/visionstack/internal/testimg"
+	"github.com/visionstack/visionstack/runtime/imaging"
 	"github.com/visionstack/visionstack/runtime/meta"
 	"github.com/visionstack/visionstack/runtime/meta/sqlite"
 	"github.com/visionstack/visionstack/testdata/photos"

@@ -8,10 +8,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/visionstack/visionstack/internal/testimg"
 	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/runtime/fault"
 	"github.com/visionstack/visionstack/runtime/imaging"
-	"github.com/visionstack/visionstack/internal/testimg"
 	"github.com/visionstack/visionstack/runtime/prepare"
 	"github.com/visionstack/visionstack/testdata/photos"
 )
