@@ -322,3 +322,17 @@ func RetryCorrupt[T any](f func() (T, error)) (T, error) {
 	}
 	return v, err
 }
+
+// Upscale enlarges an image to width (keeping its aspect) and encodes a JPEG: it makes
+// large benchmark inputs out of real photos.
+func Upscale(data []byte, width, quality int) ([]byte, error) {
+	img, err := Decode(data)
+	if err != nil {
+		return nil, err
+	}
+	defer img.Close()
+	if err := img.ref.Resize(float64(width)/float64(img.Width()), vips.KernelLanczos3); err != nil {
+		return nil, vipsErr(err)
+	}
+	return img.JPEG(quality, false)
+}

@@ -1,0 +1,246 @@
+// Package bench measures each step and the whole local pipeline on a 12-megapixel
+// JPEG made from a sample photo, on one core (GOMAXPROCS=1, one libvips thread).
+// Run through `make bench`, which runs every benchmark in its own process so that the
+// peak RSS reported is that benchmark's, and writes bench/RESULTS.md.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/visionstack/visionstack/runtime/analyze"
+	"github.com/visionstack/visionstack/runtime/blob"
+	"github.com/visionstack/visionstack/runtime/blob/local"
+	"github.com/visionstack/visionstack/runtime/config"
+	"github.com/visionstack/visionstack/runtime/imaging"
+	"github.com/visionstack/visionstack/runtime/localmode"
+	"github.com/visionstack/visionstack/runtime/meta"
+	"github.com/visionstack/visionstack/runtime/meta/sqlite"
+	"github.com/visionstack/visionstack/runtime/pipeline"
+	"github.com/visionstack/visionstack/runtime/prepare"
+	"github.com/visionstack/visionstack/runtime/transform"
+	"github.com/visionstack/visionstack/testdata/photos"
+)
+
+func TestMain(m *testing.M) {
+	imaging.Init(1) // one libvips thread: the targets are per core
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	os.Exit(m.Run())
+}
+
+var (
+	once    sync.Once
+	big     []byte // 12 MP JPEG
+	project *config.Project
+	setupErr error
+)
+
+// setup builds the 12 MP input from a real photo (upscaled, so faces stay real) and
+// loads the demo project.
+func setup(b *testing.B) {
+	once.Do(func() {
+		src, err := os.ReadFile(filepath.Join(photos.Dir(), "faces", "faceapi_sample1.jpg"))
+		if err != nil {
+			setupErr = err
+			return
+		}
+		big, setupErr = imaging.Upscale(src, 4240, 90) // 4240×2827 ≈ 12.0 MP
+		if setupErr != nil {
+			return
+		}
+		project, setupErr = config.LoadFile(filepath.Join(photos.Dir(), "..", "..", "projects", "demo", "project.yaml"))
+	})
+	if setupErr != nil {
+		b.Fatal(setupErr)
+	}
+}
+
+// reportPeakRSS adds the process's peak resident set (VmHWM) to the result.
+func reportPeakRSS(b *testing.B) {
+	raw, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			b.ReportMetric(float64(kb)/1024, "peak-RSS-MB")
+		}
+	}
+}
+
+func report(b *testing.B, start time.Time) {
+	b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(b.N), "ms/image")
+	reportPeakRSS(b)
+}
+
+func BenchmarkPrepare12MP(b *testing.B) {
+	setup(b)
+	p := prepare.New(project.Pipeline.Prepare)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		if _, err := p.Prepare(big); err != nil {
+			b.Fatal(err)
+		}
+	}
+	report(b, start)
+}
+
+func prepared(b *testing.B) *prepare.Image {
+	img, err := prepare.New(project.Pipeline.Prepare).Prepare(big)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return img
+}
+
+func analyzer(b *testing.B) *analyze.Analyzer {
+	models, err := localmode.Models(project)
+	if err != nil {
+		b.Fatal(err)
+	}
+	a, err := analyze.New(project.Pipeline.Analyses, models)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return a
+}
+
+func BenchmarkAnalyzeFaces(b *testing.B) {
+	setup(b)
+	img := prepared(b)
+	a := analyzer(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		if _, err := a.Run(context.Background(), img.Base64, img.MimeType, analyze.ModeAll); err != nil {
+			b.Fatal(err)
+		}
+	}
+	report(b, start)
+}
+
+func results(b *testing.B) []meta.Result {
+	img := prepared(b)
+	r, err := analyzer(b).Run(context.Background(), img.Base64, img.MimeType, analyze.ModeAll)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if len(r[0].Detections) == 0 {
+		b.Fatal("no face found in the benchmark image")
+	}
+	return r
+}
+
+func BenchmarkTransform12MP(b *testing.B) {
+	setup(b)
+	res := results(b)
+	autoOrient := true
+	tr := transform.New(project.Pipeline.Transforms, autoOrient)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		if _, err := tr.Apply(big, res); err != nil {
+			b.Fatal(err)
+		}
+	}
+	report(b, start)
+}
+
+func processedBytes(b *testing.B) []byte {
+	out, err := transform.New(project.Pipeline.Transforms, true).Apply(big, results(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return out.Data
+}
+
+func BenchmarkStore(b *testing.B) {
+	setup(b)
+	data := processedBytes(b)
+	bucket, err := local.Open(b.TempDir(), "processed")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bucket.Close()
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		if _, err := bucket.Put(context.Background(), fmt.Sprintf("img-%d.jpg", i), data, blob.PutOptions{IfGenerationMatch: blob.DoesNotExist()}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	report(b, start)
+}
+
+func BenchmarkRecord(b *testing.B) {
+	setup(b)
+	res := results(b)
+	store, err := sqlite.Open(filepath.Join(b.TempDir(), "meta.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		key := fmt.Sprintf("k%d", i)
+		c, err := store.Claim(ctx, key, meta.Source{Bucket: "incoming", Object: key}, "bench", time.Minute)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := store.Complete(ctx, c, meta.Job{State: meta.StateDone, Results: res, Width: 4240, Height: 2827}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	report(b, start)
+}
+
+// BenchmarkPipeline12MP is the whole local job per image: claim, load, prepare,
+// faces, blur, 2048 px out, store, publish, record.
+func BenchmarkPipeline12MP(b *testing.B) {
+	setup(b)
+	env, err := localmode.Open(project, b.TempDir(), localmode.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer env.Close()
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		obj := fmt.Sprintf("in/%d.jpg", i)
+		attrs, err := env.Incoming.Put(ctx, obj, big, blob.PutOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		task := pipeline.Task{Key: pipeline.ObjectKey("incoming", obj, attrs.Generation), Source: meta.Source{Bucket: "incoming", Object: obj, Generation: attrs.Generation}}
+		out, err := env.Pipeline.Process(ctx, task)
+		if err != nil || out.Job.State != meta.StateDone {
+			b.Fatalf("process: %v (%s %s)", err, out.Job.State, out.Job.Reason)
+		}
+	}
+	b.StopTimer()
+	// The upload into the incoming bucket ran with the timer off: it is not the job's.
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/image")
+	reportPeakRSS(b)
+	runtime.KeepAlive(env)
+}
