@@ -38,9 +38,9 @@ func TestMain(m *testing.M) {
 }
 
 var (
-	once    sync.Once
-	big     []byte // 12 MP JPEG
-	project *config.Project
+	once     sync.Once
+	big      []byte // 12 MP JPEG
+	project  *config.Project
 	setupErr error
 )
 

@@ -17,49 +17,42 @@ type ByteSize int64
 // Count is a plain count written as 50000000, "50M", "12.5M" or "2G" (decimal).
 type Count int64
 
-var byteUnits = []struct {
+type unit struct {
 	suffix string
 	mult   float64
-}{ // longest suffixes first so "MiB" is not read as "B"
-	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
-	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1},
 }
 
-var countUnits = []struct {
-	suffix string
-	mult   float64
-}{{"K", 1e3}, {"M", 1e6}, {"G", 1e9}}
+// Longest suffixes first so "MiB" is not read as "B".
+var byteUnits = []unit{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+
+var countUnits = []unit{{"K", 1e3}, {"M", 1e6}, {"G", 1e9}}
 
 // ParseByteSize reads "20MiB", "1.5MB" or a plain number of bytes.
 func ParseByteSize(s string) (ByteSize, error) {
-	s = strings.TrimSpace(s)
-	for _, u := range byteUnits {
-		if num, ok := strings.CutSuffix(s, u.suffix); ok {
-			v, err := scaled(num, u.mult)
-			return ByteSize(v), err
-		}
-	}
-	v, err := scaled(s, 1)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a size: write bytes as 1048576, 512KiB, 20MiB or 1.5MB", s)
-	}
-	return ByteSize(v), nil
+	v, err := parseUnits(s, byteUnits, "a size: write bytes as 1048576, 512KiB, 20MiB or 1.5MB")
+	return ByteSize(v), err
 }
 
 // ParseCount reads "50M", "12.5M" or a plain number.
 func ParseCount(s string) (Count, error) {
+	v, err := parseUnits(s, countUnits, "a count: write 50000000, 50M or 12.5M")
+	return Count(v), err
+}
+
+func parseUnits(s string, units []unit, what string) (int64, error) {
 	s = strings.TrimSpace(s)
-	for _, u := range countUnits {
-		if num, ok := strings.CutSuffix(s, u.suffix); ok {
-			v, err := scaled(num, u.mult)
-			return Count(v), err
+	num, mult := s, 1.0
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			num, mult = n, u.mult
+			break
 		}
 	}
-	v, err := scaled(s, 1)
+	v, err := scaled(num, mult)
 	if err != nil {
-		return 0, fmt.Errorf("%q is not a count: write 50000000, 50M or 12.5M", s)
+		return 0, fmt.Errorf("%q is not %s", s, what)
 	}
-	return Count(v), nil
+	return v, nil
 }
 
 func scaled(num string, mult float64) (int64, error) {

@@ -6,9 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 
+	"github.com/visionstack/visionstack/internal/racetest"
 	"github.com/visionstack/visionstack/runtime/blob"
 )
 
@@ -119,24 +119,15 @@ func Run(t *testing.T, open func(t *testing.T) blob.Bucket) {
 
 	t.Run("ConcurrentCreateHasOneWinner", func(t *testing.T) {
 		b := open(t)
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		wins := 0
-		for i := range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_, err := b.Put(ctx, "race", []byte(fmt.Sprint(i)), blob.PutOptions{IfGenerationMatch: blob.DoesNotExist()})
-				if err == nil {
-					mu.Lock()
-					wins++
-					mu.Unlock()
-				} else if !errors.Is(err, blob.ErrPrecondition) {
-					t.Errorf("racer %d: %v", i, err)
-				}
-			}()
+		wins, losers := racetest.Winners(8, func(i int) error {
+			_, err := b.Put(ctx, "race", []byte(fmt.Sprint(i)), blob.PutOptions{IfGenerationMatch: blob.DoesNotExist()})
+			return err
+		})
+		for _, err := range losers {
+			if !errors.Is(err, blob.ErrPrecondition) {
+				t.Errorf("loser: %v", err)
+			}
 		}
-		wg.Wait()
 		if wins != 1 {
 			t.Fatalf("%d writers won a create-if-absent race, want 1", wins)
 		}

@@ -5,10 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/visionstack/visionstack/internal/racetest"
 	"github.com/visionstack/visionstack/runtime/meta"
 )
 
@@ -108,25 +108,15 @@ func Run(t *testing.T, open func(t *testing.T) meta.Store) {
 
 	t.Run("ConcurrentClaimsOneWinner", func(t *testing.T) {
 		s := open(t)
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		wins := 0
-		for i := range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_, err := s.Claim(ctx, "race", src, fmt.Sprintf("w%d", i), time.Minute)
-				switch {
-				case err == nil:
-					mu.Lock()
-					wins++
-					mu.Unlock()
-				case !errors.Is(err, meta.ErrBusy):
-					t.Errorf("claimant %d: %v", i, err)
-				}
-			}()
+		wins, losers := racetest.Winners(8, func(i int) error {
+			_, err := s.Claim(ctx, "race", src, fmt.Sprintf("w%d", i), time.Minute)
+			return err
+		})
+		for _, err := range losers {
+			if !errors.Is(err, meta.ErrBusy) {
+				t.Errorf("loser: %v", err)
+			}
 		}
-		wg.Wait()
 		if wins != 1 {
 			t.Fatalf("%d claimants won, want 1", wins)
 		}
