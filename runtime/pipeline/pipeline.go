@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/visionstack/visionstack/runtime/act"
@@ -60,6 +61,8 @@ func ContentKey(data []byte) string {
 	sum := sha256.Sum256(data)
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
+
+var attemptSeq atomic.Uint64
 
 // Publish queues a task on topic.
 func Publish(ctx context.Context, pub queue.Publisher, topic string, t Task) error {
@@ -140,7 +143,10 @@ func (p *Pipeline) Handle(ctx context.Context, m *queue.Message) error {
 // Process runs the four steps for one task, exactly once per key.
 func (p *Pipeline) Process(ctx context.Context, t Task) (Outcome, error) {
 	log := p.log.With("key", t.Key, "object", t.Source.Object)
-	claim, err := p.deps.Meta.Claim(ctx, t.Key, t.Source, p.deps.Claimant, p.deps.Lease)
+	// Every attempt claims under its own name: two deliveries handled by workers of
+	// the same process must still exclude each other.
+	claimant := p.deps.Claimant + "/" + strconv.FormatUint(attemptSeq.Add(1), 10)
+	claim, err := p.deps.Meta.Claim(ctx, t.Key, t.Source, claimant, p.deps.Lease)
 	switch {
 	case errors.Is(err, meta.ErrDone):
 		log.Info("already processed; skipping")

@@ -1,0 +1,182 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/visionstack/visionstack/internal/racetest"
+	"github.com/visionstack/visionstack/runtime/blob"
+	"github.com/visionstack/visionstack/runtime/config"
+	"github.com/visionstack/visionstack/runtime/localmode"
+	"github.com/visionstack/visionstack/runtime/meta"
+	"github.com/visionstack/visionstack/runtime/model"
+	"github.com/visionstack/visionstack/runtime/pipeline"
+	"github.com/visionstack/visionstack/runtime/queue"
+	"github.com/visionstack/visionstack/testdata/photos"
+)
+
+// flakyModel answers 503 (transient) for its first failures calls, then one face.
+type flakyModel struct {
+	failures int32
+	calls    atomic.Int32
+}
+
+func (m *flakyModel) Predict(ctx context.Context, in []model.Instance, p model.Parameters) ([]model.Prediction, error) {
+	if m.calls.Add(1) <= m.failures {
+		return nil, errors.Join(model.ErrTransient, errors.New("503 Service Unavailable"))
+	}
+	return []model.Prediction{{IDs: []string{"1"}, DisplayNames: []string{"face"}, Confidences: []float64{0.9},
+		BBoxes: [][4]float64{{0.4, 0.6, 0.2, 0.5}}}}, nil
+}
+
+func setup(t *testing.T, m model.Predictor) (*localmode.Env, *pipeline.Pipeline, pipeline.Task) {
+	t.Helper()
+	cfg, err := config.LoadFile(filepath.Join(photos.Dir(), "..", "..", "projects", "demo", "project.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := localmode.Open(cfg, t.TempDir(), localmode.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.Close() })
+	p, err := pipeline.New(cfg, pipeline.Deps{Incoming: env.Incoming, Processed: env.Processed, Quarantine: env.Quarantine,
+		Meta: env.Meta, Publisher: env.Queue, ProcessedTopic: localmode.ProcessedTopic,
+		Models: map[string]model.Predictor{"builtin:faces": m}, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(photos.Dir(), "faces", "grace_hopper.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a, err := env.Incoming.Put(ctx, "in/grace.jpg", data, blob.PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env, p, pipeline.Task{Key: pipeline.ObjectKey("incoming", "in/grace.jpg", a.Generation),
+		Source: meta.Source{Bucket: "incoming", Object: "in/grace.jpg", Generation: a.Generation}}
+}
+
+func events(t *testing.T, env *localmode.Env) int {
+	t.Helper()
+	msgs, err := env.Queue.Messages(context.Background(), localmode.ProcessedTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(msgs)
+}
+
+// Three deliveries of one task, two of them concurrent: one effect.
+func TestDuplicateDeliveriesHaveOneEffect(t *testing.T) {
+	m := &flakyModel{}
+	env, p, task := setup(t, m)
+	ctx := context.Background()
+	wins, losers := racetest.Winners(2, func(int) error {
+		out, err := p.Process(ctx, task)
+		if err == nil && out.Skipped {
+			return errors.New("skipped")
+		}
+		return err
+	})
+	for _, err := range losers {
+		if err.Error() != "skipped" && !errors.Is(err, meta.ErrBusy) {
+			t.Fatalf("concurrent duplicate: %v", err)
+		}
+	}
+	if wins != 1 {
+		t.Fatalf("%d concurrent deliveries did the work, want 1", wins)
+	}
+	out, err := p.Process(ctx, task)
+	if err != nil || !out.Skipped {
+		t.Fatalf("third delivery = %+v, %v; want skipped", out, err)
+	}
+	if n := m.calls.Load(); n != 1 {
+		t.Errorf("model called %d times, want 1", n)
+	}
+	objs, _ := env.Processed.List(ctx, "")
+	if len(objs) != 1 || events(t, env) != 1 {
+		t.Fatalf("%d processed objects and %d events, want 1 and 1", len(objs), events(t, env))
+	}
+}
+
+// A model answering 503 twice: the first attempts fail transiently, release the claim,
+// and a later delivery completes.
+func TestTransientModelErrorRetriedThenCompleted(t *testing.T) {
+	m := &flakyModel{failures: 2}
+	env, p, task := setup(t, m)
+	ctx := context.Background()
+	for i := range 2 {
+		_, err := p.Process(ctx, task)
+		if !errors.Is(err, model.ErrTransient) {
+			t.Fatalf("attempt %d = %v, want a transient error", i+1, err)
+		}
+		j, _ := env.Meta.Get(ctx, task.Key)
+		if j.State != meta.StateProcessing {
+			t.Fatalf("after a transient failure the job is %s", j.State)
+		}
+	}
+	out, err := p.Process(ctx, task)
+	if err != nil || out.Job.State != meta.StateDone || out.Job.Attempts != 3 {
+		t.Fatalf("third attempt = %+v, %v", out.Job, err)
+	}
+	if objs, _ := env.Processed.List(ctx, ""); len(objs) != 1 {
+		t.Fatalf("%d processed objects", len(objs))
+	}
+}
+
+// A crash after the output was stored but before the record: the retry reuses the
+// stored output (same key) instead of writing a second one.
+func TestRetryAfterCrashReusesStoredOutput(t *testing.T) {
+	env, p, task := setup(t, &flakyModel{})
+	ctx := context.Background()
+	if _, err := env.Processed.Put(ctx, "in/grace.jpg", []byte("from the crashed attempt"),
+		blob.PutOptions{Metadata: map[string]string{"visionstack-key": task.Key}}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := env.Processed.Attrs(ctx, "in/grace.jpg")
+	out, err := p.Process(ctx, task)
+	if err != nil || out.Job.State != meta.StateDone {
+		t.Fatalf("process: %+v %v", out.Job, err)
+	}
+	// OutputName maps in/grace.jpg to in/grace.jpg (already .jpg).
+	after, _ := env.Processed.Attrs(ctx, "in/grace.jpg")
+	if after.Generation != before.Generation || out.Job.Outputs[0].Generation != before.Generation {
+		t.Fatalf("the retry rewrote the output: generation %d → %d", before.Generation, after.Generation)
+	}
+}
+
+// An object overwritten after its task was queued: the stale task is recorded as
+// superseded, not processed with the new bytes.
+func TestSupersededGenerationNotProcessed(t *testing.T) {
+	env, p, task := setup(t, &flakyModel{})
+	ctx := context.Background()
+	if _, err := env.Incoming.Put(ctx, "in/grace.jpg", []byte("newer"), blob.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.Process(ctx, task)
+	if err != nil || out.Job.State != meta.StateQuarantined || !strings.Contains(out.Job.Reason, "superseded") {
+		t.Fatalf("stale task = %+v, %v", out.Job, err)
+	}
+	if objs, _ := env.Processed.List(ctx, ""); len(objs) != 0 {
+		t.Fatal("stale task wrote an output")
+	}
+}
+
+// A malformed message can never succeed: it is dead-lettered at once.
+func TestMalformedMessageIsPermanent(t *testing.T) {
+	_, p, _ := setup(t, &flakyModel{})
+	err := p.Handle(context.Background(), &queueMessage)
+	if err == nil {
+		t.Fatal("malformed message accepted")
+	}
+}
+
+var queueMessage = queue.Message{ID: "1", Data: []byte("not json")}
