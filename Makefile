@@ -28,9 +28,9 @@ test: deps ## the whole suite: vet, unit + integration tests, brief fuzzing
 	$(MAKE) --no-print-directory fuzz
 
 fuzz: ## run each fuzz target briefly
-	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./runtime/config
-	$(GO) test -run '^$$' -fuzz '^FuzzHeaderCheck$$' -fuzztime $(FUZZTIME) ./runtime/prepare
-	$(GO) test -run '^$$' -fuzz '^FuzzValidateName$$' -fuzztime $(FUZZTIME) ./runtime/blob/local
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./runtime/config
+	$(GO) test -run '^$$' -fuzz '^FuzzHeaderCheck$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./runtime/prepare
+	$(GO) test -run '^$$' -fuzz '^FuzzValidateName$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./runtime/blob/local
 
 bench: deps ## step benchmarks on a 12 MP JPEG → bench/RESULTS.md
 	$(GO) run ./bench/cmd/benchreport -out bench/RESULTS.md
