@@ -15,6 +15,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/visionstack/visionstack/runtime/imaging"
 	"github.com/visionstack/visionstack/runtime/localmode"
@@ -105,7 +106,7 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, paths []string) 
 		return err
 	}
 	var bar *progressbar.ProgressBar
-	if !o.noProgress && pending > 0 {
+	if !o.noProgress && pending > 0 && isTerminal(g.errOut) {
 		bar = progressbar.NewOptions(pending, progressbar.OptionSetWriter(g.errOut),
 			progressbar.OptionSetDescription("processing"), progressbar.OptionShowCount(),
 			progressbar.OptionSetElapsedTime(true), progressbar.OptionClearOnFinish())
@@ -196,4 +197,11 @@ func countFaces(j meta.Job) int {
 		}
 	}
 	return n
+}
+
+// isTerminal reports whether w is a terminal: a progress bar redrawn in place is
+// noise in a log file or a CI transcript.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
