@@ -61,6 +61,28 @@ func (a *Analyzer) Run(ctx context.Context, base64Payload, mimeType, mode string
 	return out, nil
 }
 
+// Remaining runs every analysis without a result in done, and returns done's results
+// with the new ones, in config order.
+func (a *Analyzer) Remaining(ctx context.Context, base64Payload, mimeType string, done []meta.Result) ([]meta.Result, error) {
+	have := map[string]meta.Result{}
+	for _, r := range done {
+		have[r.Analysis] = r
+	}
+	var out []meta.Result
+	for _, an := range a.analyses {
+		if r, ok := have[an.Spec.Name]; ok {
+			out = append(out, r)
+			continue
+		}
+		r, err := a.one(ctx, an, base64Payload, mimeType)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
 func (a *Analyzer) one(ctx context.Context, an Analysis, payload, mime string) (meta.Result, error) {
 	s := an.Spec
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout.Duration)

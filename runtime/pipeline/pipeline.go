@@ -43,12 +43,22 @@ type Deps struct {
 	Claimant       string                     // this worker's id (default host:pid)
 	Lease          time.Duration              // claim lease (default the ack deadline)
 	Logger         *slog.Logger
+	// Admit, when set, is asked before an image is decoded, with the pixels its header
+	// declares; it returns a release func, or an error (wrapping ErrOverloaded) when
+	// the process cannot take the image now.
+	Admit func(ctx context.Context, pixels int64) (release func(), err error)
 }
+
+// ErrOverloaded: too many pixels in flight; the caller retries later (HTTP 429).
+var ErrOverloaded = errors.New("overloaded: too many pixels in flight")
 
 // Task is the message that asks for one image to be processed.
 type Task struct {
 	Key    string      `json:"key"`
 	Source meta.Source `json:"source"`
+	// Done holds results the synchronous API already returned; the push path runs
+	// only the analyses missing here.
+	Done []meta.Result `json:"done,omitempty"`
 }
 
 // ObjectKey is the idempotency key of a stored object version.
@@ -140,6 +150,12 @@ func (p *Pipeline) Handle(ctx context.Context, m *queue.Message) error {
 	return err
 }
 
+// Analyzer exposes the configured analyses, for the synchronous API.
+func (p *Pipeline) Analyzer() *analyze.Analyzer { return p.analyzer }
+
+// Preparer exposes the Prepare step, for the synchronous API.
+func (p *Pipeline) Preparer() *prepare.Preparer { return p.prep }
+
 // Process runs the four steps for one task, exactly once per key.
 func (p *Pipeline) Process(ctx context.Context, t Task) (Outcome, error) {
 	log := p.log.With("key", t.Key, "object", t.Source.Object)
@@ -168,6 +184,17 @@ func (p *Pipeline) Process(ctx context.Context, t Task) (Outcome, error) {
 		return p.fail(ctx, log, claim, job, data, err, out)
 	}
 	job.Bytes = int64(len(data))
+	if p.deps.Admit != nil {
+		h, err := p.prep.Limits().Check(data)
+		if err != nil {
+			return p.fail(ctx, log, claim, job, data, err, out)
+		}
+		release, err := p.deps.Admit(ctx, int64(h.Width)*int64(h.Height))
+		if err != nil {
+			return p.fail(ctx, log, claim, job, data, err, out)
+		}
+		defer release()
+	}
 	img, err := p.prep.Prepare(data)
 	out.Timings.Prepare = time.Since(start)
 	if err != nil {
@@ -176,7 +203,7 @@ func (p *Pipeline) Process(ctx context.Context, t Task) (Outcome, error) {
 	job.Format, job.Width, job.Height = img.Header.Format, img.Width, img.Height
 
 	start = time.Now()
-	job.Results, err = p.analyzer.Run(ctx, img.Base64, img.MimeType, analyze.ModeAll)
+	job.Results, err = p.analyzer.Remaining(ctx, img.Base64, img.MimeType, t.Done)
 	out.Timings.Analyze = time.Since(start)
 	if err != nil {
 		return p.fail(ctx, log, claim, job, data, err, out)

@@ -1,0 +1,116 @@
+// Package modelserver serves a model.Predictor behind the Vertex AI custom container
+// contract, so the built-in face model can be deployed to a Vertex endpoint as is:
+// it listens on $AIP_HTTP_PORT (8080), predicts on $AIP_PREDICT_ROUTE and answers
+// health on $AIP_HEALTH_ROUTE. It also answers the public
+// /v1/projects/P/locations/L/endpoints/E:predict path, so Vertex clients can be
+// pointed at it locally.
+package modelserver
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/visionstack/visionstack/runtime/fault"
+	"github.com/visionstack/visionstack/runtime/model"
+)
+
+// Routes follow Vertex AI's environment variables.
+type Routes struct {
+	Port    string // AIP_HTTP_PORT, default 8080
+	Predict string // AIP_PREDICT_ROUTE, default /predict
+	Health  string // AIP_HEALTH_ROUTE, default /health
+}
+
+// RoutesFromEnv reads the AIP_* variables Vertex AI sets in a custom container.
+func RoutesFromEnv() Routes {
+	r := Routes{Port: os.Getenv("AIP_HTTP_PORT"), Predict: os.Getenv("AIP_PREDICT_ROUTE"), Health: os.Getenv("AIP_HEALTH_ROUTE")}
+	if r.Port == "" {
+		r.Port = "8080"
+	}
+	if r.Predict == "" {
+		r.Predict = "/predict"
+	}
+	if r.Health == "" {
+		r.Health = "/health"
+	}
+	return r
+}
+
+// PredictRequest is Vertex AI's predict body.
+type PredictRequest struct {
+	Instances  []model.Instance `json:"instances"`
+	Parameters model.Parameters `json:"parameters"`
+}
+
+// PredictResponse is Vertex AI's predict answer.
+type PredictResponse struct {
+	Predictions     []model.Prediction `json:"predictions"`
+	DeployedModelID string             `json:"deployedModelId"`
+}
+
+// MaxRequestBytes mirrors the cap of Vertex AI's shared public endpoints.
+const MaxRequestBytes = 1_500_000
+
+// Handler serves p under routes; modelID is reported as deployedModelId.
+func Handler(p model.Predictor, routes Routes, modelID string, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.Default()
+	}
+	mux := http.NewServeMux()
+	predict := func(w http.ResponseWriter, r *http.Request) {
+		var req PredictRequest
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
+		if err := dec.Decode(&req); err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request larger than %d bytes: send a smaller image", MaxRequestBytes))
+				return
+			}
+			writeError(w, http.StatusBadRequest, "body must be {\"instances\": [{\"content\": base64}], \"parameters\": {...}}: "+err.Error())
+			return
+		}
+		if len(req.Instances) == 0 {
+			writeError(w, http.StatusBadRequest, "no instances")
+			return
+		}
+		preds, err := p.Predict(r.Context(), req.Instances, req.Parameters)
+		if err != nil {
+			code := http.StatusInternalServerError
+			if fault.IsPermanent(err) {
+				code = http.StatusBadRequest
+			} else if errors.Is(err, model.ErrTransient) {
+				code = http.StatusServiceUnavailable
+			}
+			log.Warn("predict failed", "err", err, "status", code)
+			writeError(w, code, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, PredictResponse{Predictions: preds, DeployedModelID: modelID})
+	}
+	mux.HandleFunc("POST "+routes.Predict, predict)
+	mux.HandleFunc("GET "+routes.Health, func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	// The public endpoint path, e.g. /v1/projects/p/locations/l/endpoints/e:predict.
+	mux.HandleFunc("POST /v1/projects/{p}/locations/{l}/endpoints/{e}", func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.PathValue("e"), ":predict") {
+			writeError(w, http.StatusNotFound, "only :predict is served")
+			return
+		}
+		predict(w, r)
+	})
+	return mux
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]any{"error": map[string]any{"code": code, "message": msg}})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,66 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/visionstack/visionstack/runtime/pipeline"
+)
+
+// Admission bounds the decoded pixels in flight, so that a burst of large images
+// is answered 429/503 with Retry-After instead of exhausting memory. An image larger
+// than the whole budget is admitted alone.
+type Admission struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	budget int64
+	used   int64
+	wait   time.Duration // how long a request may queue for room
+}
+
+// NewAdmission allows budget pixels at once; requests wait up to wait for room.
+func NewAdmission(budget int64, wait time.Duration) *Admission {
+	a := &Admission{budget: budget, wait: wait}
+	a.cond = sync.NewCond(&a.mu)
+	return a
+}
+
+// InFlight is the pixels currently admitted.
+func (a *Admission) InFlight() int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.used
+}
+
+// Admit reserves pixels or fails with pipeline.ErrOverloaded after the wait.
+func (a *Admission) Admit(ctx context.Context, pixels int64) (func(), error) {
+	if a == nil || a.budget <= 0 {
+		return func() {}, nil
+	}
+	need := min(pixels, a.budget)
+	deadline := time.Now().Add(a.wait)
+	timer := time.AfterFunc(a.wait, func() { a.mu.Lock(); a.cond.Broadcast(); a.mu.Unlock() })
+	defer timer.Stop()
+	stop := context.AfterFunc(ctx, func() { a.mu.Lock(); a.cond.Broadcast(); a.mu.Unlock() })
+	defer stop()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for a.used+need > a.budget {
+		if ctx.Err() != nil || !time.Now().Before(deadline) {
+			return nil, fmt.Errorf("%w: %d pixels requested, %d of %d in use", pipeline.ErrOverloaded, pixels, a.used, a.budget)
+		}
+		a.cond.Wait()
+	}
+	a.used += need
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			a.mu.Lock()
+			a.used -= need
+			a.cond.Broadcast()
+			a.mu.Unlock()
+		})
+	}, nil
+}

@@ -1,0 +1,314 @@
+// Package server is the HTTP face of the runtime, the Cloud Run entrypoint:
+//
+//	POST /v1/images:analyze   synchronous path: prepare + the analyses marked sync,
+//	                          answered at once; the original is stored and a task
+//	                          queued so the push path does the rest
+//	POST /v1/pubsub/push      asynchronous path: a Pub/Sub push envelope carrying a
+//	                          Cloud Storage OBJECT_FINALIZE notification or a task;
+//	                          2xx only after the job reached a final state
+//	GET  /healthz, /readyz    liveness and readiness (not ready while draining)
+//
+// It depends on interfaces only; the backends are chosen by whoever builds it.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/visionstack/visionstack/runtime/analyze"
+	"github.com/visionstack/visionstack/runtime/blob"
+	"github.com/visionstack/visionstack/runtime/fault"
+	"github.com/visionstack/visionstack/runtime/meta"
+	"github.com/visionstack/visionstack/runtime/pipeline"
+	"github.com/visionstack/visionstack/runtime/queue"
+)
+
+// Options configure a Server.
+type Options struct {
+	Pipeline  *pipeline.Pipeline
+	Incoming  blob.Bucket     // where the sync path stores originals
+	Publisher queue.Publisher // where the sync path queues the rest
+	WorkTopic string          // topic the push subscription reads
+	Admission *Admission      // nil: no admission control
+	MaxBody   int64           // request body cap (the prepare maxBytes)
+	// RetryAfter is suggested to clients turned away by admission control.
+	RetryAfter time.Duration
+	Logger     *slog.Logger
+}
+
+// Server serves the endpoints.
+type Server struct {
+	o        Options
+	mux      *http.ServeMux
+	draining atomic.Bool
+}
+
+// New builds a Server.
+func New(o Options) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.RetryAfter <= 0 {
+		o.RetryAfter = 5 * time.Second
+	}
+	s := &Server{o: o, mux: http.NewServeMux()}
+	s.mux.HandleFunc("POST /v1/images:analyze", s.analyze)
+	s.mux.HandleFunc("POST /v1/pubsub/push", s.push)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	s.mux.HandleFunc("GET /readyz", s.ready)
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Drain marks the server not ready, so load balancers stop sending new work while
+// in-flight requests finish.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+func (s *Server) ready(w http.ResponseWriter, _ *http.Request) {
+	if s.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+		return
+	}
+	writeJSON(w, 200, map[string]string{"status": "ready"})
+}
+
+// AnalyzeResponse is the synchronous API's answer.
+type AnalyzeResponse struct {
+	Key     string        `json:"key"`
+	Format  string        `json:"format"`
+	Width   int           `json:"width"`
+	Height  int           `json:"height"`
+	Results []meta.Result `json:"results"`
+	// Queued says the remaining steps (async analyses, transform, act) were handed to
+	// the push path under Key.
+	Queued bool `json:"queued"`
+}
+
+// errorBody is every error response.
+type errorBody struct {
+	Error string `json:"error"`
+	Code  int    `json:"code"`
+}
+
+func (s *Server) analyze(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	data, err := s.readImage(w, r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	p := s.o.Pipeline
+	h, err := p.Preparer().Limits().Check(data)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	release, err := s.o.Admission.Admit(ctx, int64(h.Width)*int64(h.Height))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	img, err := p.Preparer().Prepare(data)
+	if err != nil {
+		release()
+		s.fail(w, r, err)
+		return
+	}
+	results, err := p.Analyzer().Run(ctx, img.Base64, img.MimeType, analyze.ModeSync)
+	release()
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	key := pipeline.ContentKey(data)
+	// Hand the rest over before answering: once the client has its answer, the image
+	// must already be safe in the incoming bucket and its task queued.
+	if err := s.handOff(ctx, key, h.Format, data, results); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, AnalyzeResponse{Key: key, Format: h.Format, Width: img.Width, Height: img.Height,
+		Results: nonNil(results), Queued: true})
+}
+
+func nonNil(r []meta.Result) []meta.Result {
+	if r == nil {
+		return []meta.Result{}
+	}
+	return r
+}
+
+// handOff stores the original under its content hash (create-if-absent: a repeat
+// upload is one object) and queues the task with the sync results.
+func (s *Server) handOff(ctx context.Context, key, format string, data []byte, done []meta.Result) error {
+	name := "sync/" + key[len("sha256:"):] + "." + format
+	attrs, err := s.o.Incoming.Put(ctx, name, data, blob.PutOptions{IfGenerationMatch: blob.DoesNotExist(), ContentType: "image/" + format})
+	if errors.Is(err, blob.ErrPrecondition) {
+		attrs, err = s.o.Incoming.Attrs(ctx, name)
+	}
+	if err != nil {
+		return fmt.Errorf("store original: %w", err)
+	}
+	t := pipeline.Task{Key: key, Source: meta.Source{Bucket: s.o.Incoming.Name(), Object: name, Generation: attrs.Generation}, Done: done}
+	return pipeline.Publish(ctx, s.o.Publisher, s.o.WorkTopic, t)
+}
+
+// readImage takes raw bytes (any image/* or octet-stream body) or the first file of a
+// multipart form, capped at MaxBody.
+func (s *Server) readImage(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, s.o.MaxBody)
+	ct, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	var src io.Reader = body
+	if ct == "multipart/form-data" {
+		mr := multipart.NewReader(body, params["boundary"])
+		for {
+			part, err := mr.NextPart()
+			if err != nil {
+				return nil, badRequest("multipart body has no file part: send the image as a form file (e.g. curl -F image=@photo.jpg)")
+			}
+			if part.FileName() != "" || part.FormName() == "image" {
+				src = part
+				break
+			}
+		}
+	}
+	data, err := io.ReadAll(src)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, &httpError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("image larger than %d bytes", s.o.MaxBody)}
+	}
+	if err != nil {
+		return nil, badRequest("read body: " + err.Error())
+	}
+	return data, nil
+}
+
+// PushEnvelope is what a Pub/Sub push subscription POSTs.
+type PushEnvelope struct {
+	Message struct {
+		Data        []byte            `json:"data"` // base64 in JSON
+		Attributes  map[string]string `json:"attributes"`
+		MessageID   string            `json:"messageId"`
+		PublishTime time.Time         `json:"publishTime"`
+	} `json:"message"`
+	Subscription    string `json:"subscription"`
+	DeliveryAttempt int    `json:"deliveryAttempt"`
+}
+
+// push handles one Pub/Sub push delivery. 204 acks it; 4xx/5xx make Pub/Sub redeliver
+// with backoff until the dead-letter policy takes it.
+func (s *Server) push(w http.ResponseWriter, r *http.Request) {
+	var env PushEnvelope
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 10<<20)).Decode(&env); err != nil {
+		s.fail(w, r, badRequest("not a Pub/Sub push envelope: "+err.Error()))
+		return
+	}
+	task, skip, err := s.taskFrom(&env)
+	log := s.o.Logger.With("messageId", env.Message.MessageID, "deliveryAttempt", env.DeliveryAttempt)
+	switch {
+	case err != nil:
+		// A message that can never be a task: non-2xx, so it ends in the dead-letter topic.
+		log.Error("undecodable push message", "err", err)
+		s.fail(w, r, badRequest(err.Error()))
+		return
+	case skip != "":
+		log.Info("acked without work", "why", skip)
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	out, err := s.o.Pipeline.Process(r.Context(), task)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	log.Info("push done", "key", task.Key, "state", out.Job.State, "skipped", out.Skipped)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// taskFrom reads a Cloud Storage notification or a task from an envelope. skip, when
+// not empty, says why the message is acked without work.
+func (s *Server) taskFrom(env *PushEnvelope) (pipeline.Task, string, error) {
+	a := env.Message.Attributes
+	if et, ok := a["eventType"]; ok {
+		if et != "OBJECT_FINALIZE" {
+			return pipeline.Task{}, "event " + et, nil
+		}
+		bucket, object := a["bucketId"], a["objectId"]
+		gen, err := strconv.ParseInt(a["objectGeneration"], 10, 64)
+		if bucket == "" || object == "" || err != nil {
+			return pipeline.Task{}, "", fmt.Errorf("storage notification lacks bucketId, objectId or objectGeneration: %v", a)
+		}
+		if bucket != s.o.Incoming.Name() {
+			return pipeline.Task{}, "", fmt.Errorf("notification for bucket %q, this service reads %q", bucket, s.o.Incoming.Name())
+		}
+		if strings.HasSuffix(object, "/") {
+			return pipeline.Task{}, "folder placeholder " + object, nil
+		}
+		if err := blob.ValidateName(object); err != nil {
+			return pipeline.Task{}, "", err
+		}
+		return pipeline.Task{Key: pipeline.ObjectKey(bucket, object, gen), Source: meta.Source{Bucket: bucket, Object: object, Generation: gen}}, "", nil
+	}
+	var t pipeline.Task
+	if err := json.Unmarshal(env.Message.Data, &t); err != nil || t.Key == "" || t.Source.Object == "" {
+		return t, "", fmt.Errorf("message is neither a storage notification nor a task")
+	}
+	return t, "", nil
+}
+
+// httpError is an error with its status code.
+type httpError struct {
+	code int
+	msg  string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func badRequest(msg string) error { return &httpError{code: http.StatusBadRequest, msg: msg} }
+
+// fail maps an error to a status: bad input 4xx (422 for images that cannot be
+// processed), overload 429 with Retry-After, everything else 503 (retryable).
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var he *httpError
+	code := http.StatusServiceUnavailable
+	switch {
+	case errors.As(err, &he):
+		code = he.code
+	case errors.Is(err, pipeline.ErrOverloaded):
+		code = http.StatusTooManyRequests
+	case errors.Is(err, meta.ErrBusy):
+		code = http.StatusConflict // another delivery holds the job; retry later
+	case fault.IsPermanent(err):
+		code = http.StatusUnprocessableEntity
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		code = http.StatusServiceUnavailable
+	}
+	if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable || code == http.StatusConflict {
+		w.Header().Set("Retry-After", strconv.Itoa(int(s.o.RetryAfter.Seconds())))
+	}
+	lvl := slog.LevelWarn
+	if code >= 500 {
+		lvl = slog.LevelError
+	}
+	s.o.Logger.Log(r.Context(), lvl, "request failed", "path", r.URL.Path, "status", code, "err", err.Error())
+	writeJSON(w, code, errorBody{Error: err.Error(), Code: code})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}

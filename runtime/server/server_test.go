@@ -1,0 +1,323 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/visionstack/visionstack/internal/racetest"
+	"github.com/visionstack/visionstack/internal/testimg"
+	"github.com/visionstack/visionstack/runtime/blob"
+	"github.com/visionstack/visionstack/runtime/config"
+	"github.com/visionstack/visionstack/runtime/localmode"
+	"github.com/visionstack/visionstack/runtime/meta"
+	"github.com/visionstack/visionstack/runtime/model"
+	"github.com/visionstack/visionstack/runtime/model/builtin"
+	"github.com/visionstack/visionstack/runtime/pipeline"
+	"github.com/visionstack/visionstack/runtime/server"
+	"github.com/visionstack/visionstack/testdata/photos"
+)
+
+// countingModel wraps the built-in model, counting calls and failing the first ones.
+type countingModel struct {
+	inner    model.Predictor
+	calls    atomic.Int32
+	failures int32
+}
+
+func (m *countingModel) Predict(ctx context.Context, in []model.Instance, p model.Parameters) ([]model.Prediction, error) {
+	if m.calls.Add(1) <= m.failures {
+		return nil, fmt.Errorf("%w: 503 from the model", model.ErrTransient)
+	}
+	return m.inner.Predict(ctx, in, p)
+}
+
+type fixture struct {
+	env   *localmode.Env
+	srv   *server.Server
+	http  *httptest.Server
+	model *countingModel
+	adm   *server.Admission
+}
+
+func newFixture(t *testing.T, failures int32) *fixture {
+	t.Helper()
+	cfg, err := config.LoadFile(filepath.Join(photos.Dir(), "..", "..", "projects", "demo", "project.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := localmode.Open(cfg, t.TempDir(), localmode.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.Close() })
+	inner, err := builtin.New(builtin.DefaultParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &countingModel{inner: inner, failures: failures}
+	log := slog.New(slog.NewTextHandler(t.Output(), nil))
+	adm := server.NewAdmission(200_000_000, 50*time.Millisecond)
+	p, err := pipeline.New(cfg, pipeline.Deps{Incoming: env.Incoming, Processed: env.Processed, Quarantine: env.Quarantine,
+		Meta: env.Meta, Publisher: env.Queue, ProcessedTopic: localmode.ProcessedTopic,
+		Models: map[string]model.Predictor{"builtin:faces": m}, Logger: log, Admit: adm.Admit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.New(server.Options{Pipeline: p, Incoming: env.Incoming, Publisher: env.Queue, WorkTopic: localmode.WorkTopic,
+		Admission: adm, MaxBody: int64(cfg.Pipeline.Prepare.MaxBytes), Logger: log})
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	return &fixture{env: env, srv: srv, http: hs, model: m, adm: adm}
+}
+
+func photo(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(photos.Dir(), "faces", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func post(t *testing.T, url, ctype string, body []byte) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := http.Post(url, ctype, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	_, _ = buf.ReadFrom(resp.Body)
+	return resp, buf.Bytes()
+}
+
+// pushEnvelope wraps a message the way a Pub/Sub push subscription does.
+func pushEnvelope(data []byte, attrs map[string]string, attempt int) []byte {
+	env := map[string]any{
+		"message":         map[string]any{"data": data, "attributes": attrs, "messageId": "m1", "publishTime": time.Now().UTC()},
+		"subscription":    "projects/p/subscriptions/demo-push",
+		"deliveryAttempt": attempt,
+	}
+	b, _ := json.Marshal(env)
+	return b
+}
+
+// The sync path answers with face boxes, then its queued remainder completes through
+// the push endpoint without calling the model again.
+func TestSyncAnalyzeThenAsyncRemainder(t *testing.T) {
+	f := newFixture(t, 0)
+	resp, body := post(t, f.http.URL+"/v1/images:analyze", "image/jpeg", photo(t, "grace_hopper.jpg"))
+	if resp.StatusCode != 200 {
+		t.Fatalf("analyze: %d %s", resp.StatusCode, body)
+	}
+	var ar server.AnalyzeResponse
+	if err := json.Unmarshal(body, &ar); err != nil {
+		t.Fatal(err)
+	}
+	if len(ar.Results) != 1 || ar.Results[0].Analysis != "faces" || len(ar.Results[0].Detections) == 0 || !ar.Queued {
+		t.Fatalf("analyze answer: %s", body)
+	}
+	if d := ar.Results[0].Detections[0]; d.Box == nil || d.Box.XMax <= d.Box.XMin || d.Confidence < 0.5 {
+		t.Fatalf("face box: %+v", d)
+	}
+	msgs, err := f.env.Queue.Messages(context.Background(), localmode.WorkTopic)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("queued tasks: %d, %v", len(msgs), err)
+	}
+	resp, body = post(t, f.http.URL+"/v1/pubsub/push", "application/json", pushEnvelope(msgs[0].Data, msgs[0].Attributes, 1))
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("push: %d %s", resp.StatusCode, body)
+	}
+	j, err := f.env.Meta.Get(context.Background(), ar.Key)
+	if err != nil || j.State != meta.StateDone || len(j.Outputs) != 1 {
+		t.Fatalf("job after push: %+v %v", j, err)
+	}
+	if n := f.model.calls.Load(); n != 1 {
+		t.Errorf("model called %d times; the push path must reuse the sync result", n)
+	}
+}
+
+func TestSyncAcceptsMultipart(t *testing.T) {
+	f := newFixture(t, 0)
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	fw, _ := mw.CreateFormFile("image", "grace.jpg")
+	_, _ = fw.Write(photo(t, "grace_hopper.jpg"))
+	mw.Close()
+	resp, body := post(t, f.http.URL+"/v1/images:analyze", mw.FormDataContentType(), buf.Bytes())
+	if resp.StatusCode != 200 {
+		t.Fatalf("multipart: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestSyncRejectsBadInput(t *testing.T) {
+	f := newFixture(t, 0)
+	for _, c := range []struct {
+		name string
+		body []byte
+		code int
+		msg  string
+	}{
+		{"bomb", testimg.PNGBomb(50000, 50000), 422, "50000x50000"},
+		{"empty", nil, 422, "empty file"},
+		{"text", []byte("hello"), 422, "not a readable image"},
+		{"too large", make([]byte, 21<<20), 413, "larger than"},
+	} {
+		resp, body := post(t, f.http.URL+"/v1/images:analyze", "application/octet-stream", c.body)
+		if resp.StatusCode != c.code || !bytes.Contains(body, []byte(c.msg)) {
+			t.Errorf("%s: %d %s, want %d with %q", c.name, resp.StatusCode, body, c.code, c.msg)
+		}
+	}
+}
+
+func notification(obj string, gen int64) map[string]string {
+	return map[string]string{"eventType": "OBJECT_FINALIZE", "bucketId": "incoming", "objectId": obj,
+		"objectGeneration": strconv.FormatInt(gen, 10), "payloadFormat": "JSON_API_V1"}
+}
+
+// The same notification three times, two at once: one output, one record, and every
+// delivery eventually acked.
+func TestPushDuplicatesHaveOneEffect(t *testing.T) {
+	f := newFixture(t, 0)
+	ctx := context.Background()
+	a, err := f.env.Incoming.Put(ctx, "up/grace.jpg", photo(t, "grace_hopper.jpg"), blob.PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := pushEnvelope([]byte(`{"kind":"storage#object"}`), notification("up/grace.jpg", a.Generation), 1)
+	codes := make([]int, 2)
+	racetest.Winners(2, func(i int) error {
+		resp, _ := post(t, f.http.URL+"/v1/pubsub/push", "application/json", env)
+		codes[i] = resp.StatusCode
+		return nil
+	})
+	resp, _ := post(t, f.http.URL+"/v1/pubsub/push", "application/json", env)
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("third delivery: %d", resp.StatusCode)
+	}
+	for _, c := range codes {
+		if c != http.StatusNoContent && c != http.StatusConflict {
+			t.Fatalf("concurrent deliveries answered %v; want 204 or 409 (retry)", codes)
+		}
+	}
+	objs, _ := f.env.Processed.List(ctx, "")
+	jobs, _ := f.env.Meta.List(ctx, meta.Filter{})
+	if len(objs) != 1 || len(jobs) != 1 || jobs[0].State != meta.StateDone || f.model.calls.Load() != 1 {
+		t.Fatalf("%d outputs, %d records (%v), %d model calls; want 1, 1 done, 1", len(objs), len(jobs), jobs, f.model.calls.Load())
+	}
+}
+
+// A model answering 503 makes the push answer 503 (Pub/Sub redelivers); the
+// redelivery completes.
+func TestPushTransientErrorIsRetried(t *testing.T) {
+	f := newFixture(t, 1)
+	ctx := context.Background()
+	a, _ := f.env.Incoming.Put(ctx, "up/grace.jpg", photo(t, "grace_hopper.jpg"), blob.PutOptions{})
+	env := pushEnvelope(nil, notification("up/grace.jpg", a.Generation), 1)
+	resp, body := post(t, f.http.URL+"/v1/pubsub/push", "application/json", env)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("first delivery: %d %s, want 503 with Retry-After", resp.StatusCode, body)
+	}
+	resp, body = post(t, f.http.URL+"/v1/pubsub/push", "application/json", pushEnvelope(nil, notification("up/grace.jpg", a.Generation), 2))
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("redelivery: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestPushEdgeCases(t *testing.T) {
+	f := newFixture(t, 0)
+	ctx := context.Background()
+	a, _ := f.env.Incoming.Put(ctx, "up/bad.jpg", []byte("not an image"), blob.PutOptions{})
+	cases := []struct {
+		name string
+		body []byte
+		code int
+	}{
+		{"not an envelope", []byte("{"), 400},
+		{"neither notification nor task", pushEnvelope([]byte("{}"), nil, 1), 400},
+		{"delete event acked without work", pushEnvelope(nil, map[string]string{"eventType": "OBJECT_DELETE"}, 1), 204},
+		{"folder placeholder acked", pushEnvelope(nil, notification("up/", 1), 1), 204},
+		{"other bucket", pushEnvelope(nil, map[string]string{"eventType": "OBJECT_FINALIZE", "bucketId": "elsewhere", "objectId": "a.jpg", "objectGeneration": "1"}, 1), 400},
+		{"escaping name", pushEnvelope(nil, notification("../etc/passwd", 1), 1), 400},
+		{"bad image is quarantined and acked", pushEnvelope(nil, notification("up/bad.jpg", a.Generation), 1), 204},
+	}
+	for _, c := range cases {
+		resp, body := post(t, f.http.URL+"/v1/pubsub/push", "application/json", c.body)
+		if resp.StatusCode != c.code {
+			t.Errorf("%s: %d %s, want %d", c.name, resp.StatusCode, body, c.code)
+		}
+	}
+	j, err := f.env.Meta.Get(ctx, pipeline.ObjectKey("incoming", "up/bad.jpg", a.Generation))
+	if err != nil || j.State != meta.StateQuarantined {
+		t.Fatalf("bad image: %+v %v", j, err)
+	}
+}
+
+// With every pixel of the budget taken, a request is turned away with 429 and
+// Retry-After instead of being decoded.
+func TestAdmissionControl(t *testing.T) {
+	f := newFixture(t, 0)
+	release, err := f.adm.Admit(context.Background(), 200_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, body := post(t, f.http.URL+"/v1/images:analyze", "image/jpeg", photo(t, "grace_hopper.jpg"))
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("over budget: %d %s", resp.StatusCode, body)
+	}
+	release()
+	if resp, body := post(t, f.http.URL+"/v1/images:analyze", "image/jpeg", photo(t, "grace_hopper.jpg")); resp.StatusCode != 200 {
+		t.Fatalf("after release: %d %s", resp.StatusCode, body)
+	}
+	if f.adm.InFlight() != 0 {
+		t.Fatalf("%d pixels still admitted after the requests", f.adm.InFlight())
+	}
+}
+
+func TestAdmissionWaitsForRoom(t *testing.T) {
+	a := server.NewAdmission(100, time.Second)
+	r1, _ := a.Admit(context.Background(), 80)
+	go func() { time.Sleep(50 * time.Millisecond); r1() }()
+	r2, err := a.Admit(context.Background(), 80)
+	if err != nil {
+		t.Fatalf("second admission should wait for the first: %v", err)
+	}
+	r2()
+	// An image larger than the whole budget runs alone rather than never.
+	r3, err := a.Admit(context.Background(), 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Admit(context.Background(), 1); !errors.Is(err, pipeline.ErrOverloaded) {
+		t.Fatalf("budget full: %v", err)
+	}
+	r3()
+}
+
+func TestHealthAndDrain(t *testing.T) {
+	f := newFixture(t, 0)
+	for _, p := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get(f.http.URL + p)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: %v %v", p, resp, err)
+		}
+	}
+	f.srv.Drain()
+	resp, _ := http.Get(f.http.URL + "/readyz")
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("readyz while draining: %d", resp.StatusCode)
+	}
+}
