@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/visionstack/visionstack/runtime/config"
+	"github.com/visionstack/visionstack/runtime/imaging"
+	"github.com/visionstack/visionstack/runtime/localmode"
+	"github.com/visionstack/visionstack/runtime/model/builtin"
+	"github.com/visionstack/visionstack/runtime/modelserver"
+	"github.com/visionstack/visionstack/runtime/pipeline"
+	"github.com/visionstack/visionstack/runtime/server"
+)
+
+type serveOptions struct {
+	project         string
+	addr            string
+	dataDir         string
+	inflightPixels  int64
+	shutdownTimeout time.Duration
+	logFormat       string
+}
+
+func newServeCmd(g *globalOptions) *cobra.Command {
+	o := &serveOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve [--project NAME] [--addr HOST:PORT]",
+		Short: "Run the pipeline service: sync API, Pub/Sub push endpoint, health",
+		Long: `serve is the Cloud Run entrypoint. It answers
+  POST /v1/images:analyze   raw image bytes or a multipart file: the sync analyses, at once
+  POST /v1/pubsub/push      Pub/Sub push deliveries (GCS notifications or queued tasks)
+  GET  /healthz, /readyz
+Backends today are the local ones under --data (files, SQLite, in-process queue with a
+worker that drains it); the Google Cloud backends are the next step of the
+cloud-runtime issue. On SIGTERM it stops taking work, finishes what is in flight
+within --shutdown-timeout and exits.`,
+		Example: "  visionstack serve --project demo --addr 127.0.0.1:8080\n  curl -s --data-binary @photo.jpg -H 'Content-Type: image/jpeg' localhost:8080/v1/images:analyze",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd.Context(), g)
+		},
+	}
+	port := os.Getenv("PORT") // Cloud Run sets it
+	if port == "" {
+		port = "8080"
+	}
+	cmd.Flags().StringVarP(&o.project, "project", "p", envOr("VISIONSTACK_PROJECT", "demo"), "project name or file ($VISIONSTACK_PROJECT)")
+	cmd.Flags().StringVar(&o.addr, "addr", ":"+port, "listen address ($PORT)")
+	cmd.Flags().StringVar(&o.dataDir, "data", "", "local backends directory (default out/NAME)")
+	cmd.Flags().Int64Var(&o.inflightPixels, "max-inflight-pixels", 150_000_000, "decoded pixels in flight before 429s (0: no limit)")
+	cmd.Flags().DurationVar(&o.shutdownTimeout, "shutdown-timeout", 9*time.Second, "time to finish in-flight work after SIGTERM (Cloud Run allows 10s)")
+	cmd.Flags().StringVar(&o.logFormat, "log-format", defaultLogFormat(), "json (Cloud Logging) or text")
+	return cmd
+}
+
+func envOr(k, d string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return d
+}
+
+// defaultLogFormat is JSON on Cloud Run (K_SERVICE is set there), text elsewhere.
+func defaultLogFormat() string {
+	if os.Getenv("K_SERVICE") != "" {
+		return "json"
+	}
+	return "text"
+}
+
+func (g *globalOptions) serviceLogger(format string) *slog.Logger {
+	level := slog.LevelInfo
+	if format == "json" {
+		// Cloud Logging reads "severity" and "message".
+		return slog.New(slog.NewJSONHandler(g.errOut, &slog.HandlerOptions{Level: level, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			switch a.Key {
+			case slog.LevelKey:
+				a.Key = "severity"
+			case slog.MessageKey:
+				a.Key = "message"
+			}
+			return a
+		}}))
+	}
+	return slog.New(slog.NewTextHandler(g.errOut, &slog.HandlerOptions{Level: level}))
+}
+
+func (o *serveOptions) run(ctx context.Context, g *globalOptions) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg, _, err := g.loadProject(o.project)
+	if err != nil {
+		return err
+	}
+	log := g.serviceLogger(o.logFormat)
+	if o.dataDir == "" {
+		o.dataDir = filepath.Join("out", cfg.Name)
+	}
+	imaging.Init(0)
+	env, err := localmode.Open(cfg, o.dataDir, localmode.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	adm := server.NewAdmission(o.inflightPixels, 2*time.Second)
+	models, err := localmode.Models(cfg)
+	if err != nil {
+		return err
+	}
+	p, err := pipeline.New(cfg, pipeline.Deps{Incoming: env.Incoming, Processed: env.Processed, Quarantine: env.Quarantine,
+		Meta: env.Meta, Publisher: env.Queue, ProcessedTopic: localmode.ProcessedTopic, Models: models, Logger: log, Admit: adm.Admit})
+	if err != nil {
+		return err
+	}
+	srv := server.New(server.Options{Pipeline: p, Incoming: env.Incoming, Publisher: env.Queue, WorkTopic: localmode.WorkTopic,
+		Admission: adm, MaxBody: int64(cfg.Pipeline.Prepare.MaxBytes), Logger: log})
+
+	// Locally there is no push subscription: a worker drains the in-process queue.
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	workerDone := make(chan error, 1)
+	go func() { workerDone <- env.Queue.Receive(workCtx, localmode.WorkTopic, p.Handle) }()
+
+	return listenAndServe(ctx, o.addr, srv, o.shutdownTimeout, log, func() {
+		srv.Drain()
+	}, func() {
+		stopWork()
+		<-workerDone
+	}, fmt.Sprintf("project %s, data %s", cfg.Name, o.dataDir))
+}
+
+// listenAndServe serves h until ctx ends, then drains: onDrain runs first (readiness
+// off), the server finishes in-flight requests within timeout, then onStop runs.
+func listenAndServe(ctx context.Context, addr string, h http.Handler, timeout time.Duration, log *slog.Logger, onDrain, onStop func(), what string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "serving", what)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests", "timeout", timeout.String())
+	if onDrain != nil {
+		onDrain()
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err = hs.Shutdown(sctx)
+	if onStop != nil {
+		onStop()
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func newModelCmd(g *globalOptions) *cobra.Command {
+	cmd := &cobra.Command{Use: "model", Short: "Serve or deploy models"}
+	var ref, logFormat string
+	serve := &cobra.Command{
+		Use:   "serve [--model builtin:faces]",
+		Short: "Serve a built-in model behind the Vertex AI custom container contract",
+		Long: `model serve listens on $AIP_HTTP_PORT (8080), predicts on $AIP_PREDICT_ROUTE
+(/predict) and answers health on $AIP_HEALTH_ROUTE (/health), as Vertex AI expects of a
+custom container. It also answers /v1/projects/P/locations/L/endpoints/E:predict, so a
+Vertex client can be pointed at it locally.`,
+		Example: "  AIP_HTTP_PORT=8081 visionstack model serve\n  curl -s localhost:8081/predict -d '{\"instances\":[{\"content\":\"'$(base64 -w0 photo.jpg)'\"}]}'",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			r, err := config.ParseModel(ref)
+			if err != nil {
+				return err
+			}
+			if r.Kind != config.ModelBuiltin {
+				return fmt.Errorf("model serve serves built-in models only; %s is served by its own platform", ref)
+			}
+			imaging.Init(0)
+			m, err := builtin.New(builtin.DefaultParams)
+			if err != nil {
+				return err
+			}
+			routes := modelserver.RoutesFromEnv()
+			log := g.serviceLogger(logFormat)
+			return listenAndServe(ctx, ":"+routes.Port, modelserver.Handler(m, routes, "builtin-"+r.Target, log),
+				9*time.Second, log, nil, nil, fmt.Sprintf("%s on %s, health %s", ref, routes.Predict, routes.Health))
+		},
+	}
+	serve.Flags().StringVar(&ref, "model", "builtin:faces", "built-in model to serve")
+	serve.Flags().StringVar(&logFormat, "log-format", defaultLogFormat(), "json (Cloud Logging) or text")
+	cmd.AddCommand(serve)
+	return cmd
+}

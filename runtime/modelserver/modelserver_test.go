@@ -1,0 +1,94 @@
+package modelserver_test
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/visionstack/visionstack/runtime/model"
+	"github.com/visionstack/visionstack/runtime/model/builtin"
+	"github.com/visionstack/visionstack/runtime/modelserver"
+	"github.com/visionstack/visionstack/testdata/photos"
+)
+
+func serve(t *testing.T, routes modelserver.Routes) *httptest.Server {
+	t.Helper()
+	m, err := builtin.New(builtin.DefaultParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(modelserver.Handler(m, routes, "builtin-faces", nil))
+	t.Cleanup(hs.Close)
+	return hs
+}
+
+func request(t *testing.T) []byte {
+	t.Helper()
+	img, err := os.ReadFile(filepath.Join(photos.Dir(), "faces", "grace_hopper.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(modelserver.PredictRequest{
+		Instances:  []model.Instance{{Content: base64.StdEncoding.EncodeToString(img), MimeType: "image/jpeg"}},
+		Parameters: model.Parameters{ConfidenceThreshold: 0.5, MaxPredictions: 10}})
+	return body
+}
+
+func TestVertexContract(t *testing.T) {
+	t.Setenv("AIP_HTTP_PORT", "9999")
+	t.Setenv("AIP_PREDICT_ROUTE", "/v1/models/faces:predict")
+	t.Setenv("AIP_HEALTH_ROUTE", "/v1/models/faces")
+	routes := modelserver.RoutesFromEnv()
+	if routes.Port != "9999" {
+		t.Fatalf("port %q", routes.Port)
+	}
+	hs := serve(t, routes)
+	for _, path := range []string{"/v1/models/faces:predict", "/v1/projects/p/locations/europe-west3/endpoints/123:predict"} {
+		resp, err := http.Post(hs.URL+path, "application/json", bytes.NewReader(request(t)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pr modelserver.PredictResponse
+		err = json.NewDecoder(resp.Body).Decode(&pr)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || len(pr.Predictions) != 1 || pr.DeployedModelID != "builtin-faces" {
+			t.Fatalf("%s: %d %+v %v", path, resp.StatusCode, pr, err)
+		}
+		p := pr.Predictions[0]
+		if err := p.Validate(true); err != nil || len(p.BBoxes) == 0 {
+			t.Fatalf("%s: prediction %+v: %v", path, p, err)
+		}
+	}
+	resp, err := http.Get(hs.URL + "/v1/models/faces")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("health: %v %v", resp, err)
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	hs := serve(t, modelserver.RoutesFromEnv())
+	for _, c := range []struct {
+		name string
+		body []byte
+		code int
+	}{
+		{"not json", []byte("{"), 400},
+		{"no instances", []byte(`{"instances":[]}`), 400},
+		{"not base64", []byte(`{"instances":[{"content":"***"}]}`), 400},
+		{"too large", append(append([]byte(`{"instances":[{"content":"`), bytes.Repeat([]byte("A"), 1_600_000)...), []byte(`"}]}`)...), 413},
+	} {
+		resp, err := http.Post(hs.URL+"/predict", "application/json", bytes.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.code {
+			t.Errorf("%s: %d, want %d", c.name, resp.StatusCode, c.code)
+		}
+	}
+}
