@@ -78,27 +78,6 @@ func TestRedeliveryAfterCrash(t *testing.T) {
 	}
 }
 
-func TestPermanentErrorDeadLettersAtOnce(t *testing.T) {
-	q, err := local.Open(filepath.Join(t.TempDir(), "q.db"), fastOpts())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	ctx := context.Background()
-	_, _ = q.Publish(ctx, "jobs", []byte("bad"), nil)
-	var calls atomic.Int32
-	if err := q.Drain(ctx, "jobs", func(context.Context, *queue.Message) error {
-		calls.Add(1)
-		return queue.Permanent(errors.New("cannot ever work"))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	dead, _ := q.Messages(ctx, "jobs"+local.DeadLetterSuffix)
-	if calls.Load() != 1 || len(dead) != 1 || dead[0].Attributes["deadLetterReason"] != "cannot ever work" {
-		t.Fatalf("calls=%d dead=%+v", calls.Load(), dead)
-	}
-}
-
 // A handler that outlives the ack deadline keeps its lease: no concurrent redelivery.
 func TestLeaseExtendedWhileHandling(t *testing.T) {
 	opts := fastOpts()

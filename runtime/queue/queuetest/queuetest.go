@@ -56,6 +56,8 @@ func Run(t *testing.T, open func(t *testing.T) Harness) {
 		}
 	})
 
+	RunPermanent(t, open)
+
 	t.Run("DeadLetterAfterMaxAttempts", func(t *testing.T) {
 		h := open(t)
 		ctx := context.Background()
@@ -68,6 +70,26 @@ func Run(t *testing.T, open func(t *testing.T) Harness) {
 		}
 		dead := receiveN(t, h.Q, h.DeadSub, 1, func(m *queue.Message) error { return nil })
 		if string(dead[0].Data) != "poison" || dead[0].Attributes["k"] != "v" {
+			t.Fatalf("dead letter = %+v", dead[0])
+		}
+		expectNone(t, h.Q, h.Sub, 300*time.Millisecond)
+	})
+}
+
+// RunPermanent checks that a handler error marked queue.Permanent skips the retries.
+func RunPermanent(t *testing.T, open func(t *testing.T) Harness) {
+	t.Run("PermanentErrorDeadLettersAtOnce", func(t *testing.T) {
+		h := open(t)
+		ctx := context.Background()
+		if _, err := h.Q.Publish(ctx, h.Topic, []byte("hopeless"), nil); err != nil {
+			t.Fatal(err)
+		}
+		got := receiveN(t, h.Q, h.Sub, 1, func(m *queue.Message) error { return queue.Permanent(errors.New("cannot ever work")) })
+		if got[0].DeliveryAttempt != 1 {
+			t.Fatalf("attempt %d", got[0].DeliveryAttempt)
+		}
+		dead := receiveN(t, h.Q, h.DeadSub, 1, func(m *queue.Message) error { return nil })
+		if string(dead[0].Data) != "hopeless" || dead[0].Attributes["deadLetterReason"] != "cannot ever work" {
 			t.Fatalf("dead letter = %+v", dead[0])
 		}
 		expectNone(t, h.Q, h.Sub, 300*time.Millisecond)
