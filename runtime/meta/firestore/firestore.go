@@ -1,0 +1,227 @@
+// Package firestore is the cloud meta.Store. A job is one document; it is claimed
+// with Create (which fails with AlreadyExists), taken over or completed inside
+// transactions that check the claimant, so at-least-once deliveries have one effect.
+//
+// Document ids are the SHA-256 of the job key: keys hold '/' and may be long.
+// The job itself is kept as JSON in "doc" (lossless: generations are int64, which a
+// Firestore double would round); state, claimant, claimedTo, attempts, created and
+// updated are native fields for queries and the console.
+package firestore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	fs "cloud.google.com/go/firestore"
+	"google.golang.org/api/iterator"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/visionstack/visionstack/runtime/meta"
+)
+
+// Collection holding the jobs.
+const Collection = "jobs"
+
+// Store is a meta.Store on Firestore.
+type Store struct {
+	client *fs.Client
+	col    *fs.CollectionRef
+	now    func() time.Time
+}
+
+var _ meta.Store = (*Store)(nil)
+
+// New wraps a client; Close closes it.
+func New(client *fs.Client) *Store {
+	return &Store{client: client, col: client.Collection(Collection), now: time.Now}
+}
+
+// Close closes the client.
+func (s *Store) Close() error { return s.client.Close() }
+
+type record struct {
+	Key       string    `firestore:"key"`
+	State     string    `firestore:"state"`
+	Claimant  string    `firestore:"claimant"`
+	ClaimedTo time.Time `firestore:"claimedTo"`
+	Attempts  int       `firestore:"attempts"`
+	Created   time.Time `firestore:"created"`
+	Updated   time.Time `firestore:"updated"`
+	Doc       string    `firestore:"doc"`
+}
+
+func (s *Store) ref(key string) *fs.DocumentRef {
+	sum := sha256.Sum256([]byte(key))
+	return s.col.Doc(hex.EncodeToString(sum[:]))
+}
+
+// Claim creates the job, or takes over an expired claim.
+func (s *Store) Claim(ctx context.Context, key string, src meta.Source, claimant string, lease time.Duration) (meta.Claim, error) {
+	now := s.now().UTC()
+	doc, err := json.Marshal(meta.Job{Key: key, Source: src, State: meta.StateProcessing, Created: now})
+	if err != nil {
+		return meta.Claim{}, err
+	}
+	ref := s.ref(key)
+	_, err = ref.Create(ctx, record{Key: key, State: string(meta.StateProcessing), Claimant: claimant,
+		ClaimedTo: now.Add(lease), Attempts: 1, Created: now, Updated: now, Doc: string(doc)})
+	if err == nil {
+		return meta.Claim{Key: key, Claimant: claimant, Attempts: 1}, nil
+	}
+	if status.Code(err) != codes.AlreadyExists {
+		return meta.Claim{}, fmt.Errorf("claim %s: %w", key, err)
+	}
+	var c meta.Claim
+	err = s.client.RunTransaction(ctx, func(ctx context.Context, tx *fs.Transaction) error {
+		snap, err := tx.Get(ref)
+		if err != nil {
+			return err
+		}
+		var r record
+		if err := snap.DataTo(&r); err != nil {
+			return err
+		}
+		now := s.now().UTC()
+		switch {
+		case meta.State(r.State).Final():
+			return meta.ErrDone
+		case r.Claimant != claimant && r.ClaimedTo.After(now):
+			return meta.ErrBusy
+		}
+		c = meta.Claim{Key: key, Claimant: claimant, Attempts: r.Attempts + 1}
+		return tx.Update(ref, []fs.Update{{Path: "claimant", Value: claimant}, {Path: "claimedTo", Value: now.Add(lease)},
+			{Path: "attempts", Value: c.Attempts}, {Path: "updated", Value: now}})
+	})
+	if err != nil {
+		return meta.Claim{}, fmt.Errorf("claim %s: %w", key, mapErr(err))
+	}
+	return c, nil
+}
+
+// Complete records the final state if c still holds the claim.
+func (s *Store) Complete(ctx context.Context, c meta.Claim, j meta.Job) error {
+	if !j.State.Final() {
+		return fmt.Errorf("complete %s: state %q is not final", c.Key, j.State)
+	}
+	ref := s.ref(c.Key)
+	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *fs.Transaction) error {
+		snap, err := tx.Get(ref)
+		if err != nil {
+			return err
+		}
+		var r record
+		if err := snap.DataTo(&r); err != nil {
+			return err
+		}
+		if r.Claimant != c.Claimant || r.State != string(meta.StateProcessing) {
+			return meta.ErrLostClaim
+		}
+		now := s.now().UTC()
+		j.Key, j.Attempts, j.Claimant, j.ClaimedTo, j.Created, j.Updated = c.Key, c.Attempts, "", time.Time{}, r.Created, now
+		doc, err := json.Marshal(j)
+		if err != nil {
+			return err
+		}
+		return tx.Set(ref, record{Key: c.Key, State: string(j.State), Attempts: c.Attempts, Created: r.Created, Updated: now, Doc: string(doc)})
+	})
+	if err != nil {
+		return fmt.Errorf("complete %s: %w", c.Key, mapErr(err))
+	}
+	return nil
+}
+
+// Release lets another attempt claim the job at once.
+func (s *Store) Release(ctx context.Context, c meta.Claim) error {
+	ref := s.ref(c.Key)
+	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *fs.Transaction) error {
+		snap, err := tx.Get(ref)
+		if err != nil {
+			return err
+		}
+		var r record
+		if err := snap.DataTo(&r); err != nil {
+			return err
+		}
+		if r.Claimant != c.Claimant || r.State != string(meta.StateProcessing) {
+			return nil
+		}
+		return tx.Update(ref, []fs.Update{{Path: "claimedTo", Value: time.Unix(0, 0).UTC()}})
+	})
+	if err != nil {
+		return fmt.Errorf("release %s: %w", c.Key, mapErr(err))
+	}
+	return nil
+}
+
+// Get returns one job.
+func (s *Store) Get(ctx context.Context, key string) (meta.Job, error) {
+	snap, err := s.ref(key).Get(ctx)
+	if err != nil {
+		return meta.Job{}, fmt.Errorf("get %s: %w", key, mapErr(err))
+	}
+	return decode(snap)
+}
+
+// List returns jobs, newest first. With a state filter it needs the composite index
+// (state, updated desc), which the stack creates.
+func (s *Store) List(ctx context.Context, f meta.Filter) ([]meta.Job, error) {
+	q := s.col.OrderBy("updated", fs.Desc)
+	if f.State != "" {
+		q = s.col.Where("state", "==", string(f.State)).OrderBy("updated", fs.Desc)
+	}
+	if f.Limit > 0 {
+		q = q.Limit(f.Limit)
+	}
+	it := q.Documents(ctx)
+	defer it.Stop()
+	var out []meta.Job
+	for {
+		snap, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list jobs: %w", err)
+		}
+		j, err := decode(snap)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, j)
+	}
+}
+
+func decode(snap *fs.DocumentSnapshot) (meta.Job, error) {
+	var r record
+	if err := snap.DataTo(&r); err != nil {
+		return meta.Job{}, fmt.Errorf("job %s: %w", snap.Ref.ID, err)
+	}
+	var j meta.Job
+	if err := json.Unmarshal([]byte(r.Doc), &j); err != nil {
+		return meta.Job{}, fmt.Errorf("job %s: corrupt document: %w", snap.Ref.ID, err)
+	}
+	j.Key, j.State, j.Claimant, j.Attempts, j.Updated = r.Key, meta.State(r.State), r.Claimant, r.Attempts, r.Updated
+	if j.Created.IsZero() {
+		j.Created = r.Created
+	}
+	if r.State == string(meta.StateProcessing) && r.ClaimedTo.After(time.Unix(0, 0)) {
+		j.ClaimedTo = r.ClaimedTo
+	}
+	return j, nil
+}
+
+func mapErr(err error) error {
+	switch {
+	case errors.Is(err, meta.ErrDone), errors.Is(err, meta.ErrBusy), errors.Is(err, meta.ErrLostClaim):
+		return err
+	case status.Code(err) == codes.NotFound:
+		return meta.ErrNotFound
+	}
+	return err
+}
