@@ -117,4 +117,3 @@ func tail(s string, n int) string {
 
 // Absent reports whether err means the emulator is not installed.
 func Absent(err error) bool { return errors.Is(err, ErrAbsent) }
-
