@@ -4,9 +4,14 @@
 #   libvips-dev   libvips for govips (cgo): decode, resize, encode
 #   pkg-config    cgo finds libvips through it
 #   python3-opencv, opencv-data   the independent face detector that judges anonymization
+#   google-cloud-cli-firestore-emulator, google-cloud-cli-pubsub-emulator (+ Java 17)
+#                 Google's emulators the cloud backends are tested against; they come
+#                 from Google's apt repository (packages.cloud.google.com), which must
+#                 be configured for apt on machines that do not already have it
 set -euo pipefail
 need=()
-for pkg in libvips-dev pkg-config gcc python3-opencv opencv-data; do
+for pkg in libvips-dev pkg-config gcc python3-opencv opencv-data openjdk-17-jre-headless \
+	google-cloud-cli-firestore-emulator google-cloud-cli-pubsub-emulator; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -eq 0 ]; then
