@@ -1,0 +1,313 @@
+package cloudmode_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	ps "cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"cloud.google.com/go/storage"
+	"github.com/fsouza/fake-gcs-server/fakestorage"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/visionstack/visionstack/internal/emulator"
+	"github.com/visionstack/visionstack/runtime/cloudmode"
+	"github.com/visionstack/visionstack/runtime/config"
+	"github.com/visionstack/visionstack/runtime/meta"
+	"github.com/visionstack/visionstack/runtime/model"
+	"github.com/visionstack/visionstack/runtime/model/builtin"
+	"github.com/visionstack/visionstack/runtime/pipeline"
+	"github.com/visionstack/visionstack/runtime/server"
+	"github.com/visionstack/visionstack/testdata/photos"
+)
+
+// TestMain starts Google's Firestore and Pub/Sub emulators for the package.
+func TestMain(m *testing.M) {
+	fsEmu, err := emulator.Firestore()
+	if err == nil {
+		var psEmu *emulator.Emulator
+		psEmu, err = emulator.PubSub("visionstack-demo")
+		if err == nil {
+			os.Setenv("FIRESTORE_EMULATOR_HOST", fsEmu.Host)
+			os.Setenv("PUBSUB_EMULATOR_HOST", psEmu.Host)
+			code := m.Run()
+			psEmu.Stop()
+			fsEmu.Stop()
+			os.Exit(code)
+		}
+		fsEmu.Stop()
+	}
+	if emulator.Absent(err) && os.Getenv("CI") == "" {
+		fmt.Println("SKIP: emulators not installed (scripts/install-deps.sh):", err)
+		os.Exit(0)
+	}
+	fmt.Println("FAIL:", err)
+	os.Exit(1)
+}
+
+// faultyModel fails its first failures calls with a 503, or always when failures < 0.
+type faultyModel struct {
+	inner    model.Predictor
+	failures int32
+	calls    atomic.Int32
+}
+
+func (m *faultyModel) Predict(ctx context.Context, in []model.Instance, p model.Parameters) ([]model.Prediction, error) {
+	if n := m.calls.Add(1); m.failures < 0 || n <= m.failures {
+		return nil, fmt.Errorf("%w: 503 Service Unavailable", model.ErrTransient)
+	}
+	return m.inner.Predict(ctx, in, p)
+}
+
+type chain struct {
+	cfg       *config.Project
+	env       *cloudmode.Env
+	gcs       *fakestorage.Server
+	psc       *ps.Client
+	model     *faultyModel
+	processed *ps.Subscriber
+	dead      string
+}
+
+// newChain builds the whole chain for one test, with names unique to it:
+// fake GCS (in process, notifying the Pub/Sub emulator) → Pub/Sub emulator push
+// subscription with a dead-letter policy → our server → Firestore emulator + fake GCS.
+func newChain(t *testing.T, name string, failures int32) *chain {
+	t.Helper()
+	ctx := context.Background()
+	raw, err := os.ReadFile(filepath.Join(photos.Dir(), "..", "..", "projects", "demo", "project.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw = bytes.Replace(raw, []byte("name: demo"), []byte("name: "+name), 1)
+	raw = bytes.Replace(raw, []byte("maxAttempts: 5, minBackoff: 10s"), []byte("maxAttempts: 5, minBackoff: 1s"), 1)
+	cfg, err := config.Load("e2e.yaml", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := cfg.Names()
+	inner, err := builtin.New(builtin.DefaultParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fm := &faultyModel{inner: inner, failures: failures}
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	// Cloud Storage: the fake, publishing OBJECT_FINALIZE of the incoming bucket.
+	gcsSrv, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1", PublicHost: "127.0.0.1",
+		EventOptions: fakestorage.EventManagerOptions{ProjectID: cfg.GCP.Project, TopicName: n.UploadedTopic,
+			Bucket: n.IncomingBucket, NotifyOn: fakestorage.EventNotificationOptions{Finalize: true}}, Writer: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(gcsSrv.Stop)
+	for _, b := range []string{n.IncomingBucket, n.ProcessedBucket, n.QuarantineBucket} {
+		gcsSrv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: b})
+	}
+	t.Setenv("STORAGE_EMULATOR_HOST", gcsSrv.URL())
+
+	// Pub/Sub: topics and subscriptions as the stack makes them.
+	psc, err := ps.NewClient(ctx, cfg.GCP.Project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { psc.Close() })
+	topic := func(id string) string { return "projects/" + cfg.GCP.Project + "/topics/" + id }
+	sub := func(id string) string { return "projects/" + cfg.GCP.Project + "/subscriptions/" + id }
+	for _, id := range []string{n.UploadedTopic, n.ProcessedTopic, n.DeadLetterTopic} {
+		if _, err := psc.TopicAdminClient.CreateTopic(ctx, &pubsubpb.Topic{Name: topic(id)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id, tp := range map[string]string{n.ProcessedTopic + "-test": n.ProcessedTopic, n.DeadLetterSub: n.DeadLetterTopic} {
+		if _, err := psc.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{Name: sub(id), Topic: topic(tp), AckDeadlineSeconds: 10}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	env, err := cloudmode.Open(ctx, cfg, cloudmode.Options{Models: map[string]model.Predictor{"builtin:faces": fm}, Logger: log, Database: "(default)"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.Close() })
+	srv := server.New(server.Options{Pipeline: env.Pipeline, Incoming: env.Incoming, Publisher: env.Queue, WorkTopic: topic(env.WorkTopic),
+		MaxBody: int64(cfg.Pipeline.Prepare.MaxBytes), RetryAfter: time.Second, Logger: log})
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+
+	if _, err := psc.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
+		Name: sub(n.PushSubscription), Topic: topic(n.UploadedTopic), AckDeadlineSeconds: 60,
+		PushConfig:       &pubsubpb.PushConfig{PushEndpoint: hs.URL + "/v1/pubsub/push"},
+		RetryPolicy:      &pubsubpb.RetryPolicy{MinimumBackoff: durationpb.New(time.Second), MaximumBackoff: durationpb.New(2 * time.Second)},
+		DeadLetterPolicy: &pubsubpb.DeadLetterPolicy{DeadLetterTopic: topic(n.DeadLetterTopic), MaxDeliveryAttempts: 5},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return &chain{cfg: cfg, env: env, gcs: gcsSrv, psc: psc, model: fm,
+		processed: psc.Subscriber(sub(n.ProcessedTopic + "-test")), dead: sub(n.DeadLetterSub)}
+}
+
+func (c *chain) upload(t *testing.T, object, photo string) int64 {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(photos.Dir(), "faces", photo))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := c.gcs.Client().Bucket(c.env.Names.IncomingBucket).Object(object).NewWriter(context.Background())
+	w.ContentType = "image/jpeg"
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return w.Attrs().Generation
+}
+
+// waitJob polls Firestore until the job is final.
+func (c *chain) waitJob(t *testing.T, key string, within time.Duration) meta.Job {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		j, err := c.env.Meta.Get(context.Background(), key)
+		if err == nil && j.State.Final() {
+			return j
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	j, err := c.env.Meta.Get(context.Background(), key)
+	t.Fatalf("job %s not final within %s: %+v %v", key, within, j, err)
+	return j
+}
+
+// pull collects the messages of a subscription for a while.
+func pull(t *testing.T, s *ps.Subscriber, within time.Duration) []*ps.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	var mu sync.Mutex
+	var got []*ps.Message
+	_ = s.Receive(ctx, func(_ context.Context, m *ps.Message) {
+		mu.Lock()
+		got = append(got, m)
+		mu.Unlock()
+		m.Ack()
+	})
+	return got
+}
+
+func processedObjects(t *testing.T, c *chain) []*storage.ObjectAttrs {
+	t.Helper()
+	objs, err := c.env.Processed.List(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]*storage.ObjectAttrs, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, &storage.ObjectAttrs{Name: o.Name, Generation: o.Generation})
+	}
+	return out
+}
+
+// The real chain: object written to fake GCS → OBJECT_FINALIZE → Pub/Sub emulator
+// push → our server → steps → processed object in fake GCS, record in the Firestore
+// emulator, an event on the processed topic.
+func TestEndToEndOnEmulators(t *testing.T) {
+	c := newChain(t, "e2e-ok", 0)
+	gen := c.upload(t, "photos/grace.jpg", "grace_hopper.jpg")
+	key := pipeline.ObjectKey(c.env.Names.IncomingBucket, "photos/grace.jpg", gen)
+	j := c.waitJob(t, key, 60*time.Second)
+	if j.State != meta.StateDone || len(j.Results) != 1 || len(j.Results[0].Detections) == 0 || len(j.Outputs) != 1 {
+		t.Fatalf("job: %+v", j)
+	}
+	if objs := processedObjects(t, c); len(objs) != 1 || objs[0].Name != "photos/grace.jpg" {
+		t.Fatalf("processed bucket: %v", objs)
+	}
+	events := pull(t, c.processed, 3*time.Second)
+	if len(events) != 1 || events[0].Attributes["key"] != key || events[0].Attributes["state"] != "done" {
+		t.Fatalf("processed events: %d %v", len(events), events)
+	}
+}
+
+// The same notification delivered three times, two of them at once: one processed
+// object, one record, one event.
+func TestDuplicateNotifications(t *testing.T) {
+	c := newChain(t, "e2e-dup", 0)
+	gen := c.upload(t, "photos/grace.jpg", "grace_hopper.jpg") // delivery 1, through the fake's notification
+	key := pipeline.ObjectKey(c.env.Names.IncomingBucket, "photos/grace.jpg", gen)
+	attrs := map[string]string{"eventType": "OBJECT_FINALIZE", "bucketId": c.env.Names.IncomingBucket,
+		"objectId": "photos/grace.jpg", "objectGeneration": strconv.FormatInt(gen, 10), "payloadFormat": "JSON_API_V1"}
+	topic := "projects/" + c.cfg.GCP.Project + "/topics/" + c.env.Names.UploadedTopic
+	var wg sync.WaitGroup
+	for range 2 { // deliveries 2 and 3, concurrently
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.env.Queue.Publish(context.Background(), topic, []byte(`{}`), attrs); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	c.waitJob(t, key, 60*time.Second)
+	time.Sleep(3 * time.Second) // let every duplicate be delivered and answered
+	objs := processedObjects(t, c)
+	jobs, err := c.env.Meta.List(context.Background(), meta.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := pull(t, c.processed, 3*time.Second)
+	if len(objs) != 1 || len(jobs) != 1 || len(events) != 1 || c.model.calls.Load() != 1 {
+		t.Fatalf("%d processed objects, %d records, %d events, %d model calls; want 1 each", len(objs), len(jobs), len(events), c.model.calls.Load())
+	}
+}
+
+// A model answering 503 twice: Pub/Sub redelivers and the job completes.
+func TestTransientModelFailuresRetried(t *testing.T) {
+	c := newChain(t, "e2e-retry", 2)
+	gen := c.upload(t, "photos/grace.jpg", "grace_hopper.jpg")
+	j := c.waitJob(t, pipeline.ObjectKey(c.env.Names.IncomingBucket, "photos/grace.jpg", gen), 90*time.Second)
+	if j.State != meta.StateDone || j.Attempts != 3 {
+		t.Fatalf("job after two 503s: state %s, attempts %d", j.State, j.Attempts)
+	}
+}
+
+// A model that always fails: after maxAttempts the notification is in the dead-letter
+// topic, and nothing was half-written: no processed object, no final record.
+func TestAlwaysFailingModelDeadLetters(t *testing.T) {
+	c := newChain(t, "e2e-dead", -1)
+	gen := c.upload(t, "photos/grace.jpg", "grace_hopper.jpg")
+	var dead []*ps.Message
+	deadline := time.Now().Add(120 * time.Second)
+	for len(dead) == 0 && time.Now().Before(deadline) {
+		dead = pull(t, c.psc.Subscriber(c.dead), 3*time.Second)
+	}
+	if len(dead) != 1 || dead[0].Attributes["objectId"] != "photos/grace.jpg" {
+		t.Fatalf("dead-letter topic holds %d messages: %v", len(dead), dead)
+	}
+	if n := c.model.calls.Load(); n != 5 {
+		t.Errorf("model called %d times before dead-lettering, want 5 (maxAttempts)", n)
+	}
+	if objs := processedObjects(t, c); len(objs) != 0 {
+		t.Fatalf("half-written: %d processed objects", len(objs))
+	}
+	j, err := c.env.Meta.Get(context.Background(), pipeline.ObjectKey(c.env.Names.IncomingBucket, "photos/grace.jpg", gen))
+	if err != nil && !errors.Is(err, meta.ErrNotFound) {
+		t.Fatal(err)
+	}
+	if j.State.Final() {
+		t.Fatalf("a failed job was recorded final: %+v", j)
+	}
+}
