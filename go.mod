@@ -3,6 +3,7 @@ module github.com/visionstack/visionstack
 go 1.26.8
 
 require (
+	cloud.google.com/go/aiplatform v1.127.1
 	cloud.google.com/go/firestore v1.29.2
 	cloud.google.com/go/pubsub/v2 v2.8.1
 	cloud.google.com/go/storage v1.70.0

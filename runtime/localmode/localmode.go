@@ -27,7 +27,7 @@ import (
 	"github.com/visionstack/visionstack/runtime/meta"
 	"github.com/visionstack/visionstack/runtime/meta/sqlite"
 	"github.com/visionstack/visionstack/runtime/model"
-	"github.com/visionstack/visionstack/runtime/model/builtin"
+	"github.com/visionstack/visionstack/runtime/models"
 	"github.com/visionstack/visionstack/runtime/pipeline"
 	qlocal "github.com/visionstack/visionstack/runtime/queue/local"
 )
@@ -129,27 +129,8 @@ func (e *Env) Close() error {
 
 // Models builds the model clients local mode can run: the built-in ones.
 func Models(cfg *config.Project) (map[string]model.Predictor, error) {
-	out := map[string]model.Predictor{}
-	for _, a := range cfg.Pipeline.Analyses {
-		ref, err := config.ParseModel(a.Model)
-		if err != nil {
-			return nil, err
-		}
-		if _, ok := out[a.Model]; ok {
-			continue
-		}
-		switch ref.Kind {
-		case config.ModelBuiltin:
-			m, err := builtin.New(builtin.DefaultParams)
-			if err != nil {
-				return nil, err
-			}
-			out[a.Model] = m
-		default:
-			return nil, fmt.Errorf("analysis %s: model %s needs the cloud runtime (visionstack serve); local mode runs builtin models only", a.Name, a.Model)
-		}
-	}
-	return out, nil
+	m, _, err := models.Build(context.Background(), cfg, models.Options{BuiltinOnly: true})
+	return m, err
 }
 
 // Input is one image file to submit.

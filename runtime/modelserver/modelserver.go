@@ -94,8 +94,13 @@ func Handler(p model.Predictor, routes Routes, modelID string, log *slog.Logger)
 	}
 	mux.HandleFunc("POST "+routes.Predict, predict)
 	mux.HandleFunc("GET "+routes.Health, func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
-	// The public endpoint path, e.g. /v1/projects/p/locations/l/endpoints/e:predict.
-	mux.HandleFunc("POST /v1/projects/{p}/locations/{l}/endpoints/{e}", func(w http.ResponseWriter, r *http.Request) {
+	// The public endpoint path, e.g. /v1/projects/p/locations/l/endpoints/e:predict
+	// (v1beta1 too: the aiplatform REST client speaks it).
+	mux.HandleFunc("POST /{version}/projects/{p}/locations/{l}/endpoints/{e}", func(w http.ResponseWriter, r *http.Request) {
+		if v := r.PathValue("version"); v != "v1" && v != "v1beta1" {
+			writeError(w, http.StatusNotFound, "API version "+v+" is not served: use v1 or v1beta1")
+			return
+		}
 		if !strings.HasSuffix(r.PathValue("e"), ":predict") {
 			writeError(w, http.StatusNotFound, "only :predict is served")
 			return

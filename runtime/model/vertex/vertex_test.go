@@ -1,0 +1,173 @@
+package vertex_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	aiplatformv1beta1 "cloud.google.com/go/aiplatform/apiv1beta1"
+	betapb "cloud.google.com/go/aiplatform/apiv1beta1/aiplatformpb"
+	"cloud.google.com/go/aiplatform/apiv1/aiplatformpb"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/visionstack/visionstack/runtime/fault"
+	"github.com/visionstack/visionstack/runtime/model"
+	"github.com/visionstack/visionstack/runtime/model/builtin"
+	"github.com/visionstack/visionstack/runtime/model/vertex"
+	"github.com/visionstack/visionstack/runtime/modelserver"
+	"github.com/visionstack/visionstack/testdata/photos"
+)
+
+const endpoint = "projects/p/locations/europe-west3/endpoints/123"
+
+// fakeVertex is our own PredictionService: it answers with the built-in model, after
+// failing the first `unavailable` calls with UNAVAILABLE (a 503).
+type fakeVertex struct {
+	aiplatformpb.UnimplementedPredictionServiceServer
+	inner       model.Predictor
+	unavailable int32
+	calls       atomic.Int32
+}
+
+func (f *fakeVertex) Predict(ctx context.Context, req *aiplatformpb.PredictRequest) (*aiplatformpb.PredictResponse, error) {
+	if f.calls.Add(1) <= f.unavailable {
+		return nil, status.Error(codes.Unavailable, "try again")
+	}
+	if req.Endpoint != endpoint {
+		return nil, status.Errorf(codes.NotFound, "endpoint %q", req.Endpoint)
+	}
+	var ins []model.Instance
+	for _, v := range req.Instances {
+		raw, _ := v.MarshalJSON()
+		var in model.Instance
+		if err := json.Unmarshal(raw, &in); err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+		ins = append(ins, in)
+	}
+	var params model.Parameters
+	raw, _ := req.Parameters.MarshalJSON()
+	_ = json.Unmarshal(raw, &params)
+	preds, err := f.inner.Predict(ctx, ins, params)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	resp := &aiplatformpb.PredictResponse{DeployedModelId: "builtin"}
+	for _, p := range preds {
+		raw, _ := json.Marshal(p)
+		var generic any
+		_ = json.Unmarshal(raw, &generic)
+		v, _ := structpb.NewValue(generic)
+		resp.Predictions = append(resp.Predictions, v)
+	}
+	return resp, nil
+}
+
+func builtinModel(t *testing.T) model.Predictor {
+	m, err := builtin.New(builtin.DefaultParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func instance(t *testing.T) model.Instance {
+	img, err := os.ReadFile(filepath.Join(photos.Dir(), "faces", "grace_hopper.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return model.Instance{Content: base64.StdEncoding.EncodeToString(img), MimeType: "image/jpeg"}
+}
+
+func dial(t *testing.T, f *fakeVertex, o vertex.Options) *vertex.Model {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	aiplatformpb.RegisterPredictionServiceServer(gs, f)
+	go gs.Serve(lis)
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Endpoint = endpoint
+	o.ClientOption = []option.ClientOption{option.WithGRPCConn(conn)}
+	m, err := vertex.New(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// The aiplatform gRPC client against our own PredictionService: two UNAVAILABLE
+// answers are retried, then AutoML detection predictions come back parsed.
+func TestPredictRetriesUnavailable(t *testing.T) {
+	f := &fakeVertex{inner: builtinModel(t), unavailable: 2}
+	m := dial(t, f, vertex.Options{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
+	preds, err := m.Predict(context.Background(), []model.Instance{instance(t)}, model.Parameters{ConfidenceThreshold: 0.5, MaxPredictions: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.calls.Load() != 3 || len(preds) != 1 || len(preds[0].BBoxes) == 0 || preds[0].Validate(true) != nil {
+		t.Fatalf("calls %d, predictions %+v", f.calls.Load(), preds)
+	}
+}
+
+func TestPredictGivesUpAsTransient(t *testing.T) {
+	f := &fakeVertex{inner: builtinModel(t), unavailable: 100}
+	m := dial(t, f, vertex.Options{Attempts: 3, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+	_, err := m.Predict(context.Background(), []model.Instance{instance(t)}, model.Parameters{})
+	if err == nil || fault.IsPermanent(err) || f.calls.Load() != 3 {
+		t.Fatalf("after 3 UNAVAILABLE: %v (calls %d); want a transient error", err, f.calls.Load())
+	}
+}
+
+func TestRequestSizeChecked(t *testing.T) {
+	f := &fakeVertex{inner: builtinModel(t)}
+	m := dial(t, f, vertex.Options{MaxRequest: 1000})
+	_, err := m.Predict(context.Background(), []model.Instance{instance(t)}, model.Parameters{})
+	if !fault.IsPermanent(err) || f.calls.Load() != 0 {
+		t.Fatalf("oversized request: %v, %d calls", err, f.calls.Load())
+	}
+}
+
+// The aiplatform REST client, unchanged, pointed at `model serve`: the built-in
+// model's HTTP server speaks the Vertex predict contract.
+func TestRESTClientAgainstModelServe(t *testing.T) {
+	hs := httptest.NewServer(modelserver.Handler(builtinModel(t), modelserver.RoutesFromEnv(), "builtin-faces", nil))
+	defer hs.Close()
+	ctx := context.Background()
+	c, err := aiplatformv1beta1.NewPredictionRESTClient(ctx, option.WithEndpoint(hs.URL), option.WithoutAuthentication())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	req, err := vertex.Request(endpoint, []model.Instance{instance(t)}, model.Parameters{ConfidenceThreshold: 0.5, MaxPredictions: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Predict(ctx, &betapb.PredictRequest{Endpoint: req.Endpoint, Instances: req.Instances, Parameters: req.Parameters})
+	if err != nil {
+		t.Fatal(err)
+	}
+	preds, err := vertex.Parse(&aiplatformpb.PredictResponse{Predictions: resp.Predictions, DeployedModelId: resp.DeployedModelId})
+	if err != nil || len(preds) != 1 || len(preds[0].BBoxes) == 0 || resp.DeployedModelId != "builtin-faces" {
+		t.Fatalf("REST predict: %+v %v (%s)", preds, err, resp.DeployedModelId)
+	}
+}
