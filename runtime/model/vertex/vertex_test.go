@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"cloud.google.com/go/aiplatform/apiv1/aiplatformpb"
 	aiplatformv1beta1 "cloud.google.com/go/aiplatform/apiv1beta1"
 	betapb "cloud.google.com/go/aiplatform/apiv1beta1/aiplatformpb"
-	"cloud.google.com/go/aiplatform/apiv1/aiplatformpb"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
