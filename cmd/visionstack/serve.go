@@ -15,16 +15,19 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/visionstack/visionstack/runtime/cloudmode"
 	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/runtime/imaging"
 	"github.com/visionstack/visionstack/runtime/localmode"
 	"github.com/visionstack/visionstack/runtime/model/builtin"
+	"github.com/visionstack/visionstack/runtime/models"
 	"github.com/visionstack/visionstack/runtime/modelserver"
 	"github.com/visionstack/visionstack/runtime/pipeline"
 	"github.com/visionstack/visionstack/runtime/server"
 )
 
 type serveOptions struct {
+	backend         string
 	project         string
 	addr            string
 	dataDir         string
@@ -42,10 +45,12 @@ func newServeCmd(g *globalOptions) *cobra.Command {
   POST /v1/images:analyze   raw image bytes or a multipart file: the sync analyses, at once
   POST /v1/pubsub/push      Pub/Sub push deliveries (GCS notifications or queued tasks)
   GET  /healthz, /readyz
-Backends today are the local ones under --data (files, SQLite, in-process queue with a
-worker that drains it); the Google Cloud backends are the next step of the
-cloud-runtime issue. On SIGTERM it stops taking work, finishes what is in flight
-within --shutdown-timeout and exits.`,
+--backend cloud (the default on Cloud Run) uses the project's Cloud Storage buckets,
+Pub/Sub topics and Firestore database, named as the stack names them; the clients
+honour STORAGE_EMULATOR_HOST, PUBSUB_EMULATOR_HOST and FIRESTORE_EMULATOR_HOST.
+--backend local uses files, SQLite and an in-process queue under --data, with a worker
+that drains it. On SIGTERM it stops taking work, finishes what is in flight within
+--shutdown-timeout and exits.`,
 		Example: "  visionstack serve --project demo --addr 127.0.0.1:8080\n  curl -s --data-binary @photo.jpg -H 'Content-Type: image/jpeg' localhost:8080/v1/images:analyze",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -56,6 +61,11 @@ within --shutdown-timeout and exits.`,
 	if port == "" {
 		port = "8080"
 	}
+	backend := "local"
+	if os.Getenv("K_SERVICE") != "" {
+		backend = "cloud"
+	}
+	cmd.Flags().StringVar(&o.backend, "backend", backend, "local or cloud (default cloud on Cloud Run)")
 	cmd.Flags().StringVarP(&o.project, "project", "p", envOr("VISIONSTACK_PROJECT", "demo"), "project name or file ($VISIONSTACK_PROJECT)")
 	cmd.Flags().StringVar(&o.addr, "addr", ":"+port, "listen address ($PORT)")
 	cmd.Flags().StringVar(&o.dataDir, "data", "", "local backends directory (default out/NAME)")
@@ -108,16 +118,26 @@ func (o *serveOptions) run(ctx context.Context, g *globalOptions) error {
 		return err
 	}
 	log := g.serviceLogger(o.logFormat)
+	imaging.Init(0)
+	adm := server.NewAdmission(o.inflightPixels, 2*time.Second)
+	switch o.backend {
+	case "local":
+		return o.serveLocal(ctx, cfg, log, adm)
+	case "cloud":
+		return o.serveCloud(ctx, cfg, log, adm)
+	}
+	return fmt.Errorf("--backend %q: use local or cloud", o.backend)
+}
+
+func (o *serveOptions) serveLocal(ctx context.Context, cfg *config.Project, log *slog.Logger, adm *server.Admission) error {
 	if o.dataDir == "" {
 		o.dataDir = filepath.Join("out", cfg.Name)
 	}
-	imaging.Init(0)
 	env, err := localmode.Open(cfg, o.dataDir, localmode.Options{Logger: log})
 	if err != nil {
 		return err
 	}
 	defer env.Close()
-	adm := server.NewAdmission(o.inflightPixels, 2*time.Second)
 	models, err := localmode.Models(cfg)
 	if err != nil {
 		return err
@@ -134,13 +154,28 @@ func (o *serveOptions) run(ctx context.Context, g *globalOptions) error {
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	workerDone := make(chan error, 1)
 	go func() { workerDone <- env.Queue.Receive(workCtx, localmode.WorkTopic, p.Handle) }()
-
-	return listenAndServe(ctx, o.addr, srv, o.shutdownTimeout, log, func() {
-		srv.Drain()
-	}, func() {
+	return listenAndServe(ctx, o.addr, srv, o.shutdownTimeout, log, srv.Drain, func() {
 		stopWork()
 		<-workerDone
-	}, fmt.Sprintf("project %s, data %s", cfg.Name, o.dataDir))
+	}, fmt.Sprintf("project %s, local backends in %s", cfg.Name, o.dataDir))
+}
+
+func (o *serveOptions) serveCloud(ctx context.Context, cfg *config.Project, log *slog.Logger, adm *server.Admission) error {
+	ms, closeModels, err := models.Build(ctx, cfg, models.Options{})
+	if err != nil {
+		return err
+	}
+	defer closeModels()
+	env, err := cloudmode.Open(ctx, cfg, cloudmode.Options{Models: ms, Logger: log, Admit: adm.Admit, Database: os.Getenv("VISIONSTACK_FIRESTORE_DATABASE")})
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	srv := server.New(server.Options{Pipeline: env.Pipeline, Incoming: env.Incoming, Publisher: env.Queue,
+		WorkTopic: "projects/" + cfg.GCP.Project + "/topics/" + env.WorkTopic,
+		Admission: adm, MaxBody: int64(cfg.Pipeline.Prepare.MaxBytes), Logger: log})
+	return listenAndServe(ctx, o.addr, srv, o.shutdownTimeout, log, srv.Drain, nil,
+		fmt.Sprintf("project %s on GCP project %s (buckets %s…, topic %s)", cfg.Name, cfg.GCP.Project, env.Names.IncomingBucket, env.WorkTopic))
 }
 
 // listenAndServe serves h until ctx ends, then drains: onDrain runs first (readiness
