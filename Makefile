@@ -5,7 +5,8 @@ OUT       ?= out/demo
 FUZZTIME  ?= 10s
 PKGS      := ./...
 
-.PHONY: all deps build demo test test-short fuzz bench schema vet clean
+.PHONY: all deps build demo test test-short fuzz bench schema vet clean image
+IMAGE     ?= visionstack:dev
 
 all: build
 
@@ -37,6 +38,10 @@ bench: deps ## step benchmarks on a 12 MP JPEG → bench/RESULTS.md
 
 schema: ## regenerate runtime/config/project.schema.json from the Go types
 	$(GO) test ./runtime/config -run TestSchemaUpToDate -update
+
+image: ## build the container image (needs a Docker engine or another builder)
+	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "make image needs a running Docker engine (or build the Dockerfile with Cloud Build / kaniko)"; exit 1; }
+	docker build -t $(IMAGE) .
 
 clean:
 	rm -rf bin out
