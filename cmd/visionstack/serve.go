@@ -69,7 +69,7 @@ that drains it. On SIGTERM it stops taking work, finishes what is in flight with
 	cmd.Flags().StringVarP(&o.project, "project", "p", envOr("VISIONSTACK_PROJECT", "demo"), "project name or file ($VISIONSTACK_PROJECT)")
 	cmd.Flags().StringVar(&o.addr, "addr", ":"+port, "listen address ($PORT)")
 	cmd.Flags().StringVar(&o.dataDir, "data", "", "local backends directory (default out/NAME)")
-	cmd.Flags().Int64Var(&o.inflightPixels, "max-inflight-pixels", 150_000_000, "decoded pixels in flight before 429s (0: no limit)")
+	cmd.Flags().Int64Var(&o.inflightPixels, "max-inflight-pixels", -1, "decoded pixels in flight before 429s (default: from serving.memory; 0: no limit)")
 	cmd.Flags().DurationVar(&o.shutdownTimeout, "shutdown-timeout", 9*time.Second, "time to finish in-flight work after SIGTERM (Cloud Run allows 10s)")
 	cmd.Flags().StringVar(&o.logFormat, "log-format", defaultLogFormat(), "json (Cloud Logging) or text")
 	return cmd
@@ -119,6 +119,10 @@ func (o *serveOptions) run(ctx context.Context, g *globalOptions) error {
 	}
 	log := g.serviceLogger(o.logFormat)
 	imaging.Init(0)
+	if o.inflightPixels < 0 {
+		o.inflightPixels = server.PixelBudget(cfg.Serving.MemoryBytes())
+	}
+	log.Info("admission control", "maxInflightPixels", o.inflightPixels, "memory", cfg.Serving.Memory)
 	adm := server.NewAdmission(o.inflightPixels, 2*time.Second)
 	switch o.backend {
 	case "local":

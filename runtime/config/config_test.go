@@ -254,3 +254,11 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+func TestMemoryBytes(t *testing.T) {
+	for in, want := range map[string]int64{"512Mi": 512 << 20, "2Gi": 2 << 30, "lots": 0} {
+		if got := (config.Serving{Memory: in}).MemoryBytes(); got != want {
+			t.Errorf("MemoryBytes(%q) = %d, want %d", in, got, want)
+		}
+	}
+}

@@ -115,3 +115,19 @@ func (r nameRule) check(name string) string {
 	}
 	return ""
 }
+
+// MemoryBytes is serving.memory in bytes ("512Mi" → 536870912); 0 if unparsable.
+func (s Serving) MemoryBytes() int64 {
+	var n int64
+	var unit string
+	if _, err := fmt.Sscanf(s.Memory, "%d%s", &n, &unit); err != nil {
+		return 0
+	}
+	switch unit {
+	case "Mi":
+		return n << 20
+	case "Gi":
+		return n << 30
+	}
+	return 0
+}

@@ -31,6 +31,7 @@ var startOnce sync.Once
 // are no-ops, so call it early (the CLI does) to choose the thread count.
 func Init(concurrency int) {
 	startOnce.Do(func() {
+		limitMallocArenas()
 		if concurrency <= 0 {
 			concurrency = runtime.GOMAXPROCS(0)
 		}

@@ -20,6 +20,19 @@ type Admission struct {
 	wait   time.Duration // how long a request may queue for room
 }
 
+// bytesPerPixel is the measured peak resident memory per admitted pixel of the
+// whole job (12 MP JPEGs, 16 at once; bench/RESULTS.md), rounded up.
+const bytesPerPixel = 8
+
+// baseMemory is what the process holds idle: Go runtime, libvips, model, clients.
+const baseMemory = 128 << 20
+
+// PixelBudget is the pixel budget that keeps an instance with memory bytes under its
+// limit: what is left after the base, at the measured bytes per pixel.
+func PixelBudget(memory int64) int64 {
+	return max((memory-baseMemory)/bytesPerPixel, 12_000_000)
+}
+
 // NewAdmission allows budget pixels at once; requests wait up to wait for room.
 func NewAdmission(budget int64, wait time.Duration) *Admission {
 	a := &Admission{budget: budget, wait: wait}

@@ -95,6 +95,15 @@ type AnalyzeResponse struct {
 	// Queued says the remaining steps (async analyses, transform, act) were handed to
 	// the push path under Key.
 	Queued bool `json:"queued"`
+	// Timings of this request's parts, in milliseconds.
+	Timings Timings `json:"timingsMs"`
+}
+
+// Timings split a sync request's time.
+type Timings struct {
+	Prepare float64 `json:"prepare"`
+	Analyze float64 `json:"analyze"`
+	HandOff float64 `json:"handOff"`
 }
 
 // errorBody is every error response.
@@ -121,13 +130,18 @@ func (s *Server) analyze(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	start := time.Now()
 	img, err := p.Preparer().Prepare(data)
+	var tm Timings
+	tm.Prepare = msSince(start)
 	if err != nil {
 		release()
 		s.fail(w, r, err)
 		return
 	}
+	start = time.Now()
 	results, err := p.Analyzer().Run(ctx, img.Base64, img.MimeType, analyze.ModeSync)
+	tm.Analyze = msSince(start)
 	release()
 	if err != nil {
 		s.fail(w, r, err)
@@ -136,13 +150,17 @@ func (s *Server) analyze(w http.ResponseWriter, r *http.Request) {
 	key := pipeline.ContentKey(data)
 	// Hand the rest over before answering: once the client has its answer, the image
 	// must already be safe in the incoming bucket and its task queued.
+	start = time.Now()
 	if err := s.handOff(ctx, key, h.Format, data, results); err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	tm.HandOff = msSince(start)
 	writeJSON(w, http.StatusOK, AnalyzeResponse{Key: key, Format: h.Format, Width: img.Width, Height: img.Height,
-		Results: nonNil(results), Queued: true})
+		Results: nonNil(results), Queued: true, Timings: tm})
 }
+
+func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
 
 func nonNil(r []meta.Result) []meta.Result {
 	if r == nil {
