@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/api/idtoken"
 
 	"github.com/visionstack/visionstack/runtime/cloudmode"
 	"github.com/visionstack/visionstack/runtime/config"
@@ -27,6 +28,8 @@ import (
 )
 
 type serveOptions struct {
+	pushAudience    string
+	pushSA          string
 	backend         string
 	project         string
 	addr            string
@@ -66,6 +69,8 @@ that drains it. On SIGTERM it stops taking work, finishes what is in flight with
 		backend = "cloud"
 	}
 	cmd.Flags().StringVar(&o.backend, "backend", backend, "local or cloud (default cloud on Cloud Run)")
+	cmd.Flags().StringVar(&o.pushAudience, "push-audience", os.Getenv("VISIONSTACK_PUSH_AUDIENCE"), "verify push OIDC tokens for this audience ($VISIONSTACK_PUSH_AUDIENCE)")
+	cmd.Flags().StringVar(&o.pushSA, "push-service-account", os.Getenv("VISIONSTACK_PUSH_SERVICE_ACCOUNT"), "the push subscription's service account ($VISIONSTACK_PUSH_SERVICE_ACCOUNT)")
 	cmd.Flags().StringVarP(&o.project, "project", "p", envOr("VISIONSTACK_PROJECT", "demo"), "project name or file ($VISIONSTACK_PROJECT)")
 	cmd.Flags().StringVar(&o.addr, "addr", ":"+port, "listen address ($PORT)")
 	cmd.Flags().StringVar(&o.dataDir, "data", "", "local backends directory (default out/NAME)")
@@ -175,11 +180,30 @@ func (o *serveOptions) serveCloud(ctx context.Context, cfg *config.Project, log 
 		return err
 	}
 	defer env.Close()
+	auth, err := o.pushAuth(ctx)
+	if err != nil {
+		return err
+	}
 	srv := server.New(server.Options{Pipeline: env.Pipeline, Incoming: env.Incoming, Publisher: env.Queue,
-		WorkTopic: "projects/" + cfg.GCP.Project + "/topics/" + env.WorkTopic,
+		WorkTopic: "projects/" + cfg.GCP.Project + "/topics/" + env.WorkTopic, PushAuth: auth,
 		Admission: adm, MaxBody: int64(cfg.Pipeline.Prepare.MaxBytes), Logger: log})
 	return listenAndServe(ctx, o.addr, srv, o.shutdownTimeout, log, srv.Drain, nil,
 		fmt.Sprintf("project %s on GCP project %s (buckets %s…, topic %s)", cfg.Name, cfg.GCP.Project, env.Names.IncomingBucket, env.WorkTopic))
+}
+
+// pushAuth builds OIDC verification of push requests when an audience is given.
+func (o *serveOptions) pushAuth(ctx context.Context) (*server.PushAuth, error) {
+	if o.pushAudience == "" {
+		return nil, nil
+	}
+	if o.pushSA == "" {
+		return nil, fmt.Errorf("--push-audience needs --push-service-account: the account Pub/Sub signs push tokens as")
+	}
+	v, err := idtoken.NewValidator(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("push token validator: %w", err)
+	}
+	return &server.PushAuth{Validator: v, Audience: o.pushAudience, ServiceAccount: o.pushSA}, nil
 }
 
 // listenAndServe serves h until ctx ends, then drains: onDrain runs first (readiness

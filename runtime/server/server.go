@@ -42,6 +42,8 @@ type Options struct {
 	WorkTopic string          // topic the push subscription reads
 	Admission *Admission      // nil: no admission control
 	MaxBody   int64           // request body cap (the prepare maxBytes)
+	// PushAuth, when set, verifies the OIDC token of every push request.
+	PushAuth *PushAuth
 	// RetryAfter is suggested to clients turned away by admission control.
 	RetryAfter time.Duration
 	Logger     *slog.Logger
@@ -229,6 +231,12 @@ type PushEnvelope struct {
 // push handles one Pub/Sub push delivery. 204 acks it; 4xx/5xx make Pub/Sub redeliver
 // with backoff until the dead-letter policy takes it.
 func (s *Server) push(w http.ResponseWriter, r *http.Request) {
+	if a := s.o.PushAuth; a != nil {
+		if err := a.check(r); err != nil {
+			s.fail(w, r, &httpError{code: http.StatusUnauthorized, msg: err.Error()})
+			return
+		}
+	}
 	var env PushEnvelope
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 10<<20)).Decode(&env); err != nil {
 		s.fail(w, r, badRequest("not a Pub/Sub push envelope: "+err.Error()))
