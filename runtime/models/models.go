@@ -1,5 +1,6 @@
 // Package models builds the model clients a project's analyses name: the built-in
-// models in-process, Vertex AI endpoints through the aiplatform client.
+// models in-process, Vertex AI endpoints through the aiplatform client, KServe / Triton
+// models over the Open Inference (v2) protocol.
 package models
 
 import (
@@ -11,6 +12,7 @@ import (
 	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/runtime/model"
 	"github.com/visionstack/visionstack/runtime/model/builtin"
+	"github.com/visionstack/visionstack/runtime/model/kserve"
 	"github.com/visionstack/visionstack/runtime/model/vertex"
 )
 
@@ -72,9 +74,16 @@ func Build(ctx context.Context, cfg *config.Project, o Options) (map[string]mode
 			}
 			out[a.Model] = m
 			closers = append(closers, m.Close)
+		case config.ModelKServe:
+			m, err := kserve.New(ref.Target, nil)
+			if err != nil {
+				closeAll()
+				return nil, nil, err
+			}
+			out[a.Model] = m
 		default:
 			closeAll()
-			return nil, nil, fmt.Errorf("analysis %s: %s models are not supported by this runtime yet", a.Name, ref.Kind)
+			return nil, nil, fmt.Errorf("analysis %s: %s models are not supported by this runtime", a.Name, ref.Kind)
 		}
 	}
 	return out, closeAll, nil
