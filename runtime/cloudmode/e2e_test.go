@@ -84,7 +84,7 @@ type chain struct {
 // newChain builds the whole chain for one test, with names unique to it:
 // fake GCS (in process, notifying the Pub/Sub emulator) → Pub/Sub emulator push
 // subscription with a dead-letter policy → our server → Firestore emulator + fake GCS.
-func newChain(t *testing.T, name string, failures int32) *chain {
+func newChain(t testing.TB, name string, failures int32) *chain {
 	t.Helper()
 	ctx := context.Background()
 	raw, err := os.ReadFile(filepath.Join(photos.Dir(), "..", "..", "projects", "demo", "project.yaml"))
@@ -159,7 +159,7 @@ func newChain(t *testing.T, name string, failures int32) *chain {
 		processed: psc.Subscriber(sub(n.ProcessedTopic + "-test")), dead: sub(n.DeadLetterSub)}
 }
 
-func (c *chain) upload(t *testing.T, object, photo string) int64 {
+func (c *chain) upload(t testing.TB, object, photo string) int64 {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(photos.Dir(), "faces", photo))
 	if err != nil {
@@ -177,7 +177,7 @@ func (c *chain) upload(t *testing.T, object, photo string) int64 {
 }
 
 // waitJob polls Firestore until the job is final.
-func (c *chain) waitJob(t *testing.T, key string, within time.Duration) meta.Job {
+func (c *chain) waitJob(t testing.TB, key string, within time.Duration) meta.Job {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
@@ -316,4 +316,31 @@ func TestAlwaysFailingModelDeadLetters(t *testing.T) {
 	if j.State.Final() {
 		t.Fatalf("a failed job was recorded final: %+v", j)
 	}
+}
+
+var benchRuns atomic.Int32
+
+// BenchmarkPushThroughput uploads batches of 8 photos to fake GCS and waits until the
+// push path has recorded every one as done in the Firestore emulator: images per
+// second through notification → Pub/Sub emulator push → server → steps → records.
+func BenchmarkPushThroughput(b *testing.B) {
+	c := newChain(b, fmt.Sprintf("bench-push-%d", benchRuns.Add(1)), 0) // the harness calls it more than once
+	const batch = 8
+	b.ResetTimer()
+	for i := range b.N {
+		var keys []string
+		for k := range batch {
+			obj := fmt.Sprintf("b%d/%d.jpg", i, k)
+			gen := c.upload(b, obj, "grace_hopper.jpg")
+			keys = append(keys, pipeline.ObjectKey(c.env.Names.IncomingBucket, obj, gen))
+		}
+		for _, k := range keys {
+			if j := c.waitJob(b, k, 120*time.Second); j.State != meta.StateDone {
+				b.Fatalf("%s: %s", k, j.State)
+			}
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "images/s")
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N*batch), "ms/image")
 }
