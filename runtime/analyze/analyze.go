@@ -47,18 +47,7 @@ const (
 
 // Run runs the analyses of mode (ModeAll: all) on the payload, in config order.
 func (a *Analyzer) Run(ctx context.Context, base64Payload, mimeType, mode string) ([]meta.Result, error) {
-	var out []meta.Result
-	for _, an := range a.analyses {
-		if mode != ModeAll && an.Spec.Mode != mode {
-			continue
-		}
-		r, err := a.one(ctx, an, base64Payload, mimeType)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, nil
+	return a.run(ctx, base64Payload, mimeType, func(an Analysis) bool { return mode == ModeAll || an.Spec.Mode == mode }, nil)
 }
 
 // Remaining runs every analysis without a result in done, and returns done's results
@@ -68,13 +57,20 @@ func (a *Analyzer) Remaining(ctx context.Context, base64Payload, mimeType string
 	for _, r := range done {
 		have[r.Analysis] = r
 	}
+	return a.run(ctx, base64Payload, mimeType, func(Analysis) bool { return true }, have)
+}
+
+func (a *Analyzer) run(ctx context.Context, payload, mimeType string, want func(Analysis) bool, have map[string]meta.Result) ([]meta.Result, error) {
 	var out []meta.Result
 	for _, an := range a.analyses {
+		if !want(an) {
+			continue
+		}
 		if r, ok := have[an.Spec.Name]; ok {
 			out = append(out, r)
 			continue
 		}
-		r, err := a.one(ctx, an, base64Payload, mimeType)
+		r, err := a.one(ctx, an, payload, mimeType)
 		if err != nil {
 			return nil, err
 		}

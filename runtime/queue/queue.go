@@ -7,6 +7,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"strconv"
 
 	"github.com/visionstack/visionstack/runtime/fault"
 )
@@ -51,3 +52,16 @@ func Permanent(err error) error { return fault.Permanent(err) }
 
 // IsPermanent reports whether err was marked with Permanent.
 func IsPermanent(err error) bool { return fault.IsPermanent(err) }
+
+// DeadLetterAttributes copies a message's attributes and adds why and from where it
+// was dead-lettered, after how many attempts: what an operator needs to replay it.
+func DeadLetterAttributes(m *Message, cause error, source string) map[string]string {
+	attrs := make(map[string]string, len(m.Attributes)+3)
+	for k, v := range m.Attributes {
+		attrs[k] = v
+	}
+	attrs["deadLetterReason"] = cause.Error()
+	attrs["deadLetterSource"] = source
+	attrs["deliveryAttempts"] = strconv.Itoa(m.DeliveryAttempt)
+	return attrs
+}

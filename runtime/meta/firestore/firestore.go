@@ -79,12 +79,8 @@ func (s *Store) Claim(ctx context.Context, key string, src meta.Source, claimant
 	}
 	var c meta.Claim
 	err = s.client.RunTransaction(ctx, func(ctx context.Context, tx *fs.Transaction) error {
-		snap, err := tx.Get(ref)
+		r, err := load(tx, ref)
 		if err != nil {
-			return err
-		}
-		var r record
-		if err := snap.DataTo(&r); err != nil {
 			return err
 		}
 		now := s.now().UTC()
@@ -111,12 +107,8 @@ func (s *Store) Complete(ctx context.Context, c meta.Claim, j meta.Job) error {
 	}
 	ref := s.ref(c.Key)
 	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *fs.Transaction) error {
-		snap, err := tx.Get(ref)
+		r, err := load(tx, ref)
 		if err != nil {
-			return err
-		}
-		var r record
-		if err := snap.DataTo(&r); err != nil {
 			return err
 		}
 		if r.Claimant != c.Claimant || r.State != string(meta.StateProcessing) {
@@ -140,12 +132,8 @@ func (s *Store) Complete(ctx context.Context, c meta.Claim, j meta.Job) error {
 func (s *Store) Release(ctx context.Context, c meta.Claim) error {
 	ref := s.ref(c.Key)
 	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *fs.Transaction) error {
-		snap, err := tx.Get(ref)
+		r, err := load(tx, ref)
 		if err != nil {
-			return err
-		}
-		var r record
-		if err := snap.DataTo(&r); err != nil {
 			return err
 		}
 		if r.Claimant != c.Claimant || r.State != string(meta.StateProcessing) {
@@ -195,6 +183,16 @@ func (s *Store) List(ctx context.Context, f meta.Filter) ([]meta.Job, error) {
 		}
 		out = append(out, j)
 	}
+}
+
+// load reads a job's record inside a transaction.
+func load(tx *fs.Transaction, ref *fs.DocumentRef) (record, error) {
+	var r record
+	snap, err := tx.Get(ref)
+	if err != nil {
+		return r, err
+	}
+	return r, snap.DataTo(&r)
 }
 
 func decode(snap *fs.DocumentSnapshot) (meta.Job, error) {

@@ -303,14 +303,7 @@ func (q *Queue) deliver(ctx context.Context, topic string, m *queue.Message, tok
 		}
 	case queue.IsPermanent(err) || (m.DeliveryAttempt >= q.opts.MaxAttempts && !strings.HasSuffix(topic, DeadLetterSuffix)):
 		log.Warn("dead-lettering message", "err", err)
-		attrs := map[string]string{}
-		for k, v := range m.Attributes {
-			attrs[k] = v
-		}
-		attrs["deadLetterReason"] = err.Error()
-		attrs["deadLetterSourceTopic"] = topic
-		attrs["deliveryAttempts"] = strconv.Itoa(m.DeliveryAttempt)
-		a, _ := json.Marshal(attrs)
+		a, _ := json.Marshal(queue.DeadLetterAttributes(m, err, topic))
 		_, derr := q.db.ExecContext(bg, `UPDATE messages SET topic = ?, attrs = ?, attempts = 0, available_at = ?, lease = '' WHERE id = ? AND lease = ?`,
 			topic+DeadLetterSuffix, string(a), time.Now().UnixNano(), m.ID, token)
 		if derr != nil {

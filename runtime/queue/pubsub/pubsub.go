@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 
 	ps "cloud.google.com/go/pubsub/v2"
@@ -91,14 +90,7 @@ func (q *Queue) deadLetter(ctx context.Context, subscription string, m *ps.Messa
 		m.Nack()
 		return
 	}
-	attrs := map[string]string{}
-	for k, v := range m.Attributes {
-		attrs[k] = v
-	}
-	attrs["deadLetterReason"] = cause.Error()
-	attrs["deadLetterSourceSubscription"] = subscription
-	attrs["deliveryAttempts"] = strconv.Itoa(msg.DeliveryAttempt)
-	if _, err := q.Publish(ctx, topic, m.Data, attrs); err != nil {
+	if _, err := q.Publish(ctx, topic, m.Data, queue.DeadLetterAttributes(msg, cause, subscription)); err != nil {
 		q.log.Error("dead-lettering failed; nacking", "messageId", m.ID, "err", err)
 		m.Nack()
 		return
