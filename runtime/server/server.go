@@ -174,7 +174,7 @@ func nonNil(r []meta.Result) []meta.Result {
 // handOff stores the original under its content hash (create-if-absent: a repeat
 // upload is one object) and queues the task with the sync results.
 func (s *Server) handOff(ctx context.Context, key, format string, data []byte, done []meta.Result) error {
-	name := "sync/" + key[len("sha256:"):] + "." + format
+	name := SyncPrefix + key[len("sha256:"):] + "." + format
 	attrs, err := s.o.Incoming.Put(ctx, name, data, blob.PutOptions{IfGenerationMatch: blob.DoesNotExist(), ContentType: "image/" + format})
 	if errors.Is(err, blob.ErrPrecondition) {
 		attrs, err = s.o.Incoming.Attrs(ctx, name)
@@ -215,6 +215,11 @@ func (s *Server) readImage(w http.ResponseWriter, r *http.Request) ([]byte, erro
 	}
 	return data, nil
 }
+
+// SyncPrefix is where the sync API stores originals in the incoming bucket. Their
+// storage notifications are acked without work: the API queued a task of its own,
+// keyed by content and carrying the sync results.
+const SyncPrefix = "sync/"
 
 // PushEnvelope is what a Pub/Sub push subscription POSTs.
 type PushEnvelope struct {
@@ -282,6 +287,10 @@ func (s *Server) taskFrom(env *PushEnvelope) (pipeline.Task, string, error) {
 		}
 		if strings.HasSuffix(object, "/") {
 			return pipeline.Task{}, "folder placeholder " + object, nil
+		}
+		if strings.HasPrefix(object, SyncPrefix) {
+			// Stored by the sync API, which queued its own task with its results.
+			return pipeline.Task{}, "stored by the sync API, which queued its own task", nil
 		}
 		if err := blob.ValidateName(object); err != nil {
 			return pipeline.Task{}, "", err
