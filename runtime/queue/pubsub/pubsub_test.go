@@ -3,6 +3,7 @@ package pubsub_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync/atomic"
 	"testing"
 
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/visionstack/visionstack/internal/emulator"
 	"github.com/visionstack/visionstack/runtime/queue/pubsub"
 	"github.com/visionstack/visionstack/runtime/queue/queuetest"
 )
@@ -29,12 +31,35 @@ func TestConformance(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	ctx := context.Background()
-	client, err := ps.NewClient(ctx, project, option.WithGRPCConn(conn))
+	client, err := ps.NewClient(context.Background(), project, option.WithGRPCConn(conn))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
+	conformance(t, client)
+}
+
+// The same suite against Google's Pub/Sub emulator (Java, from google-cloud-cli).
+func TestConformanceOnEmulator(t *testing.T) {
+	e, err := emulator.PubSub(project)
+	if emulator.Absent(err) && os.Getenv("CI") == "" {
+		t.Skip("Pub/Sub emulator not installed (scripts/install-deps.sh):", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Stop)
+	t.Setenv("PUBSUB_EMULATOR_HOST", e.Host)
+	client, err := ps.NewClient(context.Background(), project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	conformance(t, client)
+}
+
+func conformance(t *testing.T, client *ps.Client) {
+	ctx := context.Background()
 	var n atomic.Int32
 	queuetest.Run(t, func(t *testing.T) queuetest.Harness {
 		id := n.Add(1)
