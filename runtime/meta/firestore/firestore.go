@@ -22,11 +22,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/runtime/meta"
 )
 
-// Collection holding the jobs.
-const Collection = "jobs"
+// Collection holding the jobs (the stack creates its index).
+const Collection = config.JobsCollection
 
 // Store is a meta.Store on Firestore.
 type Store struct {

@@ -1,0 +1,104 @@
+package stack
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/monitoring"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/visionstack/visionstack/runtime/config"
+)
+
+// Alert thresholds.
+const (
+	Alert5xxRatio        = 0.05   // of requests, over 5 minutes
+	AlertP95LatencyMS    = 30_000 // request latency
+	AlertOldestUnackedS  = 900    // oldest message waiting on the push subscription
+	AlertDeadLetterCount = 0      // any message in the dead-letter subscription
+)
+
+// monitoring: e-mail channels, alert policies and a dashboard.
+func (b *builder) monitoring() error {
+	proj := pulumi.String(b.cfg.GCP.Project)
+	var channels pulumi.StringArray
+	for i, email := range b.cfg.Monitoring.AlertEmails {
+		ch, err := monitoring.NewNotificationChannel(b.ctx, fmt.Sprintf("%s-email-%d", b.cfg.Name, i), &monitoring.NotificationChannelArgs{
+			Project: proj, Type: pulumi.String("email"), DisplayName: pulumi.String("visionstack " + b.cfg.Name + " " + email),
+			Labels: pulumi.StringMap{"email_address": pulumi.String(email)},
+		}, b.opts()...)
+		if err != nil {
+			return err
+		}
+		channels = append(channels, ch.ID())
+	}
+	run := fmt.Sprintf(`resource.type="cloud_run_revision" AND resource.labels.service_name="%s"`, b.names.RunService)
+	sub := func(id string) string {
+		return fmt.Sprintf(`resource.type="pubsub_subscription" AND resource.labels.subscription_id="%s"`, id)
+	}
+	type cond struct {
+		name, filter, denominator, aligner, reducer string
+		threshold                                   float64
+	}
+	conds := []cond{
+		{"5xx ratio", run + ` AND metric.type="run.googleapis.com/request_count" AND metric.labels.response_code_class="5xx"`,
+			run + ` AND metric.type="run.googleapis.com/request_count"`, "ALIGN_RATE", "REDUCE_SUM", Alert5xxRatio},
+		{"p95 latency", run + ` AND metric.type="run.googleapis.com/request_latencies"`, "", "ALIGN_PERCENTILE_95", "REDUCE_MAX", AlertP95LatencyMS},
+		{"oldest unacked message", sub(b.names.PushSubscription) + ` AND metric.type="pubsub.googleapis.com/subscription/oldest_unacked_message_age"`, "", "ALIGN_MAX", "REDUCE_MAX", AlertOldestUnackedS},
+		{"dead-lettered messages", sub(b.names.DeadLetterSub) + ` AND metric.type="pubsub.googleapis.com/subscription/num_undelivered_messages"`, "", "ALIGN_MAX", "REDUCE_MAX", AlertDeadLetterCount},
+	}
+	if d := b.cfg.Monitoring.Drift; d != nil {
+		conds = append(conds, cond{"prediction drift (" + d.Analysis + ")", fmt.Sprintf(`metric.type="%s" AND metric.labels.analysis="%s" AND metric.labels.project="%s"`,
+			config.MetricDriftPSI, d.Analysis, b.cfg.Name), "", "ALIGN_MAX", "REDUCE_MAX", d.Threshold})
+	}
+	for _, c := range conds {
+		th := monitoring.AlertPolicyConditionConditionThresholdArgs{
+			Filter: pulumi.String(c.filter), Comparison: pulumi.String("COMPARISON_GT"), ThresholdValue: pulumi.Float64(c.threshold),
+			Duration: pulumi.String("300s"),
+			Aggregations: monitoring.AlertPolicyConditionConditionThresholdAggregationArray{monitoring.AlertPolicyConditionConditionThresholdAggregationArgs{
+				AlignmentPeriod: pulumi.String("60s"), PerSeriesAligner: pulumi.String(c.aligner), CrossSeriesReducer: pulumi.String(c.reducer)}},
+		}
+		if c.denominator != "" {
+			th.DenominatorFilter = pulumi.String(c.denominator)
+			th.DenominatorAggregations = monitoring.AlertPolicyConditionConditionThresholdDenominatorAggregationArray{monitoring.AlertPolicyConditionConditionThresholdDenominatorAggregationArgs{
+				AlignmentPeriod: pulumi.String("60s"), PerSeriesAligner: pulumi.String("ALIGN_RATE"), CrossSeriesReducer: pulumi.String("REDUCE_SUM")}}
+		}
+		_, err := monitoring.NewAlertPolicy(b.ctx, b.cfg.Name+" "+c.name, &monitoring.AlertPolicyArgs{
+			Project: proj, DisplayName: pulumi.String("visionstack " + b.cfg.Name + ": " + c.name), Combiner: pulumi.String("OR"),
+			Conditions:           monitoring.AlertPolicyConditionArray{monitoring.AlertPolicyConditionArgs{DisplayName: pulumi.String(c.name), ConditionThreshold: th}},
+			NotificationChannels: channels, UserLabels: b.labels(),
+		}, b.opts()...)
+		if err != nil {
+			return err
+		}
+	}
+	dash, err := json.Marshal(b.dashboard())
+	if err != nil {
+		return err
+	}
+	_, err = monitoring.NewDashboard(b.ctx, b.cfg.Name+"-dashboard", &monitoring.DashboardArgs{Project: proj, DashboardJson: pulumi.String(string(dash))}, b.opts()...)
+	return err
+}
+
+// dashboard is a Cloud Monitoring dashboard: service traffic and latency, queue
+// health, and the runtime's own step and model metrics.
+func (b *builder) dashboard() map[string]any {
+	chart := func(title, filter, aligner string) map[string]any {
+		return map[string]any{"title": title, "xyChart": map[string]any{"dataSets": []any{map[string]any{
+			"timeSeriesQuery": map[string]any{"timeSeriesFilter": map[string]any{"filter": filter,
+				"aggregation": map[string]any{"alignmentPeriod": "60s", "perSeriesAligner": aligner}}}}}}}
+	}
+	run := fmt.Sprintf(`resource.type="cloud_run_revision" AND resource.labels.service_name="%s"`, b.names.RunService)
+	project := fmt.Sprintf(` AND metric.labels.project="%s"`, b.cfg.Name)
+	widgets := []any{
+		chart("Requests by status", run+` AND metric.type="run.googleapis.com/request_count"`, "ALIGN_RATE"),
+		chart("Request latency p95", run+` AND metric.type="run.googleapis.com/request_latencies"`, "ALIGN_PERCENTILE_95"),
+		chart("Oldest unacked push message", fmt.Sprintf(`resource.type="pubsub_subscription" AND resource.labels.subscription_id="%s" AND metric.type="pubsub.googleapis.com/subscription/oldest_unacked_message_age"`, b.names.PushSubscription), "ALIGN_MAX"),
+		chart("Dead-lettered messages", fmt.Sprintf(`resource.type="pubsub_subscription" AND resource.labels.subscription_id="%s" AND metric.type="pubsub.googleapis.com/subscription/num_undelivered_messages"`, b.names.DeadLetterSub), "ALIGN_MAX"),
+		chart("Step latency p95", fmt.Sprintf(`metric.type="%s"`, config.MetricStepLatency)+project, "ALIGN_PERCENTILE_95"),
+		chart("Outcomes", fmt.Sprintf(`metric.type="%s"`, config.MetricOutcomes)+project, "ALIGN_RATE"),
+		chart("Model latency p95", fmt.Sprintf(`metric.type="%s"`, config.MetricModelLatency)+project, "ALIGN_PERCENTILE_95"),
+		chart("Prediction drift (PSI)", fmt.Sprintf(`metric.type="%s"`, config.MetricDriftPSI)+project, "ALIGN_MAX"),
+	}
+	return map[string]any{"displayName": "visionstack " + b.cfg.Name, "gridLayout": map[string]any{"columns": "2", "widgets": widgets}}
+}

@@ -1,0 +1,345 @@
+package stack_test
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/visionstack/visionstack/infra/stack"
+	"github.com/visionstack/visionstack/runtime/config"
+)
+
+// mocks records every resource the program registers and answers the provider
+// functions the stack calls.
+type mocks struct {
+	mu  sync.Mutex
+	res []pulumi.MockResourceArgs
+}
+
+func (m *mocks) NewResource(a pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
+	m.mu.Lock()
+	m.res = append(m.res, a)
+	m.mu.Unlock()
+	out := a.Inputs.Copy()
+	switch a.TypeToken {
+	case "gcp:serviceaccount/account:Account":
+		out["email"] = resource.NewStringProperty(fmt.Sprintf("%s@%s.iam.gserviceaccount.com", a.Inputs["accountId"].StringValue(), a.Inputs["project"].StringValue()))
+		out["name"] = resource.NewStringProperty("projects/p/serviceAccounts/" + a.Inputs["accountId"].StringValue())
+	case "gcp:cloudrunv2/service:Service":
+		out["uri"] = resource.NewStringProperty("https://" + a.Inputs["name"].StringValue() + "-abc-ew.a.run.app")
+	}
+	return a.Name + "-id", out, nil
+}
+
+func (m *mocks) Call(a pulumi.MockCallArgs) (resource.PropertyMap, error) {
+	switch a.Token {
+	case "gcp:organizations/getProject:getProject":
+		return resource.PropertyMap{"number": resource.NewStringProperty("123456789"), "projectId": a.Args["projectId"]}, nil
+	case "gcp:storage/getProjectServiceAccount:getProjectServiceAccount":
+		return resource.PropertyMap{"emailAddress": resource.NewStringProperty("service-123456789@gs-project-accounts.iam.gserviceaccount.com")}, nil
+	}
+	return nil, fmt.Errorf("unmocked call %s", a.Token)
+}
+
+func (m *mocks) of(typ string) []pulumi.MockResourceArgs {
+	var out []pulumi.MockResourceArgs
+	for _, r := range m.res {
+		if r.TypeToken == typ {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+const demo = `apiVersion: visionstack/v1
+kind: Project
+name: %s
+gcp: {project: %s, region: europe-west3}
+pipeline:
+  analyses:
+    - {name: faces, model: "builtin:faces", mode: sync}
+  transforms:
+    - blur: {analysis: faces}
+  actions: [{store: {}}, {record: {}}, {publish: {}}]
+monitoring:
+  alertEmails: [ops@acme.example]
+  drift: {analysis: faces}
+%s`
+
+func project(t *testing.T, name, gcp, extra string) *config.Project {
+	t.Helper()
+	p, err := config.Load("test.yaml", []byte(fmt.Sprintf(demo, name, gcp, extra)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// run builds the component with mocks and returns what it registered.
+func run(t *testing.T, p *config.Project) *mocks {
+	t.Helper()
+	m := &mocks{}
+	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
+		_, err := stack.NewProject(ctx, p, stack.Args{Image: "europe-west3-docker.pkg.dev/acme-prod/x/visionstack@sha256:abc"})
+		return err
+	}, pulumi.WithMocks("visionstack", p.Name, m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func str(v resource.PropertyValue) string {
+	if v.IsString() {
+		return v.StringValue()
+	}
+	return ""
+}
+
+func obj(v resource.PropertyValue, path ...string) resource.PropertyValue {
+	for _, k := range path {
+		if !v.IsObject() {
+			return resource.PropertyValue{}
+		}
+		v = v.ObjectValue()[resource.PropertyKey(k)]
+	}
+	return v
+}
+
+func TestBucketsArePrivateWithUniformAccess(t *testing.T) {
+	m := run(t, project(t, "acme-defects", "acme-prod", ""))
+	buckets := m.of("gcp:storage/bucket:Bucket")
+	if len(buckets) != 3 {
+		t.Fatalf("%d buckets, want 3", len(buckets))
+	}
+	for _, b := range buckets {
+		in := b.Inputs
+		if !in["uniformBucketLevelAccess"].BoolValue() || str(in["publicAccessPrevention"]) != "enforced" {
+			t.Errorf("bucket %s: uniform %v, public access prevention %q", b.Name, in["uniformBucketLevelAccess"], str(in["publicAccessPrevention"]))
+		}
+		versioned := obj(in["versioning"], "enabled")
+		if strings.HasSuffix(b.Name, "-processed") != (versioned.IsBool() && versioned.BoolValue()) {
+			t.Errorf("bucket %s: versioning %v (only processed is versioned)", b.Name, versioned)
+		}
+		if strings.HasSuffix(b.Name, "-incoming") && (!in["lifecycleRules"].IsArray() || len(in["lifecycleRules"].ArrayValue()) == 0) {
+			t.Errorf("bucket %s has no lifecycle", b.Name)
+		}
+	}
+	for _, g := range m.of("gcp:storage/bucketIAMMember:BucketIAMMember") {
+		if mem := str(g.Inputs["member"]); mem == "allUsers" || mem == "allAuthenticatedUsers" {
+			t.Errorf("bucket grant %s to %s", g.Name, mem)
+		}
+	}
+}
+
+func TestDeadLetterWiredWithGrants(t *testing.T) {
+	p := project(t, "acme-defects", "acme-prod", "delivery: {maxAttempts: 7}\n")
+	m := run(t, p)
+	n := p.Names()
+	var push pulumi.MockResourceArgs
+	for _, s := range m.of("gcp:pubsub/subscription:Subscription") {
+		if s.Name == n.PushSubscription {
+			push = s
+		}
+	}
+	dl := obj(push.Inputs["deadLetterPolicy"])
+	if str(obj(dl, "deadLetterTopic")) != n.DeadLetterTopic+"-id" || obj(dl, "maxDeliveryAttempts").NumberValue() != 7 {
+		t.Fatalf("dead-letter policy %v", dl)
+	}
+	if obj(push.Inputs["retryPolicy"], "minimumBackoff").StringValue() != "10s" {
+		t.Errorf("retry policy %v", push.Inputs["retryPolicy"])
+	}
+	agent := "serviceAccount:service-123456789@gcp-sa-pubsub.iam.gserviceaccount.com"
+	var publishes, subscribes bool
+	for _, g := range m.of("gcp:pubsub/topicIAMMember:TopicIAMMember") {
+		if str(g.Inputs["member"]) == agent && str(g.Inputs["topic"]) == n.DeadLetterTopic && str(g.Inputs["role"]) == "roles/pubsub.publisher" {
+			publishes = true
+		}
+	}
+	for _, g := range m.of("gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember") {
+		if str(g.Inputs["member"]) == agent && str(g.Inputs["subscription"]) == n.PushSubscription && str(g.Inputs["role"]) == "roles/pubsub.subscriber" {
+			subscribes = true
+		}
+	}
+	if !publishes || !subscribes {
+		t.Fatalf("Pub/Sub service agent grants: publisher on dead letter %v, subscriber on push %v", publishes, subscribes)
+	}
+	if len(m.of("gcp:storage/notification:Notification")) != 1 {
+		t.Error("no storage notification")
+	}
+}
+
+func TestPushUsesOIDCWithInvoker(t *testing.T) {
+	p := project(t, "acme-defects", "acme-prod", "")
+	m := run(t, p)
+	n := p.Names()
+	invoker := n.InvokerSA + "@acme-prod.iam.gserviceaccount.com"
+	for _, s := range m.of("gcp:pubsub/subscription:Subscription") {
+		if s.Name != n.PushSubscription {
+			continue
+		}
+		tok := obj(s.Inputs["pushConfig"], "oidcToken")
+		if str(obj(tok, "serviceAccountEmail")) != invoker || str(obj(tok, "audience")) != stack.PushAudience(p.Name) {
+			t.Fatalf("push OIDC %v", tok)
+		}
+		if ep := str(obj(s.Inputs["pushConfig"], "pushEndpoint")); !strings.HasSuffix(ep, "/v1/pubsub/push") || !strings.HasPrefix(ep, "https://") {
+			t.Errorf("push endpoint %q", ep)
+		}
+	}
+	var invokes bool
+	for _, g := range m.of("gcp:cloudrunv2/serviceIamMember:ServiceIamMember") {
+		if str(g.Inputs["member"]) == "serviceAccount:"+invoker && str(g.Inputs["role"]) == "roles/run.invoker" {
+			invokes = true
+		}
+	}
+	if !invokes {
+		t.Fatal("the invoker account cannot invoke the service")
+	}
+}
+
+var iamTypes = []string{"gcp:projects/iAMMember:IAMMember", "gcp:storage/bucketIAMMember:BucketIAMMember",
+	"gcp:pubsub/topicIAMMember:TopicIAMMember", "gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember",
+	"gcp:serviceaccount/iAMMember:IAMMember", "gcp:cloudrunv2/serviceIamMember:ServiceIamMember"}
+
+func TestNoPrimitiveRoles(t *testing.T) {
+	m := run(t, project(t, "acme-defects", "acme-prod", ""))
+	n := 0
+	for _, typ := range iamTypes {
+		for _, g := range m.of(typ) {
+			n++
+			switch role := str(g.Inputs["role"]); role {
+			case "roles/owner", "roles/editor", "roles/viewer", "":
+				t.Errorf("%s %s grants %q", typ, g.Name, role)
+			}
+		}
+	}
+	if n < 10 {
+		t.Fatalf("only %d grants found: did the IAM types change?", n)
+	}
+	// Firestore has no per-database IAM: the project grant must be conditioned on the database.
+	for _, g := range m.of("gcp:projects/iAMMember:IAMMember") {
+		if str(g.Inputs["role"]) == "roles/datastore.user" && !strings.Contains(str(obj(g.Inputs["condition"], "expression")), "/databases/acme-defects-meta") {
+			t.Errorf("datastore.user not limited to the project's database: %v", g.Inputs["condition"])
+		}
+	}
+}
+
+func TestRunNotPublicByDefault(t *testing.T) {
+	public := func(m *mocks) bool {
+		for _, g := range m.of("gcp:cloudrunv2/serviceIamMember:ServiceIamMember") {
+			if str(g.Inputs["member"]) == "allUsers" {
+				return true
+			}
+		}
+		return false
+	}
+	if public(run(t, project(t, "acme-defects", "acme-prod", ""))) {
+		t.Fatal("Cloud Run is public by default")
+	}
+	if !public(run(t, project(t, "acme-defects", "acme-prod", "serving: {public: true}\n"))) {
+		t.Fatal("serving.public: true did not open the service")
+	}
+}
+
+func TestNamesLegalForLongestName(t *testing.T) {
+	name := "a" + strings.Repeat("b", config.MaxNameLen-2) + "c"
+	gcp := "g" + strings.Repeat("h", 28) + "i"
+	m := run(t, project(t, name, gcp, ""))
+	limits := map[string]struct {
+		field string
+		max   int
+	}{
+		"gcp:storage/bucket:Bucket":                  {"name", 63},
+		"gcp:serviceaccount/account:Account":         {"accountId", 30},
+		"gcp:cloudrunv2/service:Service":             {"name", 49},
+		"gcp:pubsub/topic:Topic":                     {"name", 255},
+		"gcp:pubsub/subscription:Subscription":       {"name", 255},
+		"gcp:firestore/database:Database":            {"name", 63},
+		"gcp:artifactregistry/repository:Repository": {"repositoryId", 63},
+		"gcp:vertex/aiEndpoint:AiEndpoint":           {"name", 10},
+	}
+	for typ, l := range limits {
+		rs := m.of(typ)
+		if len(rs) == 0 {
+			t.Errorf("no %s", typ)
+		}
+		for _, r := range rs {
+			v := str(r.Inputs[resource.PropertyKey(l.field)])
+			if v == "" || len(v) > l.max {
+				t.Errorf("%s %s=%q: %d characters, limit %d", typ, l.field, v, len(v), l.max)
+			}
+		}
+	}
+}
+
+func TestTwoProjectsHaveDisjointNames(t *testing.T) {
+	a := run(t, project(t, "acme-defects", "acme-prod", ""))
+	b := run(t, project(t, "acme-faces", "acme-prod", ""))
+	seen := map[string]bool{}
+	for _, r := range a.res {
+		seen[r.TypeToken+"/"+r.Name] = true
+		for _, f := range []string{"name", "accountId", "repositoryId"} {
+			if v := str(r.Inputs[resource.PropertyKey(f)]); v != "" {
+				seen[r.TypeToken+"#"+f+"="+v] = true
+			}
+		}
+	}
+	for _, r := range b.res {
+		if r.TypeToken == "gcp:projects/service:Service" {
+			continue // APIs are shared by the GCP project; their names are per stack anyway
+		}
+		if seen[r.TypeToken+"/"+r.Name] {
+			t.Errorf("both projects create %s %s", r.TypeToken, r.Name)
+		}
+		for _, f := range []string{"name", "accountId", "repositoryId"} {
+			if v := str(r.Inputs[resource.PropertyKey(f)]); v != "" && seen[r.TypeToken+"#"+f+"="+v] && !strings.HasPrefix(v, "projects/") {
+				t.Errorf("both projects use %s %s=%s", r.TypeToken, f, v)
+			}
+		}
+	}
+}
+
+func TestResourceCountAndTypes(t *testing.T) {
+	m := run(t, project(t, "acme-defects", "acme-prod", ""))
+	count := map[string]int{}
+	for _, r := range m.res {
+		count[r.TypeToken]++
+	}
+	want := map[string]int{
+		stack.ComponentType:                                      1,
+		"gcp:projects/service:Service":                           len(stack.APIs),
+		"gcp:serviceaccount/account:Account":                     2,
+		"gcp:storage/bucket:Bucket":                              3,
+		"gcp:storage/notification:Notification":                  1,
+		"gcp:pubsub/topic:Topic":                                 3,
+		"gcp:pubsub/subscription:Subscription":                   2,
+		"gcp:cloudrunv2/service:Service":                         1,
+		"gcp:vertex/aiEndpoint:AiEndpoint":                       1,
+		"gcp:firestore/database:Database":                        1,
+		"gcp:firestore/index:Index":                              1,
+		"gcp:artifactregistry/repository:Repository":             1,
+		"gcp:monitoring/notificationChannel:NotificationChannel": 1,
+		"gcp:monitoring/alertPolicy:AlertPolicy":                 5, // 5xx, latency, backlog, dead letters, drift
+		"gcp:monitoring/dashboard:Dashboard":                     1,
+		"gcp:storage/bucketIAMMember:BucketIAMMember":            4,
+		"gcp:pubsub/topicIAMMember:TopicIAMMember":               5,
+		"gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember": 1,
+		"gcp:projects/iAMMember:IAMMember":                       5,
+		"gcp:serviceaccount/iAMMember:IAMMember":                 1,
+		"gcp:cloudrunv2/serviceIamMember:ServiceIamMember":       1,
+	}
+	for typ, n := range want {
+		if count[typ] != n {
+			t.Errorf("%s: %d, want %d", typ, count[typ], n)
+		}
+	}
+	for typ, n := range count {
+		if _, ok := want[typ]; !ok {
+			t.Errorf("unexpected %d × %s", n, typ)
+		}
+	}
+}

@@ -1,0 +1,44 @@
+package stack
+
+import (
+	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/storage"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// Lifecycle of the buckets.
+const (
+	IncomingRetentionDays   = 30 // originals are deleted after this
+	ProcessedNoncurrentDays = 30 // old versions of outputs
+)
+
+// buckets: private, uniform access, public access prevention enforced; processed is
+// versioned; incoming expires; CMEK when a key is given.
+func (b *builder) buckets() error {
+	mk := func(name string, versioned bool, rules storage.BucketLifecycleRuleArray) (*storage.Bucket, error) {
+		args := &storage.BucketArgs{
+			Project: pulumi.String(b.cfg.GCP.Project), Name: pulumi.String(name), Location: pulumi.String(b.cfg.GCP.Region),
+			UniformBucketLevelAccess: pulumi.Bool(true), PublicAccessPrevention: pulumi.String("enforced"),
+			Versioning: storage.BucketVersioningArgs{Enabled: pulumi.Bool(versioned)}, LifecycleRules: rules,
+			Labels: b.labels(), ForceDestroy: pulumi.Bool(false),
+		}
+		if b.args.KMSKey != "" {
+			args.Encryption = storage.BucketEncryptionArgs{DefaultKmsKeyName: pulumi.String(b.args.KMSKey)}
+		}
+		return storage.NewBucket(b.ctx, name, args, b.opts()...)
+	}
+	var err error
+	if b.incoming, err = mk(b.names.IncomingBucket, false, storage.BucketLifecycleRuleArray{
+		storage.BucketLifecycleRuleArgs{Action: storage.BucketLifecycleRuleActionArgs{Type: pulumi.String("Delete")},
+			Condition: storage.BucketLifecycleRuleConditionArgs{Age: pulumi.Int(IncomingRetentionDays)}},
+	}); err != nil {
+		return err
+	}
+	if b.processed, err = mk(b.names.ProcessedBucket, true, storage.BucketLifecycleRuleArray{
+		storage.BucketLifecycleRuleArgs{Action: storage.BucketLifecycleRuleActionArgs{Type: pulumi.String("Delete")},
+			Condition: storage.BucketLifecycleRuleConditionArgs{DaysSinceNoncurrentTime: pulumi.Int(ProcessedNoncurrentDays)}},
+	}); err != nil {
+		return err
+	}
+	b.quarantine, err = mk(b.names.QuarantineBucket, false, nil)
+	return err
+}
