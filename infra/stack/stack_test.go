@@ -3,57 +3,15 @@ package stack_test
 import (
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/visionstack/visionstack/infra/stack"
+	"github.com/visionstack/visionstack/infra/stack/stacktest"
 	"github.com/visionstack/visionstack/runtime/config"
 )
-
-// mocks records every resource the program registers and answers the provider
-// functions the stack calls.
-type mocks struct {
-	mu  sync.Mutex
-	res []pulumi.MockResourceArgs
-}
-
-func (m *mocks) NewResource(a pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
-	m.mu.Lock()
-	m.res = append(m.res, a)
-	m.mu.Unlock()
-	out := a.Inputs.Copy()
-	switch a.TypeToken {
-	case "gcp:serviceaccount/account:Account":
-		out["email"] = resource.NewStringProperty(fmt.Sprintf("%s@%s.iam.gserviceaccount.com", a.Inputs["accountId"].StringValue(), a.Inputs["project"].StringValue()))
-		out["name"] = resource.NewStringProperty("projects/p/serviceAccounts/" + a.Inputs["accountId"].StringValue())
-	case "gcp:cloudrunv2/service:Service":
-		out["uri"] = resource.NewStringProperty("https://" + a.Inputs["name"].StringValue() + "-abc-ew.a.run.app")
-	}
-	return a.Name + "-id", out, nil
-}
-
-func (m *mocks) Call(a pulumi.MockCallArgs) (resource.PropertyMap, error) {
-	switch a.Token {
-	case "gcp:organizations/getProject:getProject":
-		return resource.PropertyMap{"number": resource.NewStringProperty("123456789"), "projectId": a.Args["projectId"]}, nil
-	case "gcp:storage/getProjectServiceAccount:getProjectServiceAccount":
-		return resource.PropertyMap{"emailAddress": resource.NewStringProperty("service-123456789@gs-project-accounts.iam.gserviceaccount.com")}, nil
-	}
-	return nil, fmt.Errorf("unmocked call %s", a.Token)
-}
-
-func (m *mocks) of(typ string) []pulumi.MockResourceArgs {
-	var out []pulumi.MockResourceArgs
-	for _, r := range m.res {
-		if r.TypeToken == typ {
-			out = append(out, r)
-		}
-	}
-	return out
-}
 
 const demo = `apiVersion: visionstack/v1
 kind: Project
@@ -80,9 +38,9 @@ func project(t *testing.T, name, gcp, extra string) *config.Project {
 }
 
 // run builds the component with mocks and returns what it registered.
-func run(t *testing.T, p *config.Project) *mocks {
+func run(t *testing.T, p *config.Project) *stacktest.Mocks {
 	t.Helper()
-	m := &mocks{}
+	m := &stacktest.Mocks{}
 	err := pulumi.RunErr(func(ctx *pulumi.Context) error {
 		_, err := stack.NewProject(ctx, p, stack.Args{Image: "europe-west3-docker.pkg.dev/acme-prod/x/visionstack@sha256:abc"})
 		return err
@@ -112,7 +70,7 @@ func obj(v resource.PropertyValue, path ...string) resource.PropertyValue {
 
 func TestBucketsArePrivateWithUniformAccess(t *testing.T) {
 	m := run(t, project(t, "acme-defects", "acme-prod", ""))
-	buckets := m.of("gcp:storage/bucket:Bucket")
+	buckets := m.Of("gcp:storage/bucket:Bucket")
 	if len(buckets) != 3 {
 		t.Fatalf("%d buckets, want 3", len(buckets))
 	}
@@ -129,7 +87,7 @@ func TestBucketsArePrivateWithUniformAccess(t *testing.T) {
 			t.Errorf("bucket %s has no lifecycle", b.Name)
 		}
 	}
-	for _, g := range m.of("gcp:storage/bucketIAMMember:BucketIAMMember") {
+	for _, g := range m.Of("gcp:storage/bucketIAMMember:BucketIAMMember") {
 		if mem := str(g.Inputs["member"]); mem == "allUsers" || mem == "allAuthenticatedUsers" {
 			t.Errorf("bucket grant %s to %s", g.Name, mem)
 		}
@@ -141,7 +99,7 @@ func TestDeadLetterWiredWithGrants(t *testing.T) {
 	m := run(t, p)
 	n := p.Names()
 	var push pulumi.MockResourceArgs
-	for _, s := range m.of("gcp:pubsub/subscription:Subscription") {
+	for _, s := range m.Of("gcp:pubsub/subscription:Subscription") {
 		if s.Name == n.PushSubscription {
 			push = s
 		}
@@ -155,12 +113,12 @@ func TestDeadLetterWiredWithGrants(t *testing.T) {
 	}
 	agent := "serviceAccount:service-123456789@gcp-sa-pubsub.iam.gserviceaccount.com"
 	var publishes, subscribes bool
-	for _, g := range m.of("gcp:pubsub/topicIAMMember:TopicIAMMember") {
+	for _, g := range m.Of("gcp:pubsub/topicIAMMember:TopicIAMMember") {
 		if str(g.Inputs["member"]) == agent && str(g.Inputs["topic"]) == n.DeadLetterTopic && str(g.Inputs["role"]) == "roles/pubsub.publisher" {
 			publishes = true
 		}
 	}
-	for _, g := range m.of("gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember") {
+	for _, g := range m.Of("gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember") {
 		if str(g.Inputs["member"]) == agent && str(g.Inputs["subscription"]) == n.PushSubscription && str(g.Inputs["role"]) == "roles/pubsub.subscriber" {
 			subscribes = true
 		}
@@ -168,7 +126,7 @@ func TestDeadLetterWiredWithGrants(t *testing.T) {
 	if !publishes || !subscribes {
 		t.Fatalf("Pub/Sub service agent grants: publisher on dead letter %v, subscriber on push %v", publishes, subscribes)
 	}
-	if len(m.of("gcp:storage/notification:Notification")) != 1 {
+	if len(m.Of("gcp:storage/notification:Notification")) != 1 {
 		t.Error("no storage notification")
 	}
 }
@@ -178,7 +136,7 @@ func TestPushUsesOIDCWithInvoker(t *testing.T) {
 	m := run(t, p)
 	n := p.Names()
 	invoker := n.InvokerSA + "@acme-prod.iam.gserviceaccount.com"
-	for _, s := range m.of("gcp:pubsub/subscription:Subscription") {
+	for _, s := range m.Of("gcp:pubsub/subscription:Subscription") {
 		if s.Name != n.PushSubscription {
 			continue
 		}
@@ -191,7 +149,7 @@ func TestPushUsesOIDCWithInvoker(t *testing.T) {
 		}
 	}
 	var invokes bool
-	for _, g := range m.of("gcp:cloudrunv2/serviceIamMember:ServiceIamMember") {
+	for _, g := range m.Of("gcp:cloudrunv2/serviceIamMember:ServiceIamMember") {
 		if str(g.Inputs["member"]) == "serviceAccount:"+invoker && str(g.Inputs["role"]) == "roles/run.invoker" {
 			invokes = true
 		}
@@ -209,7 +167,7 @@ func TestNoPrimitiveRoles(t *testing.T) {
 	m := run(t, project(t, "acme-defects", "acme-prod", ""))
 	n := 0
 	for _, typ := range iamTypes {
-		for _, g := range m.of(typ) {
+		for _, g := range m.Of(typ) {
 			n++
 			switch role := str(g.Inputs["role"]); role {
 			case "roles/owner", "roles/editor", "roles/viewer", "":
@@ -221,7 +179,7 @@ func TestNoPrimitiveRoles(t *testing.T) {
 		t.Fatalf("only %d grants found: did the IAM types change?", n)
 	}
 	// Firestore has no per-database IAM: the project grant must be conditioned on the database.
-	for _, g := range m.of("gcp:projects/iAMMember:IAMMember") {
+	for _, g := range m.Of("gcp:projects/iAMMember:IAMMember") {
 		if str(g.Inputs["role"]) == "roles/datastore.user" && !strings.Contains(str(obj(g.Inputs["condition"], "expression")), "/databases/acme-defects-meta") {
 			t.Errorf("datastore.user not limited to the project's database: %v", g.Inputs["condition"])
 		}
@@ -229,8 +187,8 @@ func TestNoPrimitiveRoles(t *testing.T) {
 }
 
 func TestRunNotPublicByDefault(t *testing.T) {
-	public := func(m *mocks) bool {
-		for _, g := range m.of("gcp:cloudrunv2/serviceIamMember:ServiceIamMember") {
+	public := func(m *stacktest.Mocks) bool {
+		for _, g := range m.Of("gcp:cloudrunv2/serviceIamMember:ServiceIamMember") {
 			if str(g.Inputs["member"]) == "allUsers" {
 				return true
 			}
@@ -263,7 +221,7 @@ func TestNamesLegalForLongestName(t *testing.T) {
 		"gcp:vertex/aiEndpoint:AiEndpoint":           {"name", 10},
 	}
 	for typ, l := range limits {
-		rs := m.of(typ)
+		rs := m.Of(typ)
 		if len(rs) == 0 {
 			t.Errorf("no %s", typ)
 		}
@@ -280,7 +238,7 @@ func TestTwoProjectsHaveDisjointNames(t *testing.T) {
 	a := run(t, project(t, "acme-defects", "acme-prod", ""))
 	b := run(t, project(t, "acme-faces", "acme-prod", ""))
 	seen := map[string]bool{}
-	for _, r := range a.res {
+	for _, r := range a.Res {
 		seen[r.TypeToken+"/"+r.Name] = true
 		for _, f := range []string{"name", "accountId", "repositoryId"} {
 			if v := str(r.Inputs[resource.PropertyKey(f)]); v != "" {
@@ -288,7 +246,7 @@ func TestTwoProjectsHaveDisjointNames(t *testing.T) {
 			}
 		}
 	}
-	for _, r := range b.res {
+	for _, r := range b.Res {
 		if r.TypeToken == "gcp:projects/service:Service" {
 			continue // APIs are shared by the GCP project; their names are per stack anyway
 		}
@@ -306,7 +264,7 @@ func TestTwoProjectsHaveDisjointNames(t *testing.T) {
 func TestResourceCountAndTypes(t *testing.T) {
 	m := run(t, project(t, "acme-defects", "acme-prod", ""))
 	count := map[string]int{}
-	for _, r := range m.res {
+	for _, r := range m.Res {
 		count[r.TypeToken]++
 	}
 	want := map[string]int{
