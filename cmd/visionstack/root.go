@@ -36,6 +36,7 @@ pipeline (prepare, analyze, transform, act) locally or on Cloud Run, and serves 
 	cmd.PersistentFlags().StringVar(&g.root, "root", ".", "repository root that holds projects/")
 	cmd.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log every step")
 	cmd.AddCommand(newNewCmd(g), newValidateCmd(g), newRunCmd(g), newServeCmd(g), newModelCmd(g), newSchemaCmd(g))
+	cmd.AddCommand(newDeployCmds(g)...)
 	return cmd
 }
 
