@@ -30,6 +30,8 @@ func Render(p Params) ([]File, error) {
 		{"project.yaml.tmpl", "projects/" + p.Name + "/project.yaml"},
 		{"README.md.tmpl", "projects/" + p.Name + "/README.md"},
 		{"Pulumi.stack.yaml.tmpl", "Pulumi." + p.Name + ".yaml"},
+		{"github-workflow.yaml.tmpl", ".github/workflows/deploy-" + p.Name + ".yaml"},
+		{"cloudbuild.yaml.tmpl", "projects/" + p.Name + "/cloudbuild.yaml"},
 	}
 	out := make([]File, 0, len(targets))
 	for _, t := range targets {

@@ -25,7 +25,8 @@ func TestNewStampsValidProjectAndRefusesOverwrite(t *testing.T) {
 	if err != nil {
 		t.Fatalf("new: %v\n%s", err, out)
 	}
-	for _, f := range []string{"projects/acme-defects/project.yaml", "projects/acme-defects/README.md", "Pulumi.acme-defects.yaml"} {
+	for _, f := range []string{"projects/acme-defects/project.yaml", "projects/acme-defects/README.md", "Pulumi.acme-defects.yaml",
+		".github/workflows/deploy-acme-defects.yaml", "projects/acme-defects/cloudbuild.yaml"} {
 		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
 			t.Errorf("new did not write %s", f)
 		}

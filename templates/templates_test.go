@@ -1,0 +1,39 @@
+package templates_test
+
+import (
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/visionstack/visionstack/templates"
+)
+
+// Every stamped YAML file parses, and the CI files deploy the project they were
+// stamped for.
+func TestRenderedFilesParse(t *testing.T) {
+	files, err := templates.Render(templates.Params{Name: "foo", GCPProject: "foo-prod", Region: "europe-west1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byPath := map[string]string{}
+	for _, f := range files {
+		byPath[f.Path] = string(f.Data)
+		if strings.HasSuffix(f.Path, ".yaml") {
+			var v any
+			if err := yaml.Unmarshal(f.Data, &v); err != nil {
+				t.Errorf("%s is not valid YAML: %v", f.Path, err)
+			}
+		}
+	}
+	wf := byPath[".github/workflows/deploy-foo.yaml"]
+	for _, want := range []string{"visionstack up $PROJECT --image", "visionstack preview $PROJECT", "id-token: write", "${{ vars.WIF_PROVIDER }}", "PROJECT: foo"} {
+		if !strings.Contains(wf, want) {
+			t.Errorf("workflow lacks %q", want)
+		}
+	}
+	cb := byPath["projects/foo/cloudbuild.yaml"]
+	if !strings.Contains(cb, "visionstack up ${_PROJECT}") || !strings.Contains(cb, "europe-west1-docker.pkg.dev/foo-prod/foo/visionstack") {
+		t.Errorf("cloudbuild.yaml:\n%s", cb)
+	}
+}
