@@ -21,3 +21,10 @@ func TestDeployCommandsCheckArgumentsAndCLI(t *testing.T) {
 		}
 	}
 }
+
+func TestModelDeployNeedsAModelBlock(t *testing.T) {
+	_, err := runCLI(t, "--root", "../..", "model", "deploy", "demo")
+	if err == nil || !strings.Contains(err.Error(), "no model block") {
+		t.Fatalf("model deploy without a model block: %v", err)
+	}
+}

@@ -89,6 +89,15 @@ func (p *Project) ApplyDefaults() {
 	}
 	setIfZero(&s.MaxInstances, 20)
 
+	if m := p.Model; m != nil {
+		setIfZero(&m.DisplayName, p.Name+"-model")
+		setIfZero(&m.PredictRoute, "/predict")
+		setIfZero(&m.HealthRoute, "/health")
+		setIfZero(&m.Port, 8080)
+		setIfZero(&m.MachineType, "n1-standard-2")
+		setIfZero(&m.MinReplicas, 1)
+		setIfZero(&m.MaxReplicas, max(m.MinReplicas, 1))
+	}
 	if dr := p.Monitoring.Drift; dr != nil {
 		setIfZero(&dr.Threshold, DefaultDriftThreshold)
 		setIfZero(&dr.Window, DefaultDriftWindow)

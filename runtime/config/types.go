@@ -24,6 +24,28 @@ type Project struct {
 	Delivery   Delivery   `yaml:"delivery,omitempty" json:"delivery,omitempty"`
 	Serving    Serving    `yaml:"serving,omitempty" json:"serving,omitempty"`
 	Monitoring Monitoring `yaml:"monitoring,omitempty" json:"monitoring,omitempty"`
+	// Model is the project's own model, uploaded to Vertex AI and deployed to the
+	// project's endpoint by `visionstack model deploy` (analyses use it as vertex:endpoint).
+	Model *ModelDeploy `yaml:"model,omitempty" json:"model,omitempty"`
+}
+
+// ModelDeploy describes a model for Vertex AI: a serving container (a custom
+// container, e.g. the visionstack image running `model serve`), and optionally
+// artifacts it loads.
+type ModelDeploy struct {
+	DisplayName string `yaml:"displayName,omitempty" json:"displayName,omitempty"`
+	// Image is the serving container image URI (required).
+	Image string `yaml:"image" json:"image" jsonschema:"required"`
+	// Args for the container, e.g. [model, serve].
+	Args []string `yaml:"args,omitempty" json:"args,omitempty"`
+	// ArtifactURI is a gs:// directory of model artifacts, passed to the container as AIP_STORAGE_URI.
+	ArtifactURI  string `yaml:"artifactUri,omitempty" json:"artifactUri,omitempty"`
+	PredictRoute string `yaml:"predictRoute,omitempty" json:"predictRoute,omitempty"`
+	HealthRoute  string `yaml:"healthRoute,omitempty" json:"healthRoute,omitempty"`
+	Port         int    `yaml:"port,omitempty" json:"port,omitempty" jsonschema:"minimum=1,maximum=65535"`
+	MachineType  string `yaml:"machineType,omitempty" json:"machineType,omitempty"`
+	MinReplicas  int    `yaml:"minReplicas,omitempty" json:"minReplicas,omitempty" jsonschema:"minimum=1"`
+	MaxReplicas  int    `yaml:"maxReplicas,omitempty" json:"maxReplicas,omitempty" jsonschema:"minimum=1"`
 }
 
 // GCP says where the stack lives.

@@ -109,6 +109,20 @@ func (p *Project) Validate() Problems {
 	v.delivery(&p.Delivery)
 	v.serving(&p.Serving)
 	v.monitoring(&p.Monitoring, analyses)
+	if m := p.Model; m != nil {
+		if m.Image == "" || strings.ContainsAny(m.Image, " \t") {
+			v.add("model.image", "set the serving container image URI, e.g. europe-west3-docker.pkg.dev/P/REPO/visionstack@sha256:…")
+		}
+		if m.ArtifactURI != "" && !strings.HasPrefix(m.ArtifactURI, "gs://") {
+			v.add("model.artifactUri", "%q: write a gs:// URI", m.ArtifactURI)
+		}
+		if m.MaxReplicas < m.MinReplicas {
+			v.add("model.maxReplicas", "%d: must be at least minReplicas (%d)", m.MaxReplicas, m.MinReplicas)
+		}
+		if !strings.HasPrefix(m.PredictRoute, "/") || !strings.HasPrefix(m.HealthRoute, "/") {
+			v.add("model", "predictRoute and healthRoute are paths starting with '/'")
+		}
+	}
 	return v.probs
 }
 

@@ -155,7 +155,7 @@ func render(rs []result, n int) string {
 	push := by["BenchmarkPushThroughput"].metrics
 	fmt.Fprintf(&b, "Push-path throughput on the emulators: %.2f images/s (%.0f ms/image) on 2 cores, most of it the built-in model; the emulators and fake GCS share the machine.\n",
 		push["images/s"], push["ms/image"])
-	b.WriteString("\nRerun: `make bench` (about a minute). Peak RSS is the process's VmHWM after the benchmark, setup included.\n")
+	b.WriteString("\nRerun: `make bench` (about five minutes). Peak RSS is the process's VmHWM after the benchmark, setup included.\n")
 	return b.String()
 }
 

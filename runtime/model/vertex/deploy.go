@@ -1,0 +1,59 @@
+package vertex
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	aiplatform "cloud.google.com/go/aiplatform/apiv1"
+	"cloud.google.com/go/aiplatform/apiv1/aiplatformpb"
+
+	"github.com/visionstack/visionstack/runtime/config"
+)
+
+// Deployment is what Deploy did.
+type Deployment struct {
+	Model           string // projects/P/locations/L/models/M
+	DeployedModelID string
+}
+
+// Deploy uploads the project's model and deploys it to its endpoint, taking all the
+// traffic, waiting on both long-running operations. Pulumi cannot deploy a model;
+// this is the step after `up`.
+func Deploy(ctx context.Context, models *aiplatform.ModelClient, endpoints *aiplatform.EndpointClient,
+	gcpProject, region, endpointID string, m config.ModelDeploy, progress io.Writer) (Deployment, error) {
+	parent := fmt.Sprintf("projects/%s/locations/%s", gcpProject, region)
+	spec := &aiplatformpb.ModelContainerSpec{ImageUri: m.Image, Args: m.Args, PredictRoute: m.PredictRoute, HealthRoute: m.HealthRoute,
+		Ports: []*aiplatformpb.Port{{ContainerPort: int32(m.Port)}}}
+	fmt.Fprintf(progress, "uploading model %s (%s)…\n", m.DisplayName, m.Image)
+	up, err := models.UploadModel(ctx, &aiplatformpb.UploadModelRequest{Parent: parent,
+		Model: &aiplatformpb.Model{DisplayName: m.DisplayName, ArtifactUri: m.ArtifactURI, ContainerSpec: spec}})
+	if err != nil {
+		return Deployment{}, fmt.Errorf("upload model: %w", err)
+	}
+	upResp, err := up.Wait(ctx)
+	if err != nil {
+		return Deployment{}, fmt.Errorf("upload model: %w", err)
+	}
+	d := Deployment{Model: upResp.GetModel()}
+	endpoint := parent + "/endpoints/" + endpointID
+	fmt.Fprintf(progress, "uploaded %s; deploying to %s on %s×%d-%d…\n", d.Model, endpoint, m.MachineType, m.MinReplicas, m.MaxReplicas)
+	dep, err := endpoints.DeployModel(ctx, &aiplatformpb.DeployModelRequest{
+		Endpoint: endpoint,
+		DeployedModel: &aiplatformpb.DeployedModel{Model: d.Model, DisplayName: m.DisplayName,
+			PredictionResources: &aiplatformpb.DeployedModel_DedicatedResources{DedicatedResources: &aiplatformpb.DedicatedResources{
+				MachineSpec:     &aiplatformpb.MachineSpec{MachineType: m.MachineType},
+				MinReplicaCount: int32(m.MinReplicas), MaxReplicaCount: int32(m.MaxReplicas)}}},
+		TrafficSplit: map[string]int32{"0": 100}, // "0" is the model being deployed
+	})
+	if err != nil {
+		return d, fmt.Errorf("deploy model: %w", err)
+	}
+	depResp, err := dep.Wait(ctx)
+	if err != nil {
+		return d, fmt.Errorf("deploy model: %w", err)
+	}
+	d.DeployedModelID = depResp.GetDeployedModel().GetId()
+	fmt.Fprintf(progress, "deployed model %s as %s\n", d.Model, d.DeployedModelID)
+	return d, nil
+}
