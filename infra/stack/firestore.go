@@ -27,4 +27,3 @@ func (b *builder) database() error {
 	}, b.opts()...)
 	return err
 }
-

@@ -19,4 +19,3 @@ func (b *builder) registry() error {
 	}, b.opts()...)
 	return err
 }
-
