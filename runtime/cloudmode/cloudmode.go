@@ -7,7 +7,6 @@ package cloudmode
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 
@@ -17,6 +16,7 @@ import (
 
 	"github.com/visionstack/visionstack/runtime/blob/gcs"
 	"github.com/visionstack/visionstack/runtime/config"
+	"github.com/visionstack/visionstack/runtime/internal/closers"
 	"github.com/visionstack/visionstack/runtime/meta/firestore"
 	"github.com/visionstack/visionstack/runtime/model"
 	"github.com/visionstack/visionstack/runtime/pipeline"
@@ -35,7 +35,7 @@ type Env struct {
 	// WorkTopic is where the sync API queues the rest (the storage notifications'
 	// topic, read by the push subscription).
 	WorkTopic string
-	closers   []func() error
+	closers   closers.Stack
 }
 
 // Options for Open.
@@ -59,16 +59,16 @@ func Open(ctx context.Context, cfg *config.Project, o Options) (_ *Env, err erro
 	if err != nil {
 		return nil, fmt.Errorf("storage client: %w", err)
 	}
-	e.closers = append(e.closers, sc.Close)
+	e.closers.Add(sc.Close)
 	e.Incoming, e.Processed, e.Quarantine = gcs.New(sc, n.IncomingBucket), gcs.New(sc, n.ProcessedBucket), gcs.New(sc, n.QuarantineBucket)
 
 	pc, err := ps.NewClient(ctx, cfg.GCP.Project)
 	if err != nil {
 		return nil, fmt.Errorf("pubsub client: %w", err)
 	}
-	e.closers = append(e.closers, pc.Close)
+	e.closers.Add(pc.Close)
 	e.Queue = pubsub.New(pc, cfg.GCP.Project, o.Logger)
-	e.closers = append(e.closers, e.Queue.Close)
+	e.closers.Add(e.Queue.Close)
 
 	db := o.Database
 	if db == "" {
@@ -79,7 +79,7 @@ func Open(ctx context.Context, cfg *config.Project, o Options) (_ *Env, err erro
 		return nil, fmt.Errorf("firestore client: %w", err)
 	}
 	e.Meta = firestore.New(fc)
-	e.closers = append(e.closers, e.Meta.Close)
+	e.closers.Add(e.Meta.Close)
 
 	e.Pipeline, err = pipeline.New(cfg, pipeline.Deps{Incoming: e.Incoming, Processed: e.Processed, Quarantine: e.Quarantine,
 		Meta: e.Meta, Publisher: e.Queue, ProcessedTopic: n.ProcessedTopic, Models: o.Models, Logger: o.Logger, Admit: o.Admit})
@@ -91,10 +91,5 @@ func Open(ctx context.Context, cfg *config.Project, o Options) (_ *Env, err erro
 
 // Close closes every client, in reverse order of opening.
 func (e *Env) Close() error {
-	var errs []error
-	for i := len(e.closers) - 1; i >= 0; i-- {
-		errs = append(errs, e.closers[i]())
-	}
-	e.closers = nil
-	return errors.Join(errs...)
+	return e.closers.Close()
 }

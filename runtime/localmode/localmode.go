@@ -24,6 +24,7 @@ import (
 	"github.com/visionstack/visionstack/runtime/blob"
 	"github.com/visionstack/visionstack/runtime/blob/local"
 	"github.com/visionstack/visionstack/runtime/config"
+	"github.com/visionstack/visionstack/runtime/internal/closers"
 	"github.com/visionstack/visionstack/runtime/meta"
 	"github.com/visionstack/visionstack/runtime/meta/sqlite"
 	"github.com/visionstack/visionstack/runtime/model"
@@ -55,7 +56,7 @@ type Env struct {
 	Meta       *sqlite.Store
 	Queue      *qlocal.Queue
 	Pipeline   *pipeline.Pipeline
-	closers    []func() error
+	closers    closers.Stack
 }
 
 // Open opens (creating) the environment for cfg under dir.
@@ -78,7 +79,7 @@ func Open(cfg *config.Project, dir string, o Options) (_ *Env, err error) {
 	open := func(sub string) (*local.Bucket, error) {
 		b, err := local.Open(filepath.Join(dir, sub), sub)
 		if err == nil {
-			e.closers = append(e.closers, b.Close)
+			e.closers.Add(b.Close)
 		}
 		return b, err
 	}
@@ -94,7 +95,7 @@ func Open(cfg *config.Project, dir string, o Options) (_ *Env, err error) {
 	if e.Meta, err = sqlite.Open(filepath.Join(dir, "visionstack.db")); err != nil {
 		return nil, err
 	}
-	e.closers = append(e.closers, e.Meta.Close)
+	e.closers.Add(e.Meta.Close)
 	e.Queue, err = qlocal.Open(filepath.Join(dir, "queue.db"), qlocal.Options{
 		MaxAttempts: cfg.Delivery.MaxAttempts, MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff,
 		AckDeadline: cfg.Delivery.AckDeadline.Duration, Workers: max(o.Workers, 1), Logger: o.Logger,
@@ -102,7 +103,7 @@ func Open(cfg *config.Project, dir string, o Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e.closers = append(e.closers, e.Queue.Close)
+	e.closers.Add(e.Queue.Close)
 	models, err := Models(cfg)
 	if err != nil {
 		return nil, err
@@ -119,12 +120,7 @@ func Open(cfg *config.Project, dir string, o Options) (_ *Env, err error) {
 
 // Close closes every backend.
 func (e *Env) Close() error {
-	var errs []error
-	for i := len(e.closers) - 1; i >= 0; i-- {
-		errs = append(errs, e.closers[i]())
-	}
-	e.closers = nil
-	return errors.Join(errs...)
+	return e.closers.Close()
 }
 
 // Models builds the model clients local mode can run: the built-in ones.

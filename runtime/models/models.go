@@ -5,11 +5,11 @@ package models
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 
 	"github.com/visionstack/visionstack/runtime/config"
+	"github.com/visionstack/visionstack/runtime/internal/closers"
 	"github.com/visionstack/visionstack/runtime/model"
 	"github.com/visionstack/visionstack/runtime/model/builtin"
 	"github.com/visionstack/visionstack/runtime/model/kserve"
@@ -30,14 +30,8 @@ type Options struct {
 // Build returns a predictor per distinct model reference, and a func closing them.
 func Build(ctx context.Context, cfg *config.Project, o Options) (map[string]model.Predictor, func() error, error) {
 	out := map[string]model.Predictor{}
-	var closers []func() error
-	closeAll := func() error {
-		var errs []error
-		for _, c := range closers {
-			errs = append(errs, c())
-		}
-		return errors.Join(errs...)
-	}
+	var opened closers.Stack
+	closeAll := opened.Close
 	for _, a := range cfg.Pipeline.Analyses {
 		if _, ok := out[a.Model]; ok {
 			continue
@@ -73,7 +67,7 @@ func Build(ctx context.Context, cfg *config.Project, o Options) (map[string]mode
 				return nil, nil, err
 			}
 			out[a.Model] = m
-			closers = append(closers, m.Close)
+			opened.Add(m.Close)
 		case config.ModelKServe:
 			m, err := kserve.New(ref.Target, nil)
 			if err != nil {
