@@ -68,7 +68,17 @@ func Run(t *testing.T, open func(t *testing.T) Harness) {
 		if last := got[len(got)-1]; last.DeliveryAttempt != h.MaxAttempts {
 			t.Fatalf("last attempt = %d, want %d", last.DeliveryAttempt, h.MaxAttempts)
 		}
+		// Some brokers (the Pub/Sub emulator) move a message to the dead-letter topic
+		// only when they would deliver it again: keep a subscriber that nacks meanwhile.
+		keepCtx, stopKeep := context.WithCancel(context.Background())
+		kept := make(chan struct{})
+		go func() {
+			defer close(kept)
+			_ = h.Q.Receive(keepCtx, h.Sub, func(context.Context, *queue.Message) error { return errors.New("still failing") })
+		}()
 		dead := receiveN(t, h.Q, h.DeadSub, 1, func(m *queue.Message) error { return nil })
+		stopKeep()
+		<-kept
 		if string(dead[0].Data) != "poison" || dead[0].Attributes["k"] != "v" {
 			t.Fatalf("dead letter = %+v", dead[0])
 		}
