@@ -36,7 +36,7 @@ func TestConformance(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
-	conformance(t, client)
+	conformance(t, client, false)
 }
 
 // The same suite against Google's Pub/Sub emulator (Java, from google-cloud-cli).
@@ -55,10 +55,10 @@ func TestConformanceOnEmulator(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
-	conformance(t, client)
+	conformance(t, client, true)
 }
 
-func conformance(t *testing.T, client *ps.Client) {
+func conformance(t *testing.T, client *ps.Client, deadLetterOnRedelivery bool) {
 	ctx := context.Background()
 	var n atomic.Int32
 	queuetest.Run(t, func(t *testing.T) queuetest.Harness {
@@ -81,6 +81,6 @@ func conformance(t *testing.T, client *ps.Client) {
 		}
 		q := pubsub.New(client, project, nil)
 		t.Cleanup(func() { q.Close() })
-		return queuetest.Harness{Q: q, Topic: topic, Sub: sub, DeadSub: deadSub, MaxAttempts: 5}
+		return queuetest.Harness{Q: q, Topic: topic, Sub: sub, DeadSub: deadSub, MaxAttempts: 5, DeadLetterOnRedelivery: deadLetterOnRedelivery}
 	})
 }
