@@ -57,7 +57,7 @@ func setup(b *testing.B) {
 		if setupErr != nil {
 			return
 		}
-		project, setupErr = config.LoadFile(filepath.Join(photos.Dir(), "..", "..", "projects", "demo", "project.yaml"))
+		project, setupErr = config.LoadFile(photos.DemoProject())
 	})
 	if setupErr != nil {
 		b.Fatal(setupErr)

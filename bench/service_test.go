@@ -26,25 +26,22 @@ import (
 // serveLocal runs the service on local backends with the serve command's defaults.
 func serveLocal(b *testing.B) (*localmode.Env, *httptest.Server) {
 	setup(b)
-	env, err := localmode.Open(project, b.TempDir(), localmode.Options{})
+	adm := server.NewAdmission(150_000_000, 2*time.Second)
+	env := openLocal(b, adm)
+	hs := httptest.NewServer(server.New(server.Options{Pipeline: env.Pipeline, Incoming: env.Incoming, Publisher: env.Queue,
+		WorkTopic: localmode.WorkTopic, Admission: adm, MaxBody: int64(project.Pipeline.Prepare.MaxBytes)}))
+	b.Cleanup(hs.Close)
+	return env, hs
+}
+
+// openLocal opens local backends whose pipeline admits through adm.
+func openLocal(b *testing.B, adm *server.Admission) *localmode.Env {
+	env, err := localmode.Open(project, b.TempDir(), localmode.Options{Admit: adm.Admit})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { env.Close() })
-	adm := server.NewAdmission(150_000_000, 2*time.Second)
-	models, err := localmode.Models(project)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := pipeline.New(project, pipeline.Deps{Incoming: env.Incoming, Processed: env.Processed, Quarantine: env.Quarantine,
-		Meta: env.Meta, Publisher: env.Queue, ProcessedTopic: localmode.ProcessedTopic, Models: models, Admit: adm.Admit})
-	if err != nil {
-		b.Fatal(err)
-	}
-	hs := httptest.NewServer(server.New(server.Options{Pipeline: p, Incoming: env.Incoming, Publisher: env.Queue,
-		WorkTopic: localmode.WorkTopic, Admission: adm, MaxBody: int64(project.Pipeline.Prepare.MaxBytes)}))
-	b.Cleanup(hs.Close)
-	return env, hs
+	return env
 }
 
 func percentile(xs []float64, p float64) float64 {
@@ -101,15 +98,9 @@ func BenchmarkSyncAnalyze1MP(b *testing.B) {
 // is to stay under a 512 MiB Cloud Run limit.
 func BenchmarkConcurrent16x12MP(b *testing.B) {
 	setup(b)
-	env, _ := serveLocal(b)
 	budget := server.PixelBudget(512 << 20) // a 512 MiB Cloud Run instance
-	adm := server.NewAdmission(budget, time.Minute)
-	models, _ := localmode.Models(project)
-	p, err := pipeline.New(project, pipeline.Deps{Incoming: env.Incoming, Processed: env.Processed, Quarantine: env.Quarantine,
-		Meta: env.Meta, Publisher: env.Queue, ProcessedTopic: localmode.ProcessedTopic, Models: models, Admit: adm.Admit})
-	if err != nil {
-		b.Fatal(err)
-	}
+	env := openLocal(b, server.NewAdmission(budget, time.Minute))
+	p := env.Pipeline
 	ctx := context.Background()
 	b.ResetTimer()
 	for i := range b.N {

@@ -23,7 +23,6 @@ import (
 	"github.com/visionstack/visionstack/runtime/model/builtin"
 	"github.com/visionstack/visionstack/runtime/models"
 	"github.com/visionstack/visionstack/runtime/modelserver"
-	"github.com/visionstack/visionstack/runtime/pipeline"
 	"github.com/visionstack/visionstack/runtime/server"
 )
 
@@ -142,20 +141,12 @@ func (o *serveOptions) serveLocal(ctx context.Context, cfg *config.Project, log 
 	if o.dataDir == "" {
 		o.dataDir = filepath.Join("out", cfg.Name)
 	}
-	env, err := localmode.Open(cfg, o.dataDir, localmode.Options{Logger: log})
+	env, err := localmode.Open(cfg, o.dataDir, localmode.Options{Logger: log, Admit: adm.Admit})
 	if err != nil {
 		return err
 	}
 	defer env.Close()
-	models, err := localmode.Models(cfg)
-	if err != nil {
-		return err
-	}
-	p, err := pipeline.New(cfg, pipeline.Deps{Incoming: env.Incoming, Processed: env.Processed, Quarantine: env.Quarantine,
-		Meta: env.Meta, Publisher: env.Queue, ProcessedTopic: localmode.ProcessedTopic, Models: models, Logger: log, Admit: adm.Admit})
-	if err != nil {
-		return err
-	}
+	p := env.Pipeline
 	srv := server.New(server.Options{Pipeline: p, Incoming: env.Incoming, Publisher: env.Queue, WorkTopic: localmode.WorkTopic,
 		Admission: adm, MaxBody: int64(cfg.Pipeline.Prepare.MaxBytes), Logger: log})
 

@@ -90,7 +90,7 @@ type chain struct {
 func newChain(t testing.TB, name string, failures int32) *chain {
 	t.Helper()
 	ctx := context.Background()
-	raw, err := os.ReadFile(filepath.Join(photos.Dir(), "..", "..", "projects", "demo", "project.yaml"))
+	raw, err := os.ReadFile(photos.DemoProject())
 	if err != nil {
 		t.Fatal(err)
 	}

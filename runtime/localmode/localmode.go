@@ -45,6 +45,10 @@ type Options struct {
 	Logger  *slog.Logger
 	// Backoff overrides the project's delivery backoff (local runs want seconds, not minutes).
 	MinBackoff, MaxBackoff time.Duration
+	// Models replaces the built-in clients (tests wrap them to count or fail calls).
+	Models map[string]model.Predictor
+	// Admit is the pipeline's admission control (the service sets it).
+	Admit func(ctx context.Context, pixels int64) (func(), error)
 }
 
 // Env is an opened local environment.
@@ -104,13 +108,15 @@ func Open(cfg *config.Project, dir string, o Options) (_ *Env, err error) {
 		return nil, err
 	}
 	e.closers.Add(e.Queue.Close)
-	models, err := Models(cfg)
-	if err != nil {
-		return nil, err
+	models := o.Models
+	if models == nil {
+		if models, err = Models(cfg); err != nil {
+			return nil, err
+		}
 	}
 	e.Pipeline, err = pipeline.New(cfg, pipeline.Deps{
 		Incoming: e.Incoming, Processed: e.Processed, Quarantine: e.Quarantine,
-		Meta: e.Meta, Publisher: e.Queue, ProcessedTopic: ProcessedTopic, Models: models, Logger: o.Logger,
+		Meta: e.Meta, Publisher: e.Queue, ProcessedTopic: ProcessedTopic, Models: models, Logger: o.Logger, Admit: o.Admit,
 	})
 	if err != nil {
 		return nil, err

@@ -37,21 +37,17 @@ func (m *flakyModel) Predict(ctx context.Context, in []model.Instance, p model.P
 
 func setup(t *testing.T, m model.Predictor) (*localmode.Env, *pipeline.Pipeline, pipeline.Task) {
 	t.Helper()
-	cfg, err := config.LoadFile(filepath.Join(photos.Dir(), "..", "..", "projects", "demo", "project.yaml"))
+	cfg, err := config.LoadFile(photos.DemoProject())
 	if err != nil {
 		t.Fatal(err)
 	}
-	env, err := localmode.Open(cfg, t.TempDir(), localmode.Options{})
+	env, err := localmode.Open(cfg, t.TempDir(), localmode.Options{Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
+		Models: map[string]model.Predictor{"builtin:faces": m}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { env.Close() })
-	p, err := pipeline.New(cfg, pipeline.Deps{Incoming: env.Incoming, Processed: env.Processed, Quarantine: env.Quarantine,
-		Meta: env.Meta, Publisher: env.Queue, ProcessedTopic: localmode.ProcessedTopic,
-		Models: map[string]model.Predictor{"builtin:faces": m}, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := env.Pipeline
 	data, err := os.ReadFile(filepath.Join(photos.Dir(), "faces", "grace_hopper.jpg"))
 	if err != nil {
 		t.Fatal(err)

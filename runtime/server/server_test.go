@@ -54,15 +54,10 @@ type fixture struct {
 
 func newFixture(t *testing.T, failures int32) *fixture {
 	t.Helper()
-	cfg, err := config.LoadFile(filepath.Join(photos.Dir(), "..", "..", "projects", "demo", "project.yaml"))
+	cfg, err := config.LoadFile(photos.DemoProject())
 	if err != nil {
 		t.Fatal(err)
 	}
-	env, err := localmode.Open(cfg, t.TempDir(), localmode.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { env.Close() })
 	inner, err := builtin.New(builtin.DefaultParams)
 	if err != nil {
 		t.Fatal(err)
@@ -70,12 +65,13 @@ func newFixture(t *testing.T, failures int32) *fixture {
 	m := &countingModel{inner: inner, failures: failures}
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
 	adm := server.NewAdmission(200_000_000, 50*time.Millisecond)
-	p, err := pipeline.New(cfg, pipeline.Deps{Incoming: env.Incoming, Processed: env.Processed, Quarantine: env.Quarantine,
-		Meta: env.Meta, Publisher: env.Queue, ProcessedTopic: localmode.ProcessedTopic,
-		Models: map[string]model.Predictor{"builtin:faces": m}, Logger: log, Admit: adm.Admit})
+	env, err := localmode.Open(cfg, t.TempDir(), localmode.Options{Logger: log, Admit: adm.Admit,
+		Models: map[string]model.Predictor{"builtin:faces": m}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { env.Close() })
+	p := env.Pipeline
 	srv := server.New(server.Options{Pipeline: p, Incoming: env.Incoming, Publisher: env.Queue, WorkTopic: localmode.WorkTopic,
 		Admission: adm, MaxBody: int64(cfg.Pipeline.Prepare.MaxBytes), Logger: log})
 	hs := httptest.NewServer(srv)

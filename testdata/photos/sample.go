@@ -51,3 +51,8 @@ func NoFaces() []string {
 	sort.Strings(m)
 	return m
 }
+
+// DemoProject is the path of projects/demo/project.yaml, the project tests run.
+func DemoProject() string {
+	return filepath.Join(Dir(), "..", "..", "projects", "demo", "project.yaml")
+}
