@@ -102,8 +102,9 @@ type Claim struct {
 
 // Filter selects jobs for List.
 type Filter struct {
-	State State // empty: any
-	Limit int   // ≤ 0: all
+	State  State // empty: any
+	Limit  int   // ≤ 0: all
+	Oldest bool  // oldest first (by last update) instead of newest first
 }
 
 // Store is the metadata store.
@@ -119,7 +120,13 @@ type Store interface {
 	Release(ctx context.Context, c Claim) error
 	// Get returns one job or ErrNotFound.
 	Get(ctx context.Context, key string) (Job, error)
-	// List returns jobs, newest first.
+	// List returns jobs, newest first (oldest first with f.Oldest), by last update.
 	List(ctx context.Context, f Filter) ([]Job, error)
+	// FreezeBaseline stores data under name unless something is stored there already,
+	// and returns what is stored: the first writer wins and every caller agrees on
+	// it (the drift monitor's baseline, frozen once for all instances).
+	FreezeBaseline(ctx context.Context, name string, data []byte) ([]byte, error)
+	// Baseline returns what FreezeBaseline stored under name, or ErrNotFound.
+	Baseline(ctx context.Context, name string) ([]byte, error)
 	Close() error
 }

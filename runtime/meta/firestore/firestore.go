@@ -29,6 +29,9 @@ import (
 // Collection holding the jobs (the stack creates its index).
 const Collection = config.JobsCollection
 
+// BaselinesCollection holds frozen drift baselines, one document per name.
+const BaselinesCollection = "baselines"
+
 // Store is a meta.Store on Firestore.
 type Store struct {
 	client *fs.Client
@@ -160,9 +163,13 @@ func (s *Store) Get(ctx context.Context, key string) (meta.Job, error) {
 // List returns jobs, newest first. With a state filter it needs the composite index
 // (state, updated desc), which the stack creates.
 func (s *Store) List(ctx context.Context, f meta.Filter) ([]meta.Job, error) {
-	q := s.col.OrderBy("updated", fs.Desc)
+	dir := fs.Desc
+	if f.Oldest {
+		dir = fs.Asc
+	}
+	q := s.col.OrderBy("updated", dir)
 	if f.State != "" {
-		q = s.col.Where("state", "==", string(f.State)).OrderBy("updated", fs.Desc)
+		q = s.col.Where("state", "==", string(f.State)).OrderBy("updated", dir)
 	}
 	if f.Limit > 0 {
 		q = q.Limit(f.Limit)
@@ -223,4 +230,35 @@ func mapErr(err error) error {
 		return meta.ErrNotFound
 	}
 	return err
+}
+
+type baselineDoc struct {
+	Data    []byte    `firestore:"data"`
+	Created time.Time `firestore:"created"`
+}
+
+// FreezeBaseline creates the document unless it exists (Create fails with
+// AlreadyExists), then returns what is stored.
+func (s *Store) FreezeBaseline(ctx context.Context, name string, data []byte) ([]byte, error) {
+	_, err := s.client.Collection(BaselinesCollection).Doc(name).Create(ctx, baselineDoc{Data: data, Created: s.now().UTC()})
+	if err != nil && status.Code(err) != codes.AlreadyExists {
+		return nil, fmt.Errorf("freeze baseline %s: %w", name, err)
+	}
+	return s.Baseline(ctx, name)
+}
+
+// Baseline reads the document stored under name.
+func (s *Store) Baseline(ctx context.Context, name string) ([]byte, error) {
+	snap, err := s.client.Collection(BaselinesCollection).Doc(name).Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return nil, fmt.Errorf("baseline %s: %w", name, meta.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("baseline %s: %w", name, err)
+	}
+	var d baselineDoc
+	if err := snap.DataTo(&d); err != nil {
+		return nil, fmt.Errorf("baseline %s: %w", name, err)
+	}
+	return d.Data, nil
 }

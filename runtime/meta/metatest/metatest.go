@@ -147,5 +147,38 @@ func Run(t *testing.T, open func(t *testing.T) meta.Store) {
 		if len(done) != 1 || done[0].Key != "b" {
 			t.Fatalf("List(done, 1) = %+v", done)
 		}
+		oldest, err := s.List(ctx, meta.Filter{Oldest: true, Limit: 2})
+		if err != nil || len(oldest) != 2 || oldest[0].Key != "a" || oldest[1].Key != "b" {
+			t.Fatalf("List(oldest, 2) = %+v, %v (want a, b)", oldest, err)
+		}
+	})
+
+	t.Run("BaselineFirstWriterWins", func(t *testing.T) {
+		s := open(t)
+		if _, err := s.Baseline(ctx, "drift-faces"); !errors.Is(err, meta.ErrNotFound) {
+			t.Fatalf("Baseline(missing) = %v, want ErrNotFound", err)
+		}
+		// Instances freezing at once must all end up with one and the same baseline.
+		got := make([][]byte, 6)
+		racetest.Winners(len(got), func(i int) error {
+			b, err := s.FreezeBaseline(ctx, "drift-faces", []byte(fmt.Sprintf(`{"writer":%d}`, i)))
+			if err != nil {
+				t.Errorf("FreezeBaseline %d: %v", i, err)
+			}
+			got[i] = b
+			return err
+		})
+		for i := range got {
+			if string(got[i]) != string(got[0]) || len(got[0]) == 0 {
+				t.Fatalf("writers disagree on the baseline: %q vs %q", got[i], got[0])
+			}
+		}
+		stored, err := s.Baseline(ctx, "drift-faces")
+		if err != nil || string(stored) != string(got[0]) {
+			t.Fatalf("Baseline = %q, %v; want %q", stored, err, got[0])
+		}
+		if again, err := s.FreezeBaseline(ctx, "drift-faces", []byte(`{"late":true}`)); err != nil || string(again) != string(got[0]) {
+			t.Fatalf("a late writer replaced the baseline: %q, %v", again, err)
+		}
 	})
 }

@@ -27,6 +27,11 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_updated ON jobs(updated DESC);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, updated DESC);
+CREATE TABLE IF NOT EXISTS baselines (
+	name    TEXT PRIMARY KEY,
+	data    BLOB NOT NULL,
+	created INTEGER NOT NULL
+);
 `
 
 // Store is a meta.Store on SQLite.
@@ -132,14 +137,18 @@ func (s *Store) Get(ctx context.Context, key string) (meta.Job, error) {
 	return j, nil
 }
 
-// List returns jobs, newest first.
+// List returns jobs, newest first (oldest first with f.Oldest).
 func (s *Store) List(ctx context.Context, f meta.Filter) ([]meta.Job, error) {
 	limit := f.Limit
 	if limit <= 0 {
 		limit = -1
 	}
+	order := "updated DESC, key"
+	if f.Oldest {
+		order = "updated ASC, key"
+	}
 	rows, err := s.db.QueryContext(ctx, `SELECT doc, state, claimant, claimed_to, attempts, updated FROM jobs
-		WHERE (? = '' OR state = ?) ORDER BY updated DESC, key LIMIT ?`, string(f.State), string(f.State), limit)
+		WHERE (? = '' OR state = ?) ORDER BY `+order+` LIMIT ?`, string(f.State), string(f.State), limit)
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %w", err)
 	}
@@ -181,4 +190,26 @@ func mapErr(err error) error {
 		return meta.ErrNotFound
 	}
 	return err
+}
+
+// FreezeBaseline inserts data under name unless a row exists, and returns the row.
+func (s *Store) FreezeBaseline(ctx context.Context, name string, data []byte) ([]byte, error) {
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO baselines(name, data, created) VALUES (?, ?, ?) ON CONFLICT(name) DO NOTHING`,
+		name, data, s.now().UnixNano()); err != nil {
+		return nil, fmt.Errorf("freeze baseline %s: %w", name, err)
+	}
+	return s.Baseline(ctx, name)
+}
+
+// Baseline reads the row stored under name.
+func (s *Store) Baseline(ctx context.Context, name string) ([]byte, error) {
+	var data []byte
+	err := s.db.QueryRowContext(ctx, `SELECT data FROM baselines WHERE name = ?`, name).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("baseline %s: %w", name, meta.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("baseline %s: %w", name, err)
+	}
+	return data, nil
 }
