@@ -15,6 +15,7 @@ import (
 	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/runtime/meta"
 	"github.com/visionstack/visionstack/runtime/queue"
+	"github.com/visionstack/visionstack/runtime/telemetry"
 )
 
 // KeyMetadata is the object metadata naming the job that wrote an output.
@@ -93,7 +94,9 @@ func (a *Actor) finish(ctx context.Context, c meta.Claim, job meta.Job) error {
 			return err
 		}
 		// At-least-once like every Pub/Sub publish: consumers dedupe on the key attribute.
-		if _, err := a.Publisher.Publish(ctx, a.Topic, data, map[string]string{"key": c.Key, "state": string(job.State)}); err != nil {
+		attrs := map[string]string{"key": c.Key, "state": string(job.State)}
+		telemetry.Inject(ctx, attrs) // downstream consumers can continue the trace
+		if _, err := a.Publisher.Publish(ctx, a.Topic, data, attrs); err != nil {
 			return fmt.Errorf("publish %s: %w", c.Key, err)
 		}
 	}

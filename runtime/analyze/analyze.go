@@ -23,7 +23,15 @@ type Analysis struct {
 }
 
 // Analyzer runs analyses.
-type Analyzer struct{ analyses []Analysis }
+type Analyzer struct {
+	analyses []Analysis
+	observe  func(ctx context.Context, spec config.Analysis, took time.Duration, err error)
+}
+
+// Observe sets a function told of every model call (metrics); set it before use.
+func (a *Analyzer) Observe(f func(ctx context.Context, spec config.Analysis, took time.Duration, err error)) {
+	a.observe = f
+}
 
 // New pairs each configured analysis with the predictor models[spec.Model].
 func New(specs []config.Analysis, models map[string]model.Predictor) (*Analyzer, error) {
@@ -87,6 +95,9 @@ func (a *Analyzer) one(ctx context.Context, an Analysis, payload, mime string) (
 	preds, err := an.Predictor.Predict(ctx, []model.Instance{{Content: payload, MimeType: mime}},
 		model.Parameters{ConfidenceThreshold: *s.MinConfidence, MaxPredictions: s.MaxPredictions})
 	latency := time.Since(start)
+	if a.observe != nil {
+		a.observe(ctx, s, latency, err)
+	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("%w: %w", model.ErrTransient, err)

@@ -20,6 +20,7 @@ import (
 	"github.com/visionstack/visionstack/runtime/meta/firestore"
 	"github.com/visionstack/visionstack/runtime/model"
 	"github.com/visionstack/visionstack/runtime/pipeline"
+	"github.com/visionstack/visionstack/runtime/telemetry"
 	"github.com/visionstack/visionstack/runtime/queue/pubsub"
 )
 
@@ -44,6 +45,8 @@ type Options struct {
 	Logger   *slog.Logger
 	Admit    func(ctx context.Context, pixels int64) (func(), error)
 	Database string // Firestore database id; default the stack's (Names().Database)
+	// Telemetry records metrics and spans (nil: none).
+	Telemetry *telemetry.Telemetry
 }
 
 // Open connects to the project's resources.
@@ -82,7 +85,7 @@ func Open(ctx context.Context, cfg *config.Project, o Options) (_ *Env, err erro
 	e.closers.Add(e.Meta.Close)
 
 	e.Pipeline, err = pipeline.New(cfg, pipeline.Deps{Incoming: e.Incoming, Processed: e.Processed, Quarantine: e.Quarantine,
-		Meta: e.Meta, Publisher: e.Queue, ProcessedTopic: n.ProcessedTopic, Models: o.Models, Logger: o.Logger, Admit: o.Admit})
+		Meta: e.Meta, Publisher: e.Queue, ProcessedTopic: n.ProcessedTopic, Models: o.Models, Logger: o.Logger, Admit: o.Admit, Telemetry: o.Telemetry})
 	if err != nil {
 		return nil, err
 	}

@@ -82,6 +82,8 @@ func TestLoadErrorsCarryLineAndFix(t *testing.T) {
 		{"syntax error", "name: [unclosed\n", []string{"p.yaml:", "not valid YAML"}},
 		{"bad email", minimal + "monitoring: {alertEmails: [not-an-email]}\n",
 			[]string{`p.yaml:8:`, `"not-an-email" is not an e-mail address`}},
+		{"drift baseline of the wrong shape", minimal + "monitoring: {drift: {analysis: faces, baseline: {labels: {face: 1}, boxesPerImage: [1, 2], confidence: [0,0,0,0,0,0,0,0,0,0]}}}\n",
+			[]string{`monitoring.drift.baseline.boxesPerImage: 2 numbers: give 6`, `monitoring.drift.baseline.confidence: all zero`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

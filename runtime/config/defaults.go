@@ -24,6 +24,7 @@ const (
 	DefaultAckDeadline             = 300 * time.Second
 	DefaultDriftThreshold          = 0.2
 	DefaultDriftWindow             = 500
+	DefaultDriftBaselineImages     = 200
 )
 
 // DefaultFormats are the input formats accepted when none are configured.
@@ -101,6 +102,7 @@ func (p *Project) ApplyDefaults() {
 	if dr := p.Monitoring.Drift; dr != nil {
 		setIfZero(&dr.Threshold, DefaultDriftThreshold)
 		setIfZero(&dr.Window, DefaultDriftWindow)
+		setIfZero(&dr.BaselineImages, DefaultDriftBaselineImages)
 	}
 }
 

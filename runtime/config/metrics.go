@@ -1,15 +1,91 @@
 package config
 
-// Metric names the runtime writes and the stack's dashboard and alerts read: one
-// list, so no name is typed twice. Custom metrics live under custom.googleapis.com.
+import "strings"
+
+// Metric is one of the runtime's metrics. The runtime creates its instruments from
+// these, the Prometheus endpoint and Cloud Monitoring name them from these, and the
+// stack's dashboard and alerts read them from these: no metric name is typed twice.
+type Metric struct {
+	Name        string // OpenTelemetry instrument name
+	Unit        string // UCUM: s, By, 1, or {thing} for counts
+	Kind        MetricKind
+	Labels      []string // besides "project", on every metric
+	Description string
+}
+
+// MetricKind is the instrument kind.
+type MetricKind string
+
+// Instrument kinds.
 const (
-	MetricPrefix        = "custom.googleapis.com/visionstack/"
-	MetricStepLatency   = MetricPrefix + "step_latency"    // distribution, label step
-	MetricOutcomes      = MetricPrefix + "outcomes"        // counter, label outcome
-	MetricModelLatency  = MetricPrefix + "model_latency"   // distribution, label analysis
-	MetricDriftPSI      = MetricPrefix + "drift_psi"       // gauge, label analysis
-	MetricInflightPixel = MetricPrefix + "inflight_pixels" // gauge
+	Counter   MetricKind = "counter"
+	Histogram MetricKind = "histogram"
+	Gauge     MetricKind = "gauge"
+	UpDown    MetricKind = "updowncounter"
 )
+
+// Outcomes of a job, the values of the outcome label of MetricJobs.
+const (
+	OutcomeOK           = "ok"            // done
+	OutcomeSkipped      = "skipped"       // a duplicate delivery or a re-run: already final
+	OutcomeRetried      = "retried"       // transient failure; the message comes back
+	OutcomeQuarantined  = "quarantined"   // permanent failure; original quarantined, acked
+	OutcomeDeadLettered = "dead_lettered" // the last attempt failed: the dead-letter topic takes it
+)
+
+// The runtime's metrics.
+var (
+	MetricStepDuration = Metric{Name: "visionstack.step.duration", Unit: "s", Kind: Histogram, Labels: []string{"step"},
+		Description: "Time of one pipeline step (prepare, analyze, transform, act) for one image"}
+	MetricJobs = Metric{Name: "visionstack.jobs", Unit: "{job}", Kind: Counter, Labels: []string{"outcome"},
+		Description: "Deliveries handled, by outcome: ok, skipped, retried, quarantined, dead_lettered"}
+	MetricModelDuration = Metric{Name: "visionstack.model.duration", Unit: "s", Kind: Histogram, Labels: []string{"analysis", "model"},
+		Description: "Time of one model call"}
+	MetricModelErrors = Metric{Name: "visionstack.model.errors", Unit: "{error}", Kind: Counter, Labels: []string{"analysis", "model", "kind"},
+		Description: "Failed model calls, by kind: transient (retried) or permanent"}
+	MetricInflight = Metric{Name: "visionstack.jobs.inflight", Unit: "{job}", Kind: UpDown,
+		Description: "Images being processed now"}
+	MetricBytes = Metric{Name: "visionstack.processed.bytes", Unit: "By", Kind: Counter,
+		Description: "Bytes of original images read"}
+	MetricPixels = Metric{Name: "visionstack.processed.pixels", Unit: "{pixel}", Kind: Counter,
+		Description: "Pixels of original images decoded"}
+	MetricDriftPSI = Metric{Name: "visionstack.drift.psi", Unit: "1", Kind: Gauge, Labels: []string{"analysis"},
+		Description: "Population stability index of an analysis' predictions, recent window vs baseline (largest of labels, boxes per image, confidences)"}
+	MetricDriftKS = Metric{Name: "visionstack.drift.ks", Unit: "1", Kind: Gauge, Labels: []string{"analysis"},
+		Description: "Kolmogorov-Smirnov D of an analysis' confidences, recent window vs baseline"}
+)
+
+// Metrics lists every metric, for documentation and tests.
+var Metrics = []Metric{MetricStepDuration, MetricJobs, MetricModelDuration, MetricModelErrors, MetricInflight,
+	MetricBytes, MetricPixels, MetricDriftPSI, MetricDriftKS}
+
+// CloudMetricPrefix is where Cloud Monitoring keeps metrics written through
+// OpenTelemetry.
+const CloudMetricPrefix = "workload.googleapis.com/"
+
+// CloudType is the metric's type in Cloud Monitoring (filters say metric.type="…").
+func (m Metric) CloudType() string { return CloudMetricTypeOf(m.Name) }
+
+// CloudMetricTypeOf maps an instrument name to its Cloud Monitoring type.
+func CloudMetricTypeOf(name string) string { return CloudMetricPrefix + name }
+
+// PrometheusName is the metric's name on /metrics: dots become underscores, the
+// unit becomes a suffix and counters end in _total (OpenTelemetry's Prometheus
+// conventions); histograms add _bucket, _sum and _count to it.
+func (m Metric) PrometheusName() string {
+	n := strings.ReplaceAll(m.Name, ".", "_")
+	suffix := map[string]string{"s": "_seconds", "By": "_bytes"}[m.Unit]
+	if m.Unit == "1" && m.Kind == Gauge {
+		suffix = "_ratio"
+	}
+	if !strings.HasSuffix(n, suffix) { // a name that ends in its unit keeps one
+		n += suffix
+	}
+	if m.Kind == Counter {
+		n += "_total"
+	}
+	return n
+}
 
 // JobsCollection is the Firestore collection of job records; the stack indexes it.
 const JobsCollection = "jobs"

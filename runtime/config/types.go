@@ -198,6 +198,23 @@ type Drift struct {
 	Threshold float64 `yaml:"threshold,omitempty" json:"threshold,omitempty" jsonschema:"minimum=0"`
 	// Window is the number of recent images compared with the baseline (default 500).
 	Window int `yaml:"window,omitempty" json:"window,omitempty" jsonschema:"minimum=10"`
+	// BaselineImages: without a baseline here, the first this many images processed
+	// are frozen as the baseline, once for all instances, in the metadata store (default 200).
+	BaselineImages int `yaml:"baselineImages,omitempty" json:"baselineImages,omitempty" jsonschema:"minimum=10"`
+	// Baseline is the expected distribution, instead of freezing the first images.
+	// `visionstack status` prints a frozen one in this form, to pin it here.
+	Baseline *DriftBaseline `yaml:"baseline,omitempty" json:"baseline,omitempty"`
+}
+
+// DriftBaseline is an expected distribution of an analysis' predictions, as shares
+// (any positive scale; each list is normalised).
+type DriftBaseline struct {
+	// Labels: share of each label among detections, e.g. {face: 1}.
+	Labels map[string]float64 `yaml:"labels" json:"labels" jsonschema:"required"`
+	// BoxesPerImage: share of images with 0, 1, 2, 3, 4-5 and 6+ detections (6 numbers).
+	BoxesPerImage []float64 `yaml:"boxesPerImage" json:"boxesPerImage" jsonschema:"required,minItems=6,maxItems=6"`
+	// Confidence: share of detections per confidence tenth, 0-0.1 … 0.9-1 (10 numbers).
+	Confidence []float64 `yaml:"confidence" json:"confidence" jsonschema:"required,minItems=10,maxItems=10"`
 }
 
 // Duration is a time.Duration written as "30s", "5m".

@@ -325,6 +325,34 @@ func (v *validator) monitoring(m *Monitoring, analyses map[string]*Analysis) {
 		if d.Window < 10 {
 			v.add("monitoring.drift.window", "must be at least 10 images")
 		}
+		if d.BaselineImages < 10 {
+			v.add("monitoring.drift.baselineImages", "must be at least 10 images")
+		}
+		if b := d.Baseline; b != nil {
+			shares := func(path string, xs []float64, n int, what string) {
+				var sum float64
+				for _, x := range xs {
+					if x < 0 {
+						v.add(path, "shares must not be negative")
+						return
+					}
+					sum += x
+				}
+				switch {
+				case len(xs) != n:
+					v.add(path, "%d numbers: give %d, %s", len(xs), n, what)
+				case sum <= 0:
+					v.add(path, "all zero: give the expected shares, %s", what)
+				}
+			}
+			shares("monitoring.drift.baseline.boxesPerImage", b.BoxesPerImage, 6, "for 0, 1, 2, 3, 4-5 and 6+ boxes per image")
+			shares("monitoring.drift.baseline.confidence", b.Confidence, 10, "one per confidence tenth 0-0.1 … 0.9-1")
+			for l, x := range b.Labels {
+				if x < 0 {
+					v.add("monitoring.drift.baseline.labels."+l, "shares must not be negative")
+				}
+			}
+		}
 	}
 }
 

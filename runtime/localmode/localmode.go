@@ -30,6 +30,7 @@ import (
 	"github.com/visionstack/visionstack/runtime/model"
 	"github.com/visionstack/visionstack/runtime/models"
 	"github.com/visionstack/visionstack/runtime/pipeline"
+	"github.com/visionstack/visionstack/runtime/telemetry"
 	qlocal "github.com/visionstack/visionstack/runtime/queue/local"
 )
 
@@ -49,6 +50,8 @@ type Options struct {
 	Models map[string]model.Predictor
 	// Admit is the pipeline's admission control (the service sets it).
 	Admit func(ctx context.Context, pixels int64) (func(), error)
+	// Telemetry records metrics and spans (nil: none).
+	Telemetry *telemetry.Telemetry
 }
 
 // Env is an opened local environment.
@@ -117,6 +120,7 @@ func Open(cfg *config.Project, dir string, o Options) (_ *Env, err error) {
 	e.Pipeline, err = pipeline.New(cfg, pipeline.Deps{
 		Incoming: e.Incoming, Processed: e.Processed, Quarantine: e.Quarantine,
 		Meta: e.Meta, Publisher: e.Queue, ProcessedTopic: ProcessedTopic, Models: models, Logger: o.Logger, Admit: o.Admit,
+		Telemetry: o.Telemetry,
 	})
 	if err != nil {
 		return nil, err

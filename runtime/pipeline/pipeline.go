@@ -28,7 +28,12 @@ import (
 	"github.com/visionstack/visionstack/runtime/model"
 	"github.com/visionstack/visionstack/runtime/prepare"
 	"github.com/visionstack/visionstack/runtime/queue"
+	"github.com/visionstack/visionstack/runtime/telemetry"
+	"github.com/visionstack/visionstack/runtime/telemetry/drift"
 	"github.com/visionstack/visionstack/runtime/transform"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Deps are the backends a pipeline runs on.
@@ -47,6 +52,10 @@ type Deps struct {
 	// declares; it returns a release func, or an error (wrapping ErrOverloaded) when
 	// the process cannot take the image now.
 	Admit func(ctx context.Context, pixels int64) (release func(), err error)
+	// Telemetry records metrics and spans (nil: none).
+	Telemetry *telemetry.Telemetry
+	// NoDrift skips the drift monitor of monitoring.drift (benchmarks, one-off tools).
+	NoDrift bool
 }
 
 // ErrOverloaded: too many pixels in flight; the caller retries later (HTTP 429).
@@ -74,13 +83,16 @@ func ContentKey(data []byte) string {
 
 var attemptSeq atomic.Uint64
 
-// Publish queues a task on topic.
+// Publish queues a task on topic, carrying ctx's trace so the push path's work
+// joins the trace of whoever queued it.
 func Publish(ctx context.Context, pub queue.Publisher, topic string, t Task) error {
 	data, err := json.Marshal(t)
 	if err != nil {
 		return err
 	}
-	if _, err := pub.Publish(ctx, topic, data, map[string]string{"key": t.Key}); err != nil {
+	attrs := map[string]string{"key": t.Key}
+	telemetry.Inject(ctx, attrs)
+	if _, err := pub.Publish(ctx, topic, data, attrs); err != nil {
 		return fmt.Errorf("queue %s: %w", t.Key, err)
 	}
 	return nil
@@ -110,6 +122,9 @@ type Pipeline struct {
 	transformer *transform.Transformer
 	actor       *act.Actor
 	log         *slog.Logger
+	tel         *telemetry.Telemetry
+	drift       *drift.Tracker
+	maxAttempts int
 }
 
 // New builds the pipeline of cfg (defaults applied, validated) on deps.
@@ -129,25 +144,98 @@ func New(cfg *config.Project, d Deps) (*Pipeline, error) {
 		d.Logger = slog.Default()
 	}
 	autoOrient := cfg.Pipeline.Prepare.AutoOrient == nil || *cfg.Pipeline.Prepare.AutoOrient
-	return &Pipeline{
+	p := &Pipeline{
 		deps:        d,
 		prep:        prepare.New(cfg.Pipeline.Prepare),
 		analyzer:    an,
 		transformer: transform.New(cfg.Pipeline.Transforms, autoOrient),
 		actor:       act.New(cfg.Pipeline.Actions, d.Processed, d.Quarantine, d.Meta, d.Publisher, d.ProcessedTopic),
 		log:         d.Logger,
-	}, nil
+		tel:         d.Telemetry,
+		maxAttempts: cfg.Delivery.MaxAttempts,
+	}
+	an.Observe(func(ctx context.Context, s config.Analysis, took time.Duration, err error) {
+		kind := ""
+		switch {
+		case err == nil:
+		case errors.Is(err, model.ErrTransient), errors.Is(err, context.DeadlineExceeded):
+			kind = "transient"
+		default:
+			kind = "permanent"
+		}
+		p.tel.ModelCall(ctx, s.Name, s.Model, took, kind)
+	})
+	if dc := cfg.Monitoring.Drift; dc != nil && !d.NoDrift {
+		// The window starts from the store's recent history, so a restarted instance
+		// warns as the running ones do.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		p.drift, err = drift.Open(ctx, d.Meta, *dc, d.Logger, d.Telemetry.Drift)
+		if err != nil {
+			return nil, fmt.Errorf("drift monitor: %w", err)
+		}
+	}
+	return p, nil
 }
 
-// Handle is the queue handler: it decodes a Task and processes it. A malformed
-// message can never succeed, so it is dead-lettered at once.
+// Drift is the live drift monitor (nil without monitoring.drift).
+func (p *Pipeline) Drift() *drift.Tracker { return p.drift }
+
+// Telemetry is what the pipeline records metrics and spans with (may be nil).
+func (p *Pipeline) Telemetry() *telemetry.Telemetry {
+	if p == nil {
+		return nil
+	}
+	return p.tel
+}
+
+// Handle is the queue handler: it decodes a Task and processes it in the trace of
+// whoever queued it. A malformed message can never succeed, so it is dead-lettered
+// at once.
 func (p *Pipeline) Handle(ctx context.Context, m *queue.Message) error {
 	var t Task
 	if err := json.Unmarshal(m.Data, &t); err != nil || t.Key == "" || t.Source.Object == "" {
+		p.tel.Outcome(ctx, config.OutcomeDeadLettered)
 		return queue.Permanent(fmt.Errorf("message %s is not a task: %v", m.ID, err))
 	}
-	_, err := p.Process(ctx, t)
+	_, err := p.Deliver(telemetry.Extract(ctx, m.Attributes), t, m.DeliveryAttempt)
 	return err
+}
+
+// Deliver processes a task from delivery number attempt (0: unknown) and counts
+// its outcome: ok, skipped, quarantined, or on error retried — dead_lettered when
+// this was the last attempt the subscription allows.
+func (p *Pipeline) Deliver(ctx context.Context, t Task, attempt int) (Outcome, error) {
+	out, err := p.Process(ctx, t)
+	outcome := config.OutcomeOK
+	switch {
+	case err != nil && attempt >= p.maxAttempts:
+		outcome = config.OutcomeDeadLettered
+	case err != nil:
+		outcome = config.OutcomeRetried
+	case out.Skipped:
+		outcome = config.OutcomeSkipped
+	case out.Job.State == meta.StateQuarantined:
+		outcome = config.OutcomeQuarantined
+	}
+	p.tel.Outcome(ctx, outcome)
+	return out, err
+}
+
+// step starts a step's span; its end records the step's duration and the span's
+// status.
+func (p *Pipeline) step(ctx context.Context, name string) (context.Context, func(error) time.Duration) {
+	start := time.Now()
+	ctx, span := p.tel.Tracer().Start(ctx, name)
+	return ctx, func(err error) time.Duration {
+		d := time.Since(start)
+		p.tel.Step(ctx, name, d)
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+		return d
+	}
 }
 
 // Analyzer exposes the configured analyses, for the synchronous API.
@@ -157,15 +245,26 @@ func (p *Pipeline) Analyzer() *analyze.Analyzer { return p.analyzer }
 func (p *Pipeline) Preparer() *prepare.Preparer { return p.prep }
 
 // Process runs the four steps for one task, exactly once per key.
-func (p *Pipeline) Process(ctx context.Context, t Task) (Outcome, error) {
-	log := p.log.With("key", t.Key, "object", t.Source.Object)
+func (p *Pipeline) Process(ctx context.Context, t Task) (_ Outcome, err error) {
+	ctx = telemetry.WithKey(ctx, t.Key)
+	ctx, span := p.tel.Tracer().Start(ctx, "process", trace.WithAttributes(
+		attribute.String("visionstack.key", t.Key), attribute.String("visionstack.object", t.Source.Object)))
+	defer func() {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
+	p.tel.Inflight(ctx, 1)
+	defer p.tel.Inflight(ctx, -1)
+	log := p.log.With("object", t.Source.Object)
 	// Every attempt claims under its own name: two deliveries handled by workers of
 	// the same process must still exclude each other.
 	claimant := p.deps.Claimant + "/" + strconv.FormatUint(attemptSeq.Add(1), 10)
 	claim, err := p.deps.Meta.Claim(ctx, t.Key, t.Source, claimant, p.deps.Lease)
 	switch {
 	case errors.Is(err, meta.ErrDone):
-		log.Info("already processed; skipping")
+		log.InfoContext(ctx, "already processed; skipping")
 		job, gerr := p.deps.Meta.Get(ctx, t.Key)
 		return Outcome{Job: job, Skipped: true}, gerr
 	case err != nil:
@@ -174,65 +273,78 @@ func (p *Pipeline) Process(ctx context.Context, t Task) (Outcome, error) {
 	job := meta.Job{Key: t.Key, Source: t.Source}
 	var out Outcome
 
-	start := time.Now()
-	data, attrs, err := p.prep.Load(ctx, p.deps.Incoming, t.Source.Object)
-	if err == nil && t.Source.Generation != 0 && attrs.Generation != t.Source.Generation {
-		err = fault.Permanent(fmt.Errorf("%w: queued generation %d, found %d", ErrSuperseded, t.Source.Generation, attrs.Generation))
-		data = nil
+	sctx, end := p.step(ctx, "prepare")
+	data, img, release, err := p.prepare(sctx, t)
+	out.Timings.Prepare = end(err)
+	if release != nil {
+		defer release()
 	}
 	if err != nil {
 		return p.fail(ctx, log, claim, job, data, err, out)
 	}
 	job.Bytes = int64(len(data))
-	if p.deps.Admit != nil {
-		h, err := p.prep.Limits().Check(data)
-		if err != nil {
-			return p.fail(ctx, log, claim, job, data, err, out)
-		}
-		release, err := p.deps.Admit(ctx, int64(h.Width)*int64(h.Height))
-		if err != nil {
-			return p.fail(ctx, log, claim, job, data, err, out)
-		}
-		defer release()
-	}
-	img, err := p.prep.Prepare(data)
-	out.Timings.Prepare = time.Since(start)
-	if err != nil {
-		return p.fail(ctx, log, claim, job, data, err, out)
-	}
 	job.Format, job.Width, job.Height = img.Header.Format, img.Width, img.Height
+	p.tel.Read(ctx, job.Bytes, int64(img.Header.Width)*int64(img.Header.Height))
 
-	start = time.Now()
-	job.Results, err = p.analyzer.Remaining(ctx, img.Base64, img.MimeType, t.Done)
-	out.Timings.Analyze = time.Since(start)
+	sctx, end = p.step(ctx, "analyze")
+	job.Results, err = p.analyzer.Remaining(sctx, img.Base64, img.MimeType, t.Done)
+	out.Timings.Analyze = end(err)
 	if err != nil {
 		return p.fail(ctx, log, claim, job, data, err, out)
 	}
 
-	start = time.Now()
+	_, end = p.step(ctx, "transform")
 	processed, err := p.transformer.Apply(data, job.Results)
-	out.Timings.Transform = time.Since(start)
+	out.Timings.Transform = end(err)
 	if err != nil {
 		return p.fail(ctx, log, claim, job, data, err, out)
 	}
 
-	start = time.Now()
-	if err := p.actor.Done(ctx, claim, job, processed.Data); err != nil {
+	sctx, end = p.step(ctx, "act")
+	err = p.actor.Done(sctx, claim, job, processed.Data)
+	out.Timings.Act = end(err)
+	if err != nil {
 		return p.fail(ctx, log, claim, job, data, err, out)
 	}
-	out.Timings.Act = time.Since(start)
 	out.Job, err = p.deps.Meta.Get(ctx, t.Key)
-	log.Info("processed", "state", out.Job.State, "regions", processed.Regions,
+	if err == nil && p.drift != nil {
+		p.drift.Observe(ctx, out.Job)
+	}
+	log.InfoContext(ctx, "processed", "state", out.Job.State, "regions", processed.Regions,
 		"prepareMs", ms(out.Timings.Prepare), "analyzeMs", ms(out.Timings.Analyze),
 		"transformMs", ms(out.Timings.Transform), "actMs", ms(out.Timings.Act))
 	return out, err
+}
+
+// prepare loads the original, checks it against the queued generation and the
+// limits, takes admission for its pixels and prepares the model input. release,
+// when not nil, gives the admission back.
+func (p *Pipeline) prepare(ctx context.Context, t Task) (data []byte, img *prepare.Image, release func(), err error) {
+	data, attrs, err := p.prep.Load(ctx, p.deps.Incoming, t.Source.Object)
+	if err == nil && t.Source.Generation != 0 && attrs.Generation != t.Source.Generation {
+		return nil, nil, nil, fault.Permanent(fmt.Errorf("%w: queued generation %d, found %d", ErrSuperseded, t.Source.Generation, attrs.Generation))
+	}
+	if err != nil {
+		return data, nil, nil, err
+	}
+	if p.deps.Admit != nil {
+		h, err := p.prep.Limits().Check(data)
+		if err != nil {
+			return data, nil, nil, err
+		}
+		if release, err = p.deps.Admit(ctx, int64(h.Width)*int64(h.Height)); err != nil {
+			return data, nil, nil, err
+		}
+	}
+	img, err = p.prep.Prepare(data)
+	return data, img, release, err
 }
 
 // fail quarantines on a permanent error and releases the claim on a transient one.
 func (p *Pipeline) fail(ctx context.Context, log *slog.Logger, c meta.Claim, job meta.Job, original []byte, cause error, out Outcome) (Outcome, error) {
 	bg := context.WithoutCancel(ctx)
 	if fault.IsPermanent(cause) {
-		log.Warn("quarantined", "reason", cause.Error())
+		log.WarnContext(ctx, "quarantined", "reason", cause.Error())
 		if err := p.actor.Quarantined(bg, c, job, original, cause.Error()); err != nil {
 			_ = p.deps.Meta.Release(bg, c)
 			return out, fmt.Errorf("quarantine %s: %w", c.Key, err)
@@ -241,9 +353,9 @@ func (p *Pipeline) fail(ctx context.Context, log *slog.Logger, c meta.Claim, job
 		out.Job = j
 		return out, err
 	}
-	log.Warn("transient failure; will retry", "err", cause.Error(), "attempt", c.Attempts)
+	log.WarnContext(ctx, "transient failure; will retry", "err", cause.Error(), "attempt", c.Attempts)
 	if err := p.deps.Meta.Release(bg, c); err != nil {
-		log.Error("release claim", "err", err)
+		log.ErrorContext(ctx, "release claim", "err", err)
 	}
 	return out, fmt.Errorf("process %s: %w", c.Key, cause)
 }

@@ -7,6 +7,11 @@
 //	                          Cloud Storage OBJECT_FINALIZE notification or a task;
 //	                          2xx only after the job reached a final state
 //	GET  /healthz, /readyz    liveness and readiness (not ready while draining)
+//	GET  /metrics             Prometheus metrics (when Options.Metrics is set)
+//	GET  /review/             the review page (when Options.Review is set)
+//
+// Every request runs in a span continuing the caller's W3C trace context, and is
+// logged with Cloud Logging's httpRequest fields.
 //
 // It depends on interfaces only; the backends are chosen by whoever builds it.
 package server
@@ -32,6 +37,9 @@ import (
 	"github.com/visionstack/visionstack/runtime/meta"
 	"github.com/visionstack/visionstack/runtime/pipeline"
 	"github.com/visionstack/visionstack/runtime/queue"
+	"github.com/visionstack/visionstack/runtime/telemetry"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Options configure a Server.
@@ -47,6 +55,10 @@ type Options struct {
 	// RetryAfter is suggested to clients turned away by admission control.
 	RetryAfter time.Duration
 	Logger     *slog.Logger
+	// Metrics serves GET /metrics (nil: not served).
+	Metrics http.Handler
+	// Review serves the review page under /review/ (nil: not served).
+	Review http.Handler
 }
 
 // Server serves the endpoints.
@@ -69,11 +81,83 @@ func New(o Options) *Server {
 	s.mux.HandleFunc("POST /v1/pubsub/push", s.push)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	s.mux.HandleFunc("GET /readyz", s.ready)
+	if o.Metrics != nil {
+		s.mux.Handle("GET /metrics", o.Metrics)
+	}
+	if o.Review != nil {
+		s.mux.Handle("/review/", o.Review)
+		s.mux.Handle("GET /{$}", http.RedirectHandler("/review/", http.StatusFound))
+	}
 	return s
 }
 
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP implements http.Handler: a span per request and an access log line.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	ctx := telemetry.ExtractHTTP(r.Context(), r.Header)
+	ctx, span := s.o.Pipeline.Telemetry().Tracer().Start(ctx, r.Method+" "+r.URL.Path, trace.WithSpanKind(trace.SpanKindServer))
+	defer span.End()
+	rec := &recorder{ResponseWriter: w, code: http.StatusOK}
+	s.mux.ServeHTTP(rec, r.WithContext(ctx))
+	span.SetAttributes(attribute.Int("http.response.status_code", rec.code))
+	if quiet(r.URL.Path) && rec.code < 400 {
+		return // probes and scrapes every few seconds would drown the log
+	}
+	lvl := slog.LevelInfo
+	if rec.code >= 500 {
+		lvl = slog.LevelError
+	} else if rec.code >= 400 {
+		lvl = slog.LevelWarn
+	}
+	s.o.Logger.LogAttrs(ctx, lvl, r.Method+" "+r.URL.Path+" "+strconv.Itoa(rec.code), slog.Any(telemetry.LogHTTPRequest, HTTPRequest{
+		RequestMethod: r.Method, RequestURL: r.URL.String(), Status: rec.code, ResponseSize: strconv.FormatInt(rec.size, 10),
+		RequestSize: strconv.FormatInt(max(r.ContentLength, 0), 10), UserAgent: r.UserAgent(), RemoteIP: r.RemoteAddr,
+		Protocol: r.Proto, Latency: fmt.Sprintf("%.6fs", time.Since(start).Seconds()),
+	}))
+}
+
+func quiet(path string) bool {
+	return path == "/healthz" || path == "/readyz" || path == "/metrics" || strings.HasPrefix(path, "/review/")
+}
+
+// HTTPRequest is Cloud Logging's httpRequest field
+// (https://cloud.google.com/logging/docs/reference/v2/rest/v2/LogEntry#HttpRequest).
+type HTTPRequest struct {
+	RequestMethod string `json:"requestMethod"`
+	RequestURL    string `json:"requestUrl"`
+	RequestSize   string `json:"requestSize"`
+	Status        int    `json:"status"`
+	ResponseSize  string `json:"responseSize"`
+	UserAgent     string `json:"userAgent,omitempty"`
+	RemoteIP      string `json:"remoteIp,omitempty"`
+	Protocol      string `json:"protocol,omitempty"`
+	Latency       string `json:"latency"`
+}
+
+// recorder remembers the status and size of a response.
+type recorder struct {
+	http.ResponseWriter
+	code int
+	size int64
+	wrote bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wrote {
+		r.code, r.wrote = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	r.wrote = true
+	n, err := r.ResponseWriter.Write(b)
+	r.size += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the real writer (flush, deadlines).
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // Drain marks the server not ready, so load balancers stop sending new work while
 // in-flight requests finish.
@@ -122,6 +206,9 @@ func (s *Server) analyze(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := s.o.Pipeline
+	key := pipeline.ContentKey(data)
+	ctx = telemetry.WithKey(ctx, key)
+	r = r.WithContext(ctx)
 	h, err := p.Preparer().Limits().Check(data)
 	if err != nil {
 		s.fail(w, r, err)
@@ -149,7 +236,6 @@ func (s *Server) analyze(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	key := pipeline.ContentKey(data)
 	// Hand the rest over before answering: once the client has its answer, the image
 	// must already be safe in the incoming bucket and its task queued.
 	start = time.Now()
@@ -248,24 +334,27 @@ func (s *Server) push(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	task, skip, err := s.taskFrom(&env)
+	// The work continues the trace of whoever queued it (the sync API's request).
+	ctx := telemetry.Extract(r.Context(), env.Message.Attributes)
+	r = r.WithContext(ctx)
 	log := s.o.Logger.With("messageId", env.Message.MessageID, "deliveryAttempt", env.DeliveryAttempt)
 	switch {
 	case err != nil:
 		// A message that can never be a task: non-2xx, so it ends in the dead-letter topic.
-		log.Error("undecodable push message", "err", err)
+		log.ErrorContext(ctx, "undecodable push message", "err", err)
 		s.fail(w, r, badRequest(err.Error()))
 		return
 	case skip != "":
-		log.Info("acked without work", "why", skip)
+		log.InfoContext(ctx, "acked without work", "why", skip)
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	out, err := s.o.Pipeline.Process(r.Context(), task)
+	out, err := s.o.Pipeline.Deliver(ctx, task, env.DeliveryAttempt)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	log.Info("push done", "key", task.Key, "state", out.Job.State, "skipped", out.Skipped)
+	log.InfoContext(telemetry.WithKey(ctx, task.Key), "push done", "state", out.Job.State, "skipped", out.Skipped)
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"mime/multipart"
 	"net/http"
@@ -26,7 +27,9 @@ import (
 	"github.com/visionstack/visionstack/runtime/model"
 	"github.com/visionstack/visionstack/runtime/model/builtin"
 	"github.com/visionstack/visionstack/runtime/pipeline"
+	"github.com/visionstack/visionstack/runtime/review"
 	"github.com/visionstack/visionstack/runtime/server"
+	"github.com/visionstack/visionstack/runtime/telemetry"
 	"github.com/visionstack/visionstack/testdata/photos"
 )
 
@@ -53,27 +56,60 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T, failures int32) *fixture {
+	return newFixtureWith(t, fixtureOptions{failures: failures})
+}
+
+// fixtureOptions vary the service under test.
+type fixtureOptions struct {
+	failures  int32                       // model calls that fail first (503)
+	model     model.Predictor             // instead of the built-in model
+	project   func(*config.Project)       // edits the demo project
+	telemetry *telemetry.Telemetry        // metrics and spans (and /metrics)
+	logs      io.Writer                   // JSON logs go here (default: the test's output, text)
+	review    bool                        // serve the review page
+}
+
+func newFixtureWith(t *testing.T, o fixtureOptions) *fixture {
 	t.Helper()
 	cfg, err := config.LoadFile(photos.DemoProject())
 	if err != nil {
 		t.Fatal(err)
 	}
-	inner, err := builtin.New(builtin.DefaultParams)
-	if err != nil {
-		t.Fatal(err)
+	if o.project != nil {
+		o.project(cfg)
+		cfg.ApplyDefaults()
+		if probs := cfg.Validate(); len(probs) > 0 {
+			t.Fatal(probs)
+		}
 	}
-	m := &countingModel{inner: inner, failures: failures}
+	inner := o.model
+	if inner == nil {
+		if inner, err = builtin.New(builtin.DefaultParams); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := &countingModel{inner: inner, failures: o.failures}
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
+	if o.logs != nil {
+		log = telemetry.NewLogger(o.logs, "json", "test-project", slog.LevelInfo)
+	}
 	adm := server.NewAdmission(200_000_000, 50*time.Millisecond)
 	env, err := localmode.Open(cfg, t.TempDir(), localmode.Options{Logger: log, Admit: adm.Admit,
-		Models: map[string]model.Predictor{"builtin:faces": m}})
+		Models: map[string]model.Predictor{"builtin:faces": m}, Telemetry: o.telemetry})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { env.Close() })
 	p := env.Pipeline
-	srv := server.New(server.Options{Pipeline: p, Incoming: env.Incoming, Publisher: env.Queue, WorkTopic: localmode.WorkTopic,
-		Admission: adm, MaxBody: int64(cfg.Pipeline.Prepare.MaxBytes), Logger: log})
+	so := server.Options{Pipeline: p, Incoming: env.Incoming, Publisher: env.Queue, WorkTopic: localmode.WorkTopic,
+		Admission: adm, MaxBody: int64(cfg.Pipeline.Prepare.MaxBytes), Logger: log}
+	if o.telemetry != nil {
+		so.Metrics = o.telemetry.MetricsHandler()
+	}
+	if o.review {
+		so.Review = review.New(review.Options{Project: cfg, Meta: env.Meta, Buckets: []blob.Bucket{env.Incoming, env.Processed, env.Quarantine}})
+	}
+	srv := server.New(so)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	return &fixture{env: env, srv: srv, http: hs, model: m, adm: adm}

@@ -1,14 +1,21 @@
 // Package drift is the early warning for a model whose predictions move away from
 // what it did at first: per analysis it keeps the distribution of predicted labels,
 // boxes per image and confidences over a sliding window of recent images, compares it
-// with a baseline (frozen from the first images, or given) by the population stability
-// index, and tests the confidences with a two-sample Kolmogorov–Smirnov statistic.
+// with a baseline (frozen from the first images, or given in the project file) by the
+// population stability index, and tests the confidences with a two-sample
+// Kolmogorov–Smirnov statistic.
+//
+// Confidences are kept in 100 bins rather than raw, so a baseline is a few hundred
+// numbers whatever the traffic: small enough for one Firestore document.
 package drift
 
 import (
+	"encoding/json"
+	"fmt"
 	"math"
 	"sort"
 	"sync"
+	"time"
 )
 
 // Observation is one image's output of one analysis.
@@ -19,49 +26,120 @@ type Observation struct {
 
 // Report is the state after an observation.
 type Report struct {
-	Collecting bool    // the baseline is still being frozen
-	PSI        float64 // the largest of the three PSIs below
-	PSILabels  float64
-	PSIBoxes   float64
-	PSIConf    float64
-	KS         float64 // Kolmogorov–Smirnov D of confidences, baseline vs window
-	Drifted    bool    // PSI > threshold
-	Window     int     // images in the window
+	Collecting bool    `json:"collecting"` // the baseline is still being frozen
+	Froze      bool    `json:"froze"`      // this observation completed the baseline
+	PSI        float64 `json:"psi"`        // the largest of the three PSIs below
+	PSILabels  float64 `json:"psiLabels"`
+	PSIBoxes   float64 `json:"psiBoxes"`
+	PSIConf    float64 `json:"psiConfidence"`
+	KS         float64 `json:"ks"`      // Kolmogorov–Smirnov D of confidences, baseline vs window
+	Drifted    bool    `json:"drifted"` // PSI > threshold with at least half a window
+	Window     int     `json:"window"`  // images in the window
 }
 
-// boxBins are the upper bounds of the boxes-per-image histogram (last: 6 and more).
-var boxBins = []int{0, 1, 2, 3, 5, math.MaxInt}
+// BoxBins are the upper bounds of the boxes-per-image histogram (last: 6 and more).
+var BoxBins = []int{0, 1, 2, 3, 5, math.MaxInt}
 
-const confBins = 10
+// BoxBinNames name BoxBins for people.
+var BoxBinNames = []string{"0", "1", "2", "3", "4-5", "6+"}
+
+const (
+	fineBins = 100 // confidence resolution kept (KS)
+	psiBins  = 10  // confidence bins compared by PSI
+)
+
+// Baseline is a frozen distribution: counts, so it can be compared and persisted.
+type Baseline struct {
+	Images     int                `json:"images"`
+	Labels     map[string]float64 `json:"labels"`
+	Boxes      []float64          `json:"boxesPerImage"` // per BoxBins
+	Confidence []float64          `json:"confidence"`    // 100 bins over 0..1
+	Frozen     time.Time          `json:"frozen,omitzero"`
+	Source     string             `json:"source,omitempty"` // "first N images" or "project file"
+}
+
+// Validate checks a baseline read from a store or a file.
+func (b *Baseline) Validate() error {
+	if len(b.Boxes) != len(BoxBins) || len(b.Confidence) != fineBins {
+		return fmt.Errorf("drift baseline: want %d box bins and %d confidence bins, got %d and %d", len(BoxBins), fineBins, len(b.Boxes), len(b.Confidence))
+	}
+	var sum float64
+	for _, v := range b.Boxes {
+		if v < 0 {
+			return fmt.Errorf("drift baseline: negative count")
+		}
+		sum += v
+	}
+	if sum <= 0 {
+		return fmt.Errorf("drift baseline: no images")
+	}
+	return nil
+}
+
+// MarshalBaseline and UnmarshalBaseline are the persisted form.
+func MarshalBaseline(b *Baseline) ([]byte, error) { return json.Marshal(b) }
+
+// UnmarshalBaseline reads and validates a persisted baseline.
+func UnmarshalBaseline(data []byte) (*Baseline, error) {
+	var b Baseline
+	if err := json.Unmarshal(data, &b); err != nil {
+		return nil, fmt.Errorf("drift baseline: %w", err)
+	}
+	if b.Labels == nil {
+		b.Labels = map[string]float64{}
+	}
+	return &b, b.Validate()
+}
 
 // dist is a set of observations summarised as histograms.
 type dist struct {
 	labels map[string]float64
 	boxes  []float64
-	conf   []float64
-	confs  []float64 // raw, for KS
+	conf   []float64 // fineBins
 	n      int
 }
 
 func newDist() *dist {
-	return &dist{labels: map[string]float64{}, boxes: make([]float64, len(boxBins)), conf: make([]float64, confBins)}
+	return &dist{labels: map[string]float64{}, boxes: make([]float64, len(BoxBins)), conf: make([]float64, fineBins)}
 }
 
 func (d *dist) add(o Observation, sign float64) {
 	for _, l := range o.Labels {
 		d.labels[l] += sign
+		if d.labels[l] == 0 {
+			delete(d.labels, l)
+		}
 	}
 	n := len(o.Labels)
-	for i, ub := range boxBins {
+	for i, ub := range BoxBins {
 		if n <= ub {
 			d.boxes[i] += sign
 			break
 		}
 	}
 	for _, c := range o.Confidences {
-		d.conf[min(confBins-1, max(0, int(c*confBins)))] += sign
+		d.conf[min(fineBins-1, max(0, int(c*fineBins)))] += sign
 	}
 	d.n += int(sign)
+}
+
+func (d *dist) baseline() *Baseline {
+	b := &Baseline{Images: d.n, Labels: map[string]float64{}, Boxes: append([]float64(nil), d.boxes...), Confidence: append([]float64(nil), d.conf...)}
+	for k, v := range d.labels {
+		b.Labels[k] = v
+	}
+	return b
+}
+
+func fromBaseline(b *Baseline) *dist {
+	d := newDist()
+	for k, v := range b.Labels {
+		d.labels[k] = v
+	}
+	copy(d.boxes, b.Boxes)
+	copy(d.conf, b.Confidence)
+	d.n = b.Images
+	return d
 }
 
 // Monitor tracks one analysis. It is safe for concurrent use.
@@ -71,6 +149,7 @@ type Monitor struct {
 	window    int
 	baseN     int
 	base      *dist
+	frozen    *Baseline
 	recent    []Observation // ring of the window
 	cur       *dist
 	next      int
@@ -79,17 +158,36 @@ type Monitor struct {
 // New freezes the baseline from the first baselineN images and compares it with the
 // last window images; threshold is on the PSI (0.1 early warning, 0.2–0.25 alarm).
 func New(threshold float64, window, baselineN int) *Monitor {
-	return &Monitor{threshold: threshold, window: window, baseN: baselineN, base: newDist(), cur: newDist()}
+	return &Monitor{threshold: threshold, window: window, baseN: max(baselineN, 1), base: newDist(), cur: newDist()}
+}
+
+// NewFrom compares with a given baseline from the first image on.
+func NewFrom(b *Baseline, threshold float64, window int) *Monitor {
+	m := New(threshold, window, b.Images)
+	m.base, m.frozen = fromBaseline(b), b
+	return m
+}
+
+// Baseline returns the frozen baseline, or nil while it is being collected.
+func (m *Monitor) Baseline() *Baseline {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.frozen
 }
 
 // Observe adds one image's output and reports the drift.
 func (m *Monitor) Observe(o Observation) Report {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.base.n < m.baseN {
+	if m.frozen == nil {
 		m.base.add(o, 1)
-		m.base.confs = append(m.base.confs, o.Confidences...)
-		return Report{Collecting: true}
+		if m.base.n < m.baseN {
+			return Report{Collecting: true}
+		}
+		m.frozen = m.base.baseline()
+		m.frozen.Frozen = time.Now().UTC()
+		m.frozen.Source = fmt.Sprintf("first %d images", m.base.n)
+		return Report{Froze: true}
 	}
 	if len(m.recent) < m.window {
 		m.recent = append(m.recent, o)
@@ -99,18 +197,23 @@ func (m *Monitor) Observe(o Observation) Report {
 		m.next = (m.next + 1) % m.window
 	}
 	m.cur.add(o, 1)
-	var confs []float64
-	for _, r := range m.recent {
-		confs = append(confs, r.Confidences...)
-	}
 	r := Report{Window: len(m.recent)}
 	r.PSILabels = psiMap(m.base.labels, m.cur.labels)
 	r.PSIBoxes = psi(m.base.boxes, m.cur.boxes)
-	r.PSIConf = psi(m.base.conf, m.cur.conf)
+	r.PSIConf = psi(coarse(m.base.conf), coarse(m.cur.conf))
 	r.PSI = max(r.PSILabels, r.PSIBoxes, r.PSIConf)
-	r.KS = ks(m.base.confs, confs)
-	r.Drifted = len(m.recent) >= m.window/2 && r.PSI > m.threshold
+	r.KS = ks(m.base.conf, m.cur.conf)
+	r.Drifted = len(m.recent) >= (m.window+1)/2 && r.PSI > m.threshold
 	return r
+}
+
+// coarse sums the fine confidence bins into the PSI's bins.
+func coarse(fine []float64) []float64 {
+	out := make([]float64, psiBins)
+	for i, v := range fine {
+		out[i*psiBins/len(fine)] += v
+	}
+	return out
 }
 
 // PSI is the population stability index of two histograms (counts), with the
@@ -143,33 +246,35 @@ func psiMap(expected, actual map[string]float64) float64 {
 	for k := range actual {
 		keys[k] = true
 	}
-	var e, a []float64
+	names := make([]string, 0, len(keys))
 	for k := range keys {
+		names = append(names, k)
+	}
+	sort.Strings(names) // a stable sum, so replays give the same figures
+	var e, a []float64
+	for _, k := range names {
 		e = append(e, expected[k])
 		a = append(a, actual[k])
 	}
 	return psi(e, a)
 }
 
-// ks is the two-sample Kolmogorov–Smirnov statistic D.
+// ks is the two-sample Kolmogorov–Smirnov statistic D on two histograms with the
+// same bins: the largest gap between their cumulative distributions.
 func ks(x, y []float64) float64 {
-	if len(x) == 0 || len(y) == 0 {
+	var sx, sy float64
+	for i := range x {
+		sx += x[i]
+		sy += y[i]
+	}
+	if sx == 0 || sy == 0 {
 		return 0
 	}
-	a, b := append([]float64(nil), x...), append([]float64(nil), y...)
-	sort.Float64s(a)
-	sort.Float64s(b)
-	var i, j int
-	var d float64
-	for i < len(a) && j < len(b) {
-		v := math.Min(a[i], b[j])
-		for i < len(a) && a[i] <= v {
-			i++
-		}
-		for j < len(b) && b[j] <= v {
-			j++
-		}
-		d = math.Max(d, math.Abs(float64(i)/float64(len(a))-float64(j)/float64(len(b))))
+	var cx, cy, d float64
+	for i := range x {
+		cx += x[i]
+		cy += y[i]
+		d = math.Max(d, math.Abs(cx/sx-cy/sy))
 	}
 	return d
 }

@@ -24,7 +24,7 @@ func TestDriftCrossesOnlyForShiftedMix(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	m := drift.New(0.2, 200, 300)
 	for range 300 {
-		if rep := m.Observe(mix(r, []int{1, 1, 2, 3}, 0.75, 0.98)); !rep.Collecting {
+		if rep := m.Observe(mix(r, []int{1, 1, 2, 3}, 0.75, 0.98)); !rep.Collecting && !rep.Froze {
 			t.Fatal("baseline not collected first")
 		}
 	}

@@ -1,0 +1,356 @@
+// Package review is a page for people who would rather look at images than read
+// JSON: the recent images of a project with the original and the processed image
+// side by side, the model's boxes drawn with labels and confidences, filters
+// (quarantined, faces found, drifted window) and a chart of the prediction drift.
+//
+// It is plain server-rendered HTML with its CSS inline and no script: it needs no
+// network resource beyond the service itself, and its Content-Security-Policy says so.
+package review
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/visionstack/visionstack/runtime/blob"
+	"github.com/visionstack/visionstack/runtime/config"
+	"github.com/visionstack/visionstack/runtime/meta"
+	"github.com/visionstack/visionstack/runtime/telemetry/drift"
+)
+
+// Options configure the page.
+type Options struct {
+	Project *config.Project
+	Meta    meta.Store
+	// Buckets the jobs' images are read from (incoming, processed, quarantine), by Name.
+	Buckets []blob.Bucket
+	// Limit of images on a page (default 48).
+	Limit  int
+	Logger *slog.Logger
+}
+
+// Handler serves GET /review/ (the page) and GET /review/image (one image of a job).
+type Handler struct {
+	o       Options
+	buckets map[string]blob.Bucket
+	mux     *http.ServeMux
+	blurred map[string]bool // analyses whose boxes a blur transform anonymizes
+}
+
+// New builds the handler.
+func New(o Options) *Handler {
+	if o.Limit <= 0 {
+		o.Limit = 48
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	h := &Handler{o: o, buckets: map[string]blob.Bucket{}, mux: http.NewServeMux(), blurred: map[string]bool{}}
+	for _, b := range o.Buckets {
+		h.buckets[b.Name()] = b
+	}
+	for _, t := range o.Project.Pipeline.Transforms {
+		if t.Blur != nil {
+			h.blurred[t.Blur.Analysis] = true
+		}
+	}
+	h.mux.HandleFunc("GET /review/{$}", h.page)
+	h.mux.HandleFunc("GET /review/image", h.image)
+	return h
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// Filters of the page.
+const (
+	FilterAll         = ""
+	FilterQuarantined = "quarantined"
+	FilterFaces       = "faces"
+	FilterDrifted     = "drifted"
+)
+
+// box is a detection drawn over an image, in percent of its size.
+type box struct {
+	Left, Top, Width, Height float64
+	Label                    string
+	Confidence               float64
+	Analysis                 string
+}
+
+// card is one image on the page.
+type card struct {
+	Key, Object, State, Reason string
+	Updated                    time.Time
+	Width, Height              int
+	Original, Processed        string // image URLs ("" when there is none)
+	Boxes                      []box
+	Detections                 int
+	Faces                      int
+	Drifted                    bool
+	PSI                        float64
+}
+
+type filterLink struct {
+	Name, Label, URL string
+	Active           bool
+}
+
+type chart struct {
+	Width, Height  int
+	Points         string // polyline of PSI
+	ThresholdY     float64
+	Max            float64
+	Threshold      float64
+	DriftedMarkers []marker
+	N              int
+}
+
+type marker struct{ X, Y float64 }
+
+type page struct {
+	Project   string
+	Filter    string
+	Filters   []filterLink
+	Cards     []card
+	Counts    map[string]int
+	Drift     *driftView
+	Generated time.Time
+}
+
+type driftView struct {
+	Analysis   string
+	Collecting bool
+	Baseline   string
+	Last       drift.Report
+	Threshold  float64
+	Chart      chart
+}
+
+func (h *Handler) page(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	filter := r.URL.Query().Get("filter")
+	switch filter {
+	case FilterAll, FilterQuarantined, FilterFaces, FilterDrifted:
+	default:
+		http.Error(w, "unknown filter: use quarantined, faces or drifted", http.StatusBadRequest)
+		return
+	}
+	p, err := h.build(ctx, filter)
+	if err != nil {
+		h.o.Logger.ErrorContext(ctx, "review page", "err", err)
+		http.Error(w, "review page: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	var buf bytes.Buffer
+	if err := pageTmpl.Execute(&buf, p); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	// Nothing but this service: no script, no external style, font or image.
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'self'")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(buf.Bytes())
+}
+
+func (h *Handler) build(ctx context.Context, filter string) (*page, error) {
+	p := &page{Project: h.o.Project.Name, Filter: filter, Counts: map[string]int{}, Generated: time.Now().UTC()}
+	for _, f := range []struct{ name, label string }{{FilterAll, "all"}, {FilterQuarantined, "quarantined"}, {FilterFaces, "faces found"}, {FilterDrifted, "drifted window"}} {
+		u := "/review/"
+		if f.name != "" {
+			u += "?filter=" + f.name
+		}
+		p.Filters = append(p.Filters, filterLink{Name: f.name, Label: f.label, URL: u, Active: f.name == filter})
+	}
+	drifted := map[string]drift.Point{}
+	if dc := h.o.Project.Monitoring.Drift; dc != nil {
+		hist, err := drift.Load(ctx, h.o.Meta, *dc, min(2*dc.Window, 2000))
+		if err != nil {
+			return nil, err
+		}
+		p.Drift = driftOf(hist)
+		for _, pt := range hist.Points {
+			drifted[pt.Key] = pt
+		}
+	}
+	f := meta.Filter{Limit: h.o.Limit}
+	switch filter {
+	case FilterQuarantined:
+		f.State = meta.StateQuarantined
+	case FilterFaces, FilterDrifted:
+		f.Limit = 20 * h.o.Limit // filtered here: read a margin
+	}
+	jobs, err := h.o.Meta.List(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	for _, j := range jobs {
+		c := h.card(j)
+		if pt, ok := drifted[j.Key]; ok {
+			c.Drifted, c.PSI = pt.Drifted, pt.PSI
+		}
+		p.Counts[c.State]++
+		if (filter == FilterFaces && c.Faces == 0) || (filter == FilterDrifted && !c.Drifted) || len(p.Cards) >= h.o.Limit {
+			continue
+		}
+		p.Cards = append(p.Cards, c)
+	}
+	return p, nil
+}
+
+func (h *Handler) card(j meta.Job) card {
+	c := card{Key: j.Key, Object: j.Source.Object, State: string(j.State), Reason: j.Reason, Updated: j.Updated, Width: j.Width, Height: j.Height}
+	img := func(kind string) string {
+		return "/review/image?" + url.Values{"key": {j.Key}, "kind": {kind}}.Encode()
+	}
+	if _, ok := h.original(j); ok {
+		c.Original = img("original")
+	}
+	if _, ok := h.output(j, h.processedBucket()); ok {
+		c.Processed = img("processed")
+	}
+	for _, r := range j.Results {
+		for _, d := range r.Detections {
+			c.Detections++
+			if d.Label == "face" || h.blurred[r.Analysis] {
+				c.Faces++
+			}
+			if b := d.Box; b != nil {
+				c.Boxes = append(c.Boxes, box{Left: pct(b.XMin), Top: pct(b.YMin), Width: pct(b.XMax - b.XMin), Height: pct(b.YMax - b.YMin),
+					Label: d.Label, Confidence: d.Confidence, Analysis: r.Analysis})
+			}
+		}
+	}
+	return c
+}
+
+func pct(x float64) float64 { return float64(int(max(0, min(1, x))*100000+0.5)) / 1000 }
+
+func (h *Handler) processedBucket() string { return h.bucketName(1) }
+
+// bucketName is the i-th bucket given (incoming, processed, quarantine).
+func (h *Handler) bucketName(i int) string {
+	if i < len(h.o.Buckets) {
+		return h.o.Buckets[i].Name()
+	}
+	return ""
+}
+
+// original is where a job's original is: its source, or its copy in quarantine.
+func (h *Handler) original(j meta.Job) (meta.Output, bool) {
+	if _, ok := h.buckets[j.Source.Bucket]; ok && j.Source.Object != "" {
+		return meta.Output{Bucket: j.Source.Bucket, Object: j.Source.Object, Generation: j.Source.Generation}, true
+	}
+	return h.output(j, h.bucketName(2))
+}
+
+func (h *Handler) output(j meta.Job, bucket string) (meta.Output, bool) {
+	for _, o := range j.Outputs {
+		if o.Bucket == bucket && bucket != "" {
+			return o, true
+		}
+	}
+	return meta.Output{}, false
+}
+
+// image serves one image of a job: only objects a job names, only image types.
+func (h *Handler) image(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	key, kind := r.URL.Query().Get("key"), r.URL.Query().Get("kind")
+	j, err := h.o.Meta.Get(ctx, key)
+	if errors.Is(err, meta.ErrNotFound) {
+		http.Error(w, "no such job", http.StatusNotFound)
+		return
+	} else if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	var o meta.Output
+	var ok bool
+	switch kind {
+	case "original":
+		o, ok = h.original(j)
+		if ok && o.Bucket == j.Source.Bucket {
+			if _, err := h.buckets[o.Bucket].Attrs(ctx, o.Object); err != nil {
+				o, ok = h.output(j, h.bucketName(2)) // gone from incoming (lifecycle): the quarantine copy
+			}
+		}
+	case "processed":
+		o, ok = h.output(j, h.processedBucket())
+	default:
+		http.Error(w, "kind: original or processed", http.StatusBadRequest)
+		return
+	}
+	if !ok {
+		http.Error(w, "this job has no "+kind+" image", http.StatusNotFound)
+		return
+	}
+	data, _, err := blob.ReadAll(ctx, h.buckets[o.Bucket], o.Object, int64(h.o.Project.Pipeline.Prepare.MaxBytes))
+	if err != nil {
+		http.Error(w, fmt.Sprintf("%s %s: %v", kind, o.Object, err), http.StatusNotFound)
+		return
+	}
+	ct := http.DetectContentType(data)
+	if !strings.HasPrefix(ct, "image/") {
+		// A quarantined upload may be anything: never hand it to a browser as such.
+		http.Error(w, "not an image ("+ct+")", http.StatusUnsupportedMediaType)
+		return
+	}
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'")
+	w.Header().Set("Cache-Control", "private, max-age=300")
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	_, _ = w.Write(data)
+}
+
+func driftOf(hst *drift.History) *driftView {
+	v := &driftView{Analysis: hst.Analysis, Collecting: hst.Baseline == nil, Last: hst.Last(), Threshold: hst.Threshold}
+	if b := hst.Baseline; b != nil {
+		v.Baseline = b.Source
+		if b.Source == "" {
+			v.Baseline = fmt.Sprintf("%d images", b.Images)
+		}
+	}
+	const w, ht = 640, 120
+	c := chart{Width: w, Height: ht, Threshold: hst.Threshold, N: len(hst.Points)}
+	c.Max = hst.Threshold * 1.5
+	for _, p := range hst.Points {
+		c.Max = max(c.Max, p.PSI)
+	}
+	y := func(v float64) float64 { return float64(ht) - v/c.Max*float64(ht-10) }
+	var pts []string
+	for i, p := range hst.Points {
+		x := float64(w)
+		if len(hst.Points) > 1 {
+			x = float64(i) / float64(len(hst.Points)-1) * float64(w)
+		}
+		pts = append(pts, fmt.Sprintf("%.1f,%.1f", x, y(p.PSI)))
+		if p.Drifted && (i == 0 || !hst.Points[i-1].Drifted) {
+			c.DriftedMarkers = append(c.DriftedMarkers, marker{X: x, Y: y(p.PSI)})
+		}
+	}
+	c.Points = strings.Join(pts, " ")
+	c.ThresholdY = y(hst.Threshold)
+	v.Chart = c
+	return v
+}
+
+//go:embed page.html.tmpl
+var pageSrc string
+
+var pageTmpl = template.Must(template.New("page").Funcs(template.FuncMap{
+	"pct":  func(f float64) string { return strconv.FormatFloat(f, 'f', 3, 64) + "%" },
+	"f2":   func(f float64) string { return strconv.FormatFloat(f, 'f', 2, 64) },
+	"f3":   func(f float64) string { return strconv.FormatFloat(f, 'f', 3, 64) },
+	"time": func(t time.Time) string { return t.Format("2006-01-02 15:04:05Z") },
+}).Parse(pageSrc))
