@@ -20,8 +20,8 @@ import (
 	"github.com/visionstack/visionstack/runtime/meta/firestore"
 	"github.com/visionstack/visionstack/runtime/model"
 	"github.com/visionstack/visionstack/runtime/pipeline"
-	"github.com/visionstack/visionstack/runtime/telemetry"
 	"github.com/visionstack/visionstack/runtime/queue/pubsub"
+	"github.com/visionstack/visionstack/runtime/telemetry"
 )
 
 // Env is a project's pipeline on Google Cloud.

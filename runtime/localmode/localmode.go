@@ -30,8 +30,8 @@ import (
 	"github.com/visionstack/visionstack/runtime/model"
 	"github.com/visionstack/visionstack/runtime/models"
 	"github.com/visionstack/visionstack/runtime/pipeline"
-	"github.com/visionstack/visionstack/runtime/telemetry"
 	qlocal "github.com/visionstack/visionstack/runtime/queue/local"
+	"github.com/visionstack/visionstack/runtime/telemetry"
 )
 
 // Topics of the local queue.

@@ -137,8 +137,8 @@ type HTTPRequest struct {
 // recorder remembers the status and size of a response.
 type recorder struct {
 	http.ResponseWriter
-	code int
-	size int64
+	code  int
+	size  int64
 	wrote bool
 }
 

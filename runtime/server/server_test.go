@@ -61,12 +61,12 @@ func newFixture(t *testing.T, failures int32) *fixture {
 
 // fixtureOptions vary the service under test.
 type fixtureOptions struct {
-	failures  int32                       // model calls that fail first (503)
-	model     model.Predictor             // instead of the built-in model
-	project   func(*config.Project)       // edits the demo project
-	telemetry *telemetry.Telemetry        // metrics and spans (and /metrics)
-	logs      io.Writer                   // JSON logs go here (default: the test's output, text)
-	review    bool                        // serve the review page
+	failures  int32                 // model calls that fail first (503)
+	model     model.Predictor       // instead of the built-in model
+	project   func(*config.Project) // edits the demo project
+	telemetry *telemetry.Telemetry  // metrics and spans (and /metrics)
+	logs      io.Writer             // JSON logs go here (default: the test's output, text)
+	review    bool                  // serve the review page
 }
 
 func newFixtureWith(t *testing.T, o fixtureOptions) *fixture {

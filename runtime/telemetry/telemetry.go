@@ -53,11 +53,11 @@ type Telemetry struct {
 	handler http.Handler
 	gcp     string
 
-	steps, modelDur                 metric.Float64Histogram
-	jobs, modelErr, bytes, pixels   metric.Int64Counter
-	inflight                        metric.Int64UpDownCounter
-	driftPSI, driftKS               metric.Float64Gauge
-	shutdown                        []func(context.Context) error
+	steps, modelDur               metric.Float64Histogram
+	jobs, modelErr, bytes, pixels metric.Int64Counter
+	inflight                      metric.Int64UpDownCounter
+	driftPSI, driftKS             metric.Float64Gauge
+	shutdown                      []func(context.Context) error
 }
 
 // New builds the providers and instruments.
