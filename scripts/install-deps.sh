@@ -8,10 +8,11 @@
 #                 Google's emulators the cloud backends are tested against; they come
 #                 from Google's apt repository (packages.cloud.google.com), which must
 #                 be configured for apt on machines that do not already have it
+#   chromium      headless browser the review page's browser test drives (chromedp)
 set -euo pipefail
 need=()
 for pkg in libvips-dev pkg-config gcc python3-opencv opencv-data openjdk-17-jre-headless \
-	google-cloud-cli-firestore-emulator google-cloud-cli-pubsub-emulator; do
+	google-cloud-cli-firestore-emulator google-cloud-cli-pubsub-emulator chromium; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -eq 0 ]; then

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -92,6 +93,7 @@ type card struct {
 	Updated                    time.Time
 	Width, Height              int
 	Original, Processed        string // image URLs ("" when there is none)
+	Download                   string // a quarantined original, as a file: never rendered
 	Boxes                      []box
 	Detections                 int
 	Faces                      int
@@ -213,7 +215,13 @@ func (h *Handler) card(j meta.Job) card {
 		return "/review/image?" + url.Values{"key": {j.Key}, "kind": {kind}}.Encode()
 	}
 	if _, ok := h.original(j); ok {
-		c.Original = img("original")
+		if j.State == meta.StateQuarantined {
+			// Could be anything, a decompression bomb among others: offered as a
+			// download, never decoded by the browser.
+			c.Download = img("original") + "&download=1"
+		} else {
+			c.Original = img("original")
+		}
 	}
 	if _, ok := h.output(j, h.processedBucket()); ok {
 		c.Processed = img("processed")
@@ -300,7 +308,10 @@ func (h *Handler) image(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ct := http.DetectContentType(data)
-	if !strings.HasPrefix(ct, "image/") {
+	if r.URL.Query().Get("download") == "1" {
+		w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", path.Base(o.Object)))
+		ct = "application/octet-stream"
+	} else if !strings.HasPrefix(ct, "image/") {
 		// A quarantined upload may be anything: never hand it to a browser as such.
 		http.Error(w, "not an image ("+ct+")", http.StatusUnsupportedMediaType)
 		return
@@ -322,6 +333,13 @@ func driftOf(hst *drift.History) *driftView {
 		}
 	}
 	const w, ht = 640, 120
+	var settled []drift.Point // the first images of a window say little: not plotted
+	for _, p := range hst.Points {
+		if p.Settled(hst.Window) {
+			settled = append(settled, p)
+		}
+	}
+	hst.Points = settled
 	c := chart{Width: w, Height: ht, Threshold: hst.Threshold, N: len(hst.Points)}
 	c.Max = hst.Threshold * 1.5
 	for _, p := range hst.Points {

@@ -203,9 +203,13 @@ func (m *Monitor) Observe(o Observation) Report {
 	r.PSIConf = psi(coarse(m.base.conf), coarse(m.cur.conf))
 	r.PSI = max(r.PSILabels, r.PSIBoxes, r.PSIConf)
 	r.KS = ks(m.base.conf, m.cur.conf)
-	r.Drifted = len(m.recent) >= (m.window+1)/2 && r.PSI > m.threshold
+	r.Drifted = r.Settled(m.window) && r.PSI > m.threshold
 	return r
 }
+
+// Settled reports whether the window holds enough images (half of window) for its
+// figures to mean something; before that they are not exported nor alarmed on.
+func (r Report) Settled(window int) bool { return !r.Collecting && !r.Froze && r.Window >= (window+1)/2 }
 
 // coarse sums the fine confidence bins into the PSI's bins.
 func coarse(fine []float64) []float64 {

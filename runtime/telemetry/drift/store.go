@@ -115,6 +115,7 @@ type Point struct {
 type History struct {
 	Analysis  string
 	Threshold float64
+	Window    int
 	Baseline  *Baseline // nil while fewer than baselineImages images are done
 	Persisted bool      // the baseline is the one frozen in the store
 	Points    []Point   // the last images compared with the baseline, oldest first
@@ -135,7 +136,7 @@ func (h *History) Last() Report {
 // with it, so every instance, `visionstack status` and the review page see the same
 // figures.
 func Load(ctx context.Context, store meta.Store, d config.Drift, limit int) (*History, error) {
-	h := &History{Analysis: d.Analysis, Threshold: d.Threshold}
+	h := &History{Analysis: d.Analysis, Threshold: d.Threshold, Window: d.Window}
 	used := map[string]bool{}
 	switch data, err := store.Baseline(ctx, BaselineName(d.Analysis)); {
 	case d.Baseline != nil:
@@ -145,6 +146,10 @@ func Load(ctx context.Context, store meta.Store, d config.Drift, limit int) (*Hi
 			return nil, err
 		}
 		h.Persisted = true
+		// The images it was frozen from are not compared with it.
+		if err := markOldest(ctx, store, d.Analysis, h.Baseline.Images, used); err != nil {
+			return nil, err
+		}
 	case errors.Is(err, meta.ErrNotFound):
 		m := New(d.Threshold, d.Window, d.BaselineImages)
 		// Quarantined images are among the oldest too; read a margin past them.
@@ -177,6 +182,20 @@ func Load(ctx context.Context, store meta.Store, d config.Drift, limit int) (*Hi
 		}
 	}
 	return h, nil
+}
+
+// markOldest marks the first n done images of analysis, oldest first.
+func markOldest(ctx context.Context, store meta.Store, analysis string, n int, used map[string]bool) error {
+	oldest, err := store.List(ctx, meta.Filter{Oldest: true, Limit: 4 * n})
+	if err != nil {
+		return fmt.Errorf("drift %s: %w", analysis, err)
+	}
+	for _, j := range oldest {
+		if _, ok := ObservationOf(j, analysis); ok && len(used) < n {
+			used[j.Key] = true
+		}
+	}
+	return nil
 }
 
 // Tracker is the live monitor of one analysis in a running service: it starts from
@@ -218,7 +237,7 @@ func Open(ctx context.Context, store meta.Store, d config.Drift, log *slog.Logge
 	}
 	t.mon, t.last = h.Monitor, h.Last()
 	t.drifted = t.last.Drifted
-	if !t.last.Collecting && len(h.Points) > 0 {
+	if !t.last.Collecting && len(h.Points) > 0 && t.last.Settled(d.Window) {
 		record(ctx, d.Analysis, t.last)
 	}
 	return t, nil
@@ -267,6 +286,9 @@ func (t *Tracker) Observe(ctx context.Context, j meta.Job) {
 		return
 	}
 	t.last = r
+	if !r.Settled(t.d.Window) {
+		return // a few images say little: no metric, no alarm
+	}
 	t.record(ctx, t.d.Analysis, r)
 	switch {
 	case r.Drifted && !t.drifted:
