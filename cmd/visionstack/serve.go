@@ -16,14 +16,18 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/api/idtoken"
 
+	"github.com/visionstack/visionstack/runtime/blob"
 	"github.com/visionstack/visionstack/runtime/cloudmode"
 	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/runtime/imaging"
 	"github.com/visionstack/visionstack/runtime/localmode"
+	"github.com/visionstack/visionstack/runtime/meta"
 	"github.com/visionstack/visionstack/runtime/model/builtin"
 	"github.com/visionstack/visionstack/runtime/models"
 	"github.com/visionstack/visionstack/runtime/modelserver"
+	"github.com/visionstack/visionstack/runtime/review"
 	"github.com/visionstack/visionstack/runtime/server"
+	"github.com/visionstack/visionstack/runtime/telemetry"
 )
 
 type serveOptions struct {
@@ -36,6 +40,10 @@ type serveOptions struct {
 	inflightPixels  int64
 	shutdownTimeout time.Duration
 	logFormat       string
+	review          string
+	reviewOn        bool
+	tel             *telemetry.Telemetry
+	cloudTelemetry  string
 }
 
 func newServeCmd(g *globalOptions) *cobra.Command {
@@ -76,7 +84,22 @@ that drains it. On SIGTERM it stops taking work, finishes what is in flight with
 	cmd.Flags().Int64Var(&o.inflightPixels, "max-inflight-pixels", -1, "decoded pixels in flight before 429s (default: from serving.memory; 0: no limit)")
 	cmd.Flags().DurationVar(&o.shutdownTimeout, "shutdown-timeout", 9*time.Second, "time to finish in-flight work after SIGTERM (Cloud Run allows 10s)")
 	cmd.Flags().StringVar(&o.logFormat, "log-format", defaultLogFormat(), "json (Cloud Logging) or text")
+	cmd.Flags().StringVar(&o.review, "review", "auto", "serve the review page on /review/: on, off, auto (on for --backend local; off in the cloud, where it would show every image to whoever may call the service)")
+	cmd.Flags().StringVar(&o.cloudTelemetry, "cloud-telemetry", "auto", "export metrics to Cloud Monitoring and traces to Cloud Trace: on, off, auto (on for --backend cloud)")
 	return cmd
+}
+
+// onOff reads an on/off/auto flag.
+func onOff(flag, v string, auto bool) (bool, error) {
+	switch v {
+	case "on", "true":
+		return true, nil
+	case "off", "false":
+		return false, nil
+	case "auto", "":
+		return auto, nil
+	}
+	return false, fmt.Errorf("--%s %q: use on, off or auto", flag, v)
 }
 
 func envOr(k, d string) string {
@@ -94,21 +117,10 @@ func defaultLogFormat() string {
 	return "text"
 }
 
-func (g *globalOptions) serviceLogger(format string) *slog.Logger {
-	level := slog.LevelInfo
-	if format == "json" {
-		// Cloud Logging reads "severity" and "message".
-		return slog.New(slog.NewJSONHandler(g.errOut, &slog.HandlerOptions{Level: level, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-			switch a.Key {
-			case slog.LevelKey:
-				a.Key = "severity"
-			case slog.MessageKey:
-				a.Key = "message"
-			}
-			return a
-		}}))
-	}
-	return slog.New(slog.NewTextHandler(g.errOut, &slog.HandlerOptions{Level: level}))
+// serviceLogger logs JSON with Cloud Logging's fields (severity, message, trace,
+// spanId, httpRequest, the image key) or text; traces are named in gcpProject.
+func (g *globalOptions) serviceLogger(format, gcpProject string) *slog.Logger {
+	return telemetry.NewLogger(g.errOut, format, gcpProject, slog.LevelInfo)
 }
 
 func (o *serveOptions) run(ctx context.Context, g *globalOptions) error {
@@ -121,34 +133,59 @@ func (o *serveOptions) run(ctx context.Context, g *globalOptions) error {
 	if err != nil {
 		return err
 	}
-	log := g.serviceLogger(o.logFormat)
+	if o.backend != "local" && o.backend != "cloud" {
+		return fmt.Errorf("--backend %q: use local or cloud", o.backend)
+	}
+	cloudTel, err := onOff("cloud-telemetry", o.cloudTelemetry, o.backend == "cloud")
+	if err != nil {
+		return err
+	}
+	reviewOn, err := onOff("review", o.review, o.backend == "local")
+	if err != nil {
+		return err
+	}
+	gcpProject := ""
+	if cloudTel {
+		gcpProject = cfg.GCP.Project
+	}
+	log := g.serviceLogger(o.logFormat, gcpProject)
+	tel, err := telemetry.New(ctx, telemetry.Options{Project: cfg.Name, GCPProject: gcpProject})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(sctx); err != nil {
+			log.Warn("telemetry flush", "err", err)
+		}
+	}()
+	o.tel, o.reviewOn = tel, reviewOn
 	imaging.Init(0)
 	if o.inflightPixels < 0 {
 		o.inflightPixels = server.PixelBudget(cfg.Serving.MemoryBytes())
 	}
 	log.Info("admission control", "maxInflightPixels", o.inflightPixels, "memory", cfg.Serving.Memory)
 	adm := server.NewAdmission(o.inflightPixels, 2*time.Second)
-	switch o.backend {
-	case "local":
-		return o.serveLocal(ctx, cfg, log, adm)
-	case "cloud":
+	if o.backend == "cloud" {
 		return o.serveCloud(ctx, cfg, log, adm)
 	}
-	return fmt.Errorf("--backend %q: use local or cloud", o.backend)
+	return o.serveLocal(ctx, cfg, log, adm)
 }
 
 func (o *serveOptions) serveLocal(ctx context.Context, cfg *config.Project, log *slog.Logger, adm *server.Admission) error {
 	if o.dataDir == "" {
 		o.dataDir = filepath.Join("out", cfg.Name)
 	}
-	env, err := localmode.Open(cfg, o.dataDir, localmode.Options{Logger: log, Admit: adm.Admit})
+	env, err := localmode.Open(cfg, o.dataDir, localmode.Options{Logger: log, Admit: adm.Admit, Telemetry: o.tel})
 	if err != nil {
 		return err
 	}
 	defer env.Close()
 	p := env.Pipeline
 	srv := server.New(server.Options{Pipeline: p, Incoming: env.Incoming, Publisher: env.Queue, WorkTopic: localmode.WorkTopic,
-		Admission: adm, MaxBody: int64(cfg.Pipeline.Prepare.MaxBytes), Logger: log})
+		Admission: adm, MaxBody: int64(cfg.Pipeline.Prepare.MaxBytes), Logger: log,
+		Metrics: o.tel.MetricsHandler(), Review: o.reviewHandler(cfg, env.Meta, log, env.Incoming, env.Processed, env.Quarantine)})
 
 	// Locally there is no push subscription: a worker drains the in-process queue.
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -166,7 +203,8 @@ func (o *serveOptions) serveCloud(ctx context.Context, cfg *config.Project, log 
 		return err
 	}
 	defer closeModels()
-	env, err := cloudmode.Open(ctx, cfg, cloudmode.Options{Models: ms, Logger: log, Admit: adm.Admit, Database: os.Getenv("VISIONSTACK_FIRESTORE_DATABASE")})
+	env, err := cloudmode.Open(ctx, cfg, cloudmode.Options{Models: ms, Logger: log, Admit: adm.Admit,
+		Database: os.Getenv("VISIONSTACK_FIRESTORE_DATABASE"), Telemetry: o.tel})
 	if err != nil {
 		return err
 	}
@@ -177,9 +215,18 @@ func (o *serveOptions) serveCloud(ctx context.Context, cfg *config.Project, log 
 	}
 	srv := server.New(server.Options{Pipeline: env.Pipeline, Incoming: env.Incoming, Publisher: env.Queue,
 		WorkTopic: "projects/" + cfg.GCP.Project + "/topics/" + env.WorkTopic, PushAuth: auth,
-		Admission: adm, MaxBody: int64(cfg.Pipeline.Prepare.MaxBytes), Logger: log})
+		Admission: adm, MaxBody: int64(cfg.Pipeline.Prepare.MaxBytes), Logger: log,
+		Metrics: o.tel.MetricsHandler(), Review: o.reviewHandler(cfg, env.Meta, log, env.Incoming, env.Processed, env.Quarantine)})
 	return listenAndServe(ctx, o.addr, srv, o.shutdownTimeout, log, srv.Drain, nil,
 		fmt.Sprintf("project %s on GCP project %s (buckets %s…, topic %s)", cfg.Name, cfg.GCP.Project, env.Names.IncomingBucket, env.WorkTopic))
+}
+
+// reviewHandler is the review page, or nil when it is off.
+func (o *serveOptions) reviewHandler(cfg *config.Project, store meta.Store, log *slog.Logger, buckets ...blob.Bucket) http.Handler {
+	if !o.reviewOn {
+		return nil
+	}
+	return review.New(review.Options{Project: cfg, Meta: store, Buckets: buckets, Logger: log})
 }
 
 // pushAuth builds OIDC verification of push requests when an audience is given.
@@ -258,7 +305,7 @@ Vertex client can be pointed at it locally.`,
 				return err
 			}
 			routes := modelserver.RoutesFromEnv()
-			log := g.serviceLogger(logFormat)
+			log := g.serviceLogger(logFormat, "")
 			return listenAndServe(ctx, ":"+routes.Port, modelserver.Handler(m, routes, "builtin-"+r.Target, log),
 				9*time.Second, log, nil, nil, fmt.Sprintf("%s on %s, health %s", ref, routes.Predict, routes.Health))
 		},

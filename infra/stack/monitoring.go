@@ -49,7 +49,7 @@ func (b *builder) monitoring() error {
 	}
 	if d := b.cfg.Monitoring.Drift; d != nil {
 		conds = append(conds, cond{"prediction drift (" + d.Analysis + ")", fmt.Sprintf(`metric.type="%s" AND metric.labels.analysis="%s" AND metric.labels.project="%s"`,
-			config.MetricDriftPSI, d.Analysis, b.cfg.Name), "", "ALIGN_MAX", "REDUCE_MAX", d.Threshold})
+			config.MetricDriftPSI.CloudType(), d.Analysis, b.cfg.Name), "", "ALIGN_MAX", "REDUCE_MAX", d.Threshold})
 	}
 	for _, c := range conds {
 		th := monitoring.AlertPolicyConditionConditionThresholdArgs{
@@ -89,16 +89,23 @@ func (b *builder) dashboard() map[string]any {
 				"aggregation": map[string]any{"alignmentPeriod": "60s", "perSeriesAligner": aligner}}}}}}}
 	}
 	run := fmt.Sprintf(`resource.type="cloud_run_revision" AND resource.labels.service_name="%s"`, b.names.RunService)
-	project := fmt.Sprintf(` AND metric.labels.project="%s"`, b.cfg.Name)
+	own := func(m config.Metric) string { // the runtime's metrics, this project's series
+		return fmt.Sprintf(`metric.type="%s" AND metric.labels.project="%s"`, m.CloudType(), b.cfg.Name)
+	}
 	widgets := []any{
 		chart("Requests by status", run+` AND metric.type="run.googleapis.com/request_count"`, "ALIGN_RATE"),
 		chart("Request latency p95", run+` AND metric.type="run.googleapis.com/request_latencies"`, "ALIGN_PERCENTILE_95"),
 		chart("Oldest unacked push message", fmt.Sprintf(`resource.type="pubsub_subscription" AND resource.labels.subscription_id="%s" AND metric.type="pubsub.googleapis.com/subscription/oldest_unacked_message_age"`, b.names.PushSubscription), "ALIGN_MAX"),
 		chart("Dead-lettered messages", fmt.Sprintf(`resource.type="pubsub_subscription" AND resource.labels.subscription_id="%s" AND metric.type="pubsub.googleapis.com/subscription/num_undelivered_messages"`, b.names.DeadLetterSub), "ALIGN_MAX"),
-		chart("Step latency p95", fmt.Sprintf(`metric.type="%s"`, config.MetricStepLatency)+project, "ALIGN_PERCENTILE_95"),
-		chart("Outcomes", fmt.Sprintf(`metric.type="%s"`, config.MetricOutcomes)+project, "ALIGN_RATE"),
-		chart("Model latency p95", fmt.Sprintf(`metric.type="%s"`, config.MetricModelLatency)+project, "ALIGN_PERCENTILE_95"),
-		chart("Prediction drift (PSI)", fmt.Sprintf(`metric.type="%s"`, config.MetricDriftPSI)+project, "ALIGN_MAX"),
+		chart("Step latency p95 (by step)", own(config.MetricStepDuration), "ALIGN_PERCENTILE_95"),
+		chart("Jobs by outcome (ok, retried, quarantined, dead-lettered)", own(config.MetricJobs), "ALIGN_RATE"),
+		chart("Model latency p95", own(config.MetricModelDuration), "ALIGN_PERCENTILE_95"),
+		chart("Model errors", own(config.MetricModelErrors), "ALIGN_RATE"),
+		chart("Images in flight", own(config.MetricInflight), "ALIGN_MEAN"),
+		chart("Bytes read", own(config.MetricBytes), "ALIGN_RATE"),
+		chart("Pixels decoded", own(config.MetricPixels), "ALIGN_RATE"),
+		chart("Prediction drift (PSI)", own(config.MetricDriftPSI), "ALIGN_MAX"),
+		chart("Prediction drift (KS)", own(config.MetricDriftKS), "ALIGN_MAX"),
 	}
 	return map[string]any{"displayName": "visionstack " + b.cfg.Name, "gridLayout": map[string]any{"columns": "2", "widgets": widgets}}
 }

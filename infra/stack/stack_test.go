@@ -301,3 +301,35 @@ func TestResourceCountAndTypes(t *testing.T) {
 		}
 	}
 }
+
+// The dashboard charts every metric the runtime writes, and the drift alert reads
+// the runtime's drift metric for the configured analysis, under the names the
+// runtime's exporter gives them (config.Metrics: one list, no name typed twice).
+func TestMonitoringReadsTheRuntimeMetrics(t *testing.T) {
+	m := run(t, project(t, "acme-defects", "acme-prod", ""))
+	dash := m.Of("gcp:monitoring/dashboard:Dashboard")
+	if len(dash) != 1 {
+		t.Fatalf("%d dashboards", len(dash))
+	}
+	js := str(dash[0].Inputs["dashboardJson"])
+	for _, metric := range config.Metrics {
+		want := `metric.type=\"` + metric.CloudType() + `\" AND metric.labels.project=\"acme-defects\"`
+		if !strings.Contains(js, want) {
+			t.Errorf("dashboard has no chart of %s (%s)", metric.Name, metric.CloudType())
+		}
+	}
+	var drift string
+	for _, p := range m.Of("gcp:monitoring/alertPolicy:AlertPolicy") {
+		for _, c := range p.Inputs["conditions"].ArrayValue() {
+			if f := str(obj(c, "conditionThreshold", "filter")); strings.Contains(f, config.MetricDriftPSI.CloudType()) {
+				drift = f
+				if th := obj(c, "conditionThreshold", "thresholdValue"); !th.IsNumber() || th.NumberValue() != config.DefaultDriftThreshold {
+					t.Errorf("drift alert threshold %v, want the configured %v", th, config.DefaultDriftThreshold)
+				}
+			}
+		}
+	}
+	if !strings.Contains(drift, `metric.labels.analysis="faces"`) || !strings.Contains(drift, `metric.labels.project="acme-defects"`) {
+		t.Fatalf("no drift alert on the runtime's metric for analysis faces: %q", drift)
+	}
+}

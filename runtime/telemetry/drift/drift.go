@@ -209,7 +209,9 @@ func (m *Monitor) Observe(o Observation) Report {
 
 // Settled reports whether the window holds enough images (half of window) for its
 // figures to mean something; before that they are not exported nor alarmed on.
-func (r Report) Settled(window int) bool { return !r.Collecting && !r.Froze && r.Window >= (window+1)/2 }
+func (r Report) Settled(window int) bool {
+	return !r.Collecting && !r.Froze && r.Window >= (window+1)/2
+}
 
 // coarse sums the fine confidence bins into the PSI's bins.
 func coarse(fine []float64) []float64 {
