@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -17,10 +19,13 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/visionstack/visionstack/runtime/blob"
+	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/runtime/imaging"
 	"github.com/visionstack/visionstack/runtime/localmode"
 	"github.com/visionstack/visionstack/runtime/meta"
 	"github.com/visionstack/visionstack/runtime/queue"
+	"github.com/visionstack/visionstack/runtime/review"
 )
 
 type runOptions struct {
@@ -28,6 +33,8 @@ type runOptions struct {
 	outDir     string
 	workers    int
 	noProgress bool
+	review     bool
+	reviewAddr string
 }
 
 func newRunCmd(g *globalOptions) *cobra.Command {
@@ -51,6 +58,8 @@ interrupted run resumes where it stopped.`,
 	cmd.Flags().StringVarP(&o.outDir, "out", "o", "", "output directory (default out/NAME)")
 	cmd.Flags().IntVarP(&o.workers, "workers", "w", runtime.GOMAXPROCS(0), "images processed at once")
 	cmd.Flags().BoolVar(&o.noProgress, "no-progress", false, "no progress bar")
+	cmd.Flags().BoolVar(&o.review, "review", false, "after the run, serve the review page until Ctrl-C")
+	cmd.Flags().StringVar(&o.reviewAddr, "review-addr", "127.0.0.1:8090", "where --review listens")
 	return cmd
 }
 
@@ -127,7 +136,32 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, paths []string) 
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("interrupted; run the same command again to resume: %w", err)
 	}
-	return o.summarize(ctx, g.out, env, subs, todo, time.Since(start))
+	sumErr := o.summarize(ctx, g.out, env, subs, todo, time.Since(start))
+	if o.review {
+		if err := o.serveReview(ctx, g, cfg, env); err != nil {
+			return err
+		}
+	}
+	return sumErr
+}
+
+// serveReview serves the review page of the run until ctx ends (Ctrl-C).
+func (o *runOptions) serveReview(ctx context.Context, g *globalOptions, cfg *config.Project, env *localmode.Env) error {
+	h := review.New(review.Options{Project: cfg, Meta: env.Meta, Buckets: []blob.Bucket{env.Incoming, env.Processed, env.Quarantine}, Logger: g.logger()})
+	mux := http.NewServeMux()
+	mux.Handle("/review/", h)
+	mux.Handle("GET /{$}", http.RedirectHandler("/review/", http.StatusFound))
+	ln, err := net.Listen("tcp", o.reviewAddr)
+	if err != nil {
+		return fmt.Errorf("review page: listen on %s: %w (pick another with --review-addr)", o.reviewAddr, err)
+	}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { <-ctx.Done(); _ = hs.Close() }()
+	fmt.Fprintf(g.out, "review page: http://%s/review/  (Ctrl-C to stop)\n", ln.Addr())
+	if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 func (o *runOptions) summarize(ctx context.Context, w io.Writer, env *localmode.Env, subs []localmode.Submitted, todo int, took time.Duration) error {

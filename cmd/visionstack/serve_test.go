@@ -5,14 +5,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/testdata/photos"
 )
 
@@ -100,6 +103,17 @@ func TestServeSyncThenLocalWorker(t *testing.T) {
 	}
 	if len(processed) != 1 {
 		t.Fatalf("async remainder did not complete\n%s", out)
+	}
+	// The service's own pages: metrics for Prometheus, the review page for people.
+	for path, want := range map[string]string{"/metrics": config.MetricJobs.PrometheusName() + `{outcome="ok",project="demo"} 1`,
+		"/review/": `<article class="done"`, "/": "visionstack review"} {
+		resp, err := http.Get(base + path)
+		must(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s: %d, lacks %q", path, resp.StatusCode, want)
+		}
 	}
 
 	// An in-flight request survives the shutdown signal.

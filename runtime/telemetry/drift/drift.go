@@ -175,6 +175,13 @@ func (m *Monitor) Baseline() *Baseline {
 	return m.frozen
 }
 
+// Collected is the number of images in the baseline so far.
+func (m *Monitor) Collected() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.base.n
+}
+
 // Observe adds one image's output and reports the drift.
 func (m *Monitor) Observe(o Observation) Report {
 	m.mu.Lock()

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	fs "cloud.google.com/go/firestore"
+	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
+
+	"github.com/visionstack/visionstack/runtime/config"
+	"github.com/visionstack/visionstack/runtime/meta"
+	"github.com/visionstack/visionstack/runtime/meta/firestore"
+	"github.com/visionstack/visionstack/runtime/meta/sqlite"
+	"github.com/visionstack/visionstack/runtime/telemetry/drift"
+)
+
+type statusOptions struct {
+	backend      string
+	dataDir      string
+	limit        int
+	baselineYAML bool
+}
+
+func newStatusCmd(g *globalOptions) *cobra.Command {
+	o := &statusOptions{}
+	cmd := &cobra.Command{
+		Use:   "status [NAME]",
+		Short: "Show a project's recent jobs and its prediction drift",
+		Long: `status reads the project's metadata store — out/NAME/visionstack.db locally,
+the project's Firestore database with --backend cloud — and prints the recent jobs by
+state and, with monitoring.drift set, the drift of that analysis: the same figures the
+service exports as visionstack.drift.psi, replayed from the store. With
+--baseline-yaml it prints the frozen baseline as a monitoring.drift.baseline block, to
+pin it in the project file.`,
+		Example: "  visionstack status demo\n  visionstack status demo --backend cloud\n  visionstack status demo --baseline-yaml",
+		Args:    cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := "demo"
+			if len(args) == 1 {
+				name = args[0]
+			}
+			return o.run(cmd.Context(), g, name)
+		},
+	}
+	cmd.Flags().StringVar(&o.backend, "backend", "local", "local (SQLite under --data) or cloud (Firestore; honours FIRESTORE_EMULATOR_HOST)")
+	cmd.Flags().StringVar(&o.dataDir, "data", "", "local backends directory (default out/NAME)")
+	cmd.Flags().IntVar(&o.limit, "limit", 1000, "latest jobs counted")
+	cmd.Flags().BoolVar(&o.baselineYAML, "baseline-yaml", false, "print the drift baseline as a project file block")
+	return cmd
+}
+
+func (o *statusOptions) run(ctx context.Context, g *globalOptions, name string) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	cfg, _, err := g.loadProject(name)
+	if err != nil {
+		return err
+	}
+	store, where, err := o.open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	w := g.out
+	h, err := historyOf(ctx, cfg, store)
+	if err != nil {
+		return err
+	}
+	if o.baselineYAML {
+		return printBaseline(w, cfg, h)
+	}
+	jobs, err := store.List(ctx, meta.Filter{Limit: o.limit})
+	if err != nil {
+		return err
+	}
+	byState := map[meta.State]int{}
+	for _, j := range jobs {
+		byState[j.State]++
+	}
+	fmt.Fprintf(w, "project %s — %s\n", cfg.Name, where)
+	var states []string
+	for s, n := range byState {
+		states = append(states, fmt.Sprintf("%d %s", n, s))
+	}
+	sort.Strings(states)
+	if len(states) == 0 {
+		states = []string{"none yet"}
+	}
+	fmt.Fprintf(w, "jobs (latest %d): %s\n", o.limit, strings.Join(states, ", "))
+	if h == nil {
+		fmt.Fprintln(w, "drift: not monitored (set monitoring.drift in the project file)")
+		return nil
+	}
+	d := cfg.Monitoring.Drift
+	fmt.Fprintf(w, "drift of analysis %q (threshold %.2f, window %d images", d.Analysis, d.Threshold, d.Window)
+	if h.Baseline != nil {
+		fmt.Fprintf(w, ", baseline: %s", h.Baseline.Source)
+	}
+	fmt.Fprintln(w, "):")
+	last := h.Last()
+	switch {
+	case h.Baseline == nil:
+		fmt.Fprintf(w, "  collecting the baseline: %d of %d images\n", h.Monitor.Collected(), d.BaselineImages)
+	case !last.Settled(d.Window):
+		fmt.Fprintf(w, "  %d images since the baseline; figures start at %d\n", last.Window, (d.Window+1)/2)
+	default:
+		verdict := "stable"
+		if last.Drifted {
+			verdict = "DRIFTED: the model's outputs moved away from the baseline"
+		}
+		fmt.Fprintf(w, "  PSI %.3f (labels %.3f, boxes/image %.3f, confidence %.3f)  KS %.3f  window %d images\n  %s\n",
+			last.PSI, last.PSILabels, last.PSIBoxes, last.PSIConf, last.KS, last.Window, verdict)
+	}
+	return nil
+}
+
+// historyOf replays the configured analysis' drift, or nil without monitoring.drift.
+func historyOf(ctx context.Context, cfg *config.Project, store meta.Store) (*drift.History, error) {
+	d := cfg.Monitoring.Drift
+	if d == nil {
+		return nil, nil
+	}
+	return drift.Load(ctx, store, *d, d.Window)
+}
+
+func printBaseline(w io.Writer, cfg *config.Project, h *drift.History) error {
+	if h == nil || h.Baseline == nil {
+		return fmt.Errorf("no drift baseline yet: monitoring.drift must be set and %s images processed", "baselineImages")
+	}
+	out, err := yaml.Marshal(map[string]any{"baseline": h.Baseline.ToConfig()})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "# monitoring.drift of %s: %s of analysis %s\n%s", cfg.Name, h.Baseline.Source, h.Analysis, out)
+	return nil
+}
+
+// open opens the project's metadata store.
+func (o *statusOptions) open(ctx context.Context, cfg *config.Project) (meta.Store, string, error) {
+	switch o.backend {
+	case "local":
+		dir := o.dataDir
+		if dir == "" {
+			dir = filepath.Join("out", cfg.Name)
+		}
+		db := filepath.Join(dir, "visionstack.db")
+		if _, err := os.Stat(db); err != nil {
+			return nil, "", fmt.Errorf("no local run of %s in %s: run `visionstack run --project %s PATH` first, or pass --data DIR", cfg.Name, dir, cfg.Name)
+		}
+		s, err := sqlite.Open(db)
+		return s, "local backends in " + dir, err
+	case "cloud":
+		db := envOr("VISIONSTACK_FIRESTORE_DATABASE", cfg.Names().Database)
+		c, err := fs.NewClientWithDatabase(ctx, cfg.GCP.Project, db)
+		if err != nil {
+			return nil, "", fmt.Errorf("firestore client: %w", err)
+		}
+		return firestore.New(c), fmt.Sprintf("Firestore database %s of GCP project %s", db, cfg.GCP.Project), nil
+	}
+	return nil, "", fmt.Errorf("--backend %q: use local or cloud", o.backend)
+}
