@@ -28,6 +28,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/api/option"
 
 	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/runtime/telemetry/drift"
@@ -44,6 +45,9 @@ type Options struct {
 	ExportInterval time.Duration
 	// SpanExporter receives spans too (tests use an in-memory one).
 	SpanExporter sdktrace.SpanExporter
+	// MonitoringOptions and TraceOptions reach Cloud Monitoring and Cloud Trace
+	// elsewhere than Google's endpoints (tests: a local server speaking their API).
+	MonitoringOptions, TraceOptions []option.ClientOption
 }
 
 // Telemetry holds the providers and the runtime's instruments.
@@ -84,7 +88,7 @@ func New(ctx context.Context, o Options) (_ *Telemetry, err error) {
 	t.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	mopts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(prom), sdkmetric.WithView(durationBuckets)}
 	if o.GCPProject != "" {
-		exp, err := mexporter.New(mexporter.WithProjectID(o.GCPProject),
+		exp, err := mexporter.New(mexporter.WithProjectID(o.GCPProject), mexporter.WithMonitoringClientOptions(o.MonitoringOptions...),
 			mexporter.WithMetricDescriptorTypeFormatter(func(m metricdata.Metrics) string { return config.CloudMetricTypeOf(m.Name) }))
 		if err != nil {
 			return nil, fmt.Errorf("cloud monitoring exporter: %w", err)
@@ -105,7 +109,7 @@ func New(ctx context.Context, o Options) (_ *Telemetry, err error) {
 	// caller's decision (Cloud Run's traceparent) is honoured.
 	topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample()))}
 	if o.GCPProject != "" {
-		exp, err := texporter.New(texporter.WithProjectID(o.GCPProject))
+		exp, err := texporter.New(texporter.WithProjectID(o.GCPProject), texporter.WithTraceClientOptions(o.TraceOptions))
 		if err != nil {
 			return nil, fmt.Errorf("cloud trace exporter: %w", err)
 		}
