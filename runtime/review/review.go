@@ -24,6 +24,7 @@ import (
 
 	"github.com/visionstack/visionstack/runtime/blob"
 	"github.com/visionstack/visionstack/runtime/config"
+	"github.com/visionstack/visionstack/runtime/imaging"
 	"github.com/visionstack/visionstack/runtime/meta"
 	"github.com/visionstack/visionstack/runtime/telemetry/drift"
 )
@@ -38,6 +39,9 @@ type Options struct {
 	Limit  int
 	Logger *slog.Logger
 }
+
+// PreviewSize is the long side of the pictures on the page.
+const PreviewSize = 720
 
 // Handler serves GET /review/ (the page) and GET /review/image (one image of a job).
 type Handler struct {
@@ -212,13 +216,13 @@ func (h *Handler) build(ctx context.Context, filter string) (*page, error) {
 func (h *Handler) card(j meta.Job) card {
 	c := card{Key: j.Key, Object: j.Source.Object, State: string(j.State), Reason: j.Reason, Updated: j.Updated, Width: j.Width, Height: j.Height}
 	img := func(kind string) string {
-		return "/review/image?" + url.Values{"key": {j.Key}, "kind": {kind}}.Encode()
+		return "/review/image?" + url.Values{"key": {j.Key}, "kind": {kind}, "w": {strconv.Itoa(PreviewSize)}}.Encode()
 	}
 	if _, ok := h.original(j); ok {
 		if j.State == meta.StateQuarantined {
 			// Could be anything, a decompression bomb among others: offered as a
 			// download, never decoded by the browser.
-			c.Download = img("original") + "&download=1"
+			c.Download = "/review/image?" + url.Values{"key": {j.Key}, "kind": {"original"}, "download": {"1"}}.Encode()
 		} else {
 			c.Original = img("original")
 		}
@@ -315,6 +319,27 @@ func (h *Handler) image(w http.ResponseWriter, r *http.Request) {
 		// A quarantined upload may be anything: never hand it to a browser as such.
 		http.Error(w, "not an image ("+ct+")", http.StatusUnsupportedMediaType)
 		return
+	}
+	if ws := r.URL.Query().Get("w"); ws != "" && ct != "application/octet-stream" {
+		// A preview: originals can be 50 MP; the page needs a few hundred pixels.
+		// Oriented like the boxes, metadata stripped.
+		size, err := strconv.Atoi(ws)
+		if err != nil || size < 16 || size > 4096 {
+			http.Error(w, "w: a width of 16-4096 pixels", http.StatusBadRequest)
+			return
+		}
+		thumb, err := imaging.Thumbnail(data, size, imaging.CropNone, true)
+		if err != nil {
+			http.Error(w, "preview: "+err.Error(), http.StatusUnprocessableEntity)
+			return
+		}
+		data, err = thumb.JPEG(82, true)
+		thumb.Close()
+		if err != nil {
+			http.Error(w, "preview: "+err.Error(), http.StatusUnprocessableEntity)
+			return
+		}
+		ct = "image/jpeg"
 	}
 	w.Header().Set("Content-Type", ct)
 	w.Header().Set("X-Content-Type-Options", "nosniff")

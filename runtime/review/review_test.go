@@ -3,6 +3,7 @@ package review_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"image"
 	"image/jpeg"
 	_ "image/png"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/visionstack/visionstack/internal/testimg"
@@ -33,71 +35,101 @@ type run struct {
 	jobs []meta.Job
 }
 
+// shared is one run for every test of the package: the page only reads it.
+var shared struct {
+	once sync.Once
+	dir  string
+	r    *run
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.r != nil {
+		shared.r.srv.Close()
+		shared.r.env.Close()
+	}
+	if shared.dir != "" {
+		os.RemoveAll(shared.dir)
+	}
+	os.Exit(code)
+}
+
 func runSamples(t *testing.T) *run {
 	t.Helper()
+	shared.once.Do(func() {
+		if shared.dir, shared.err = os.MkdirTemp("", "review-test-"); shared.err == nil {
+			shared.r, shared.err = newRun(shared.dir)
+		}
+	})
+	if shared.err != nil {
+		t.Fatal(shared.err)
+	}
+	return shared.r
+}
+
+func newRun(dir string) (*run, error) {
 	imaging.Init(0)
 	cfg, err := config.LoadFile(photos.DemoProject())
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	// A drift baseline small enough for the samples, so the page shows the figures.
 	cfg.Monitoring.Drift = &config.Drift{Analysis: "faces", Threshold: 0.2, Window: 10, BaselineImages: 10}
 	cfg.ApplyDefaults()
-	env, err := localmode.Open(cfg, t.TempDir(), localmode.Options{Workers: 2})
+	env, err := localmode.Open(cfg, filepath.Join(dir, "out"), localmode.Options{Workers: 2})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	t.Cleanup(func() { env.Close() })
 	ctx := context.Background()
 	ins, err := localmode.FindInputs([]string{photos.Dir()})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	// Re-encoded copies: the same scenes as new images, so the drift window fills.
-	copies := t.TempDir()
+	copies := filepath.Join(dir, "copies")
+	if err := os.MkdirAll(copies, 0o755); err != nil {
+		return nil, err
+	}
 	for _, in := range ins {
-		src, err := os.Open(in.Path)
+		data, err := os.ReadFile(in.Path)
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
-		img, _, err := image.Decode(src)
-		src.Close()
+		img, _, err := image.Decode(bytes.NewReader(data))
 		if err != nil {
-			t.Fatal(err)
+			return nil, fmt.Errorf("%s: %w", in.Path, err)
 		}
 		var buf bytes.Buffer
 		if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: 80}); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		name := strings.TrimSuffix(filepath.Base(in.Path), filepath.Ext(in.Path)) + "-q80.jpg"
 		if err := os.WriteFile(filepath.Join(copies, name), buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		ins = append(ins, localmode.Input{Path: filepath.Join(copies, name), Object: "copies/" + name})
 	}
-	bad := t.TempDir()
 	for name, data := range map[string][]byte{"bomb.png": testimg.PNGBomb(50000, 50000), "notes.jpg": []byte("<html><script>alert(1)</script></html>")} {
-		if err := os.WriteFile(filepath.Join(bad, name), data, 0o644); err != nil {
-			t.Fatal(err)
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			return nil, err
 		}
-		ins = append(ins, localmode.Input{Path: filepath.Join(bad, name), Object: "bad/" + name})
+		ins = append(ins, localmode.Input{Path: filepath.Join(dir, name), Object: "bad/" + name})
 	}
 	for _, in := range ins {
 		if _, err := env.Submit(ctx, in); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 	}
 	if err := env.Queue.Drain(ctx, localmode.WorkTopic, env.Pipeline.Handle); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	jobs, err := env.Meta.List(ctx, meta.Filter{})
 	if err != nil || len(jobs) != len(ins) {
-		t.Fatalf("%d jobs for %d inputs: %v", len(jobs), len(ins), err)
+		return nil, fmt.Errorf("%d jobs for %d inputs: %v", len(jobs), len(ins), err)
 	}
 	h := review.New(review.Options{Project: cfg, Meta: env.Meta, Buckets: []blob.Bucket{env.Incoming, env.Processed, env.Quarantine}})
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return &run{env: env, srv: srv, jobs: jobs}
+	return &run{env: env, srv: httptest.NewServer(h), jobs: jobs}, nil
 }
 
 func get(t *testing.T, u string) (*http.Response, string) {
@@ -182,6 +214,13 @@ func TestImagesServedOnlyForJobsAndOnlyImages(t *testing.T) {
 				if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "image/") || len(body) < 1000 {
 					t.Errorf("%s %s: %d %s", j.Source.Object, kind, resp.StatusCode, resp.Header.Get("Content-Type"))
 				}
+				// The page's preview: a JPEG fitted to the asked width, same aspect.
+				resp, body = get(t, r.srv.URL+"/review/image?"+url.Values{"key": {j.Key}, "kind": {kind}, "w": {"200"}}.Encode())
+				cfg, format, err := image.DecodeConfig(strings.NewReader(body))
+				if err != nil || resp.StatusCode != 200 || format != "jpeg" || max(cfg.Width, cfg.Height) > 200 ||
+					abs(float64(cfg.Width)/float64(cfg.Height)-float64(j.Width)/float64(j.Height)) > 0.03 {
+					t.Errorf("%s %s preview: %d %s %dx%d (original %dx%d) %v", j.Source.Object, kind, resp.StatusCode, format, cfg.Width, cfg.Height, j.Width, j.Height, err)
+				}
 			}
 		case strings.HasSuffix(j.Source.Object, "notes.jpg"):
 			// Quarantined HTML posing as a JPEG is never handed to the browser as such.
@@ -204,3 +243,5 @@ func TestImagesServedOnlyForJobsAndOnlyImages(t *testing.T) {
 		t.Errorf("unknown key: %d", resp.StatusCode)
 	}
 }
+
+func abs(x float64) float64 { return max(x, -x) }

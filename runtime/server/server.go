@@ -349,12 +349,14 @@ func (s *Server) push(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
+	ctx = telemetry.WithKey(ctx, task.Key)
+	r = r.WithContext(ctx)
 	out, err := s.o.Pipeline.Deliver(ctx, task, env.DeliveryAttempt)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	log.InfoContext(telemetry.WithKey(ctx, task.Key), "push done", "state", out.Job.State, "skipped", out.Skipped)
+	log.InfoContext(ctx, "push done", "state", out.Job.State, "skipped", out.Skipped)
 	w.WriteHeader(http.StatusNoContent)
 }
 

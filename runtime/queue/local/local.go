@@ -295,6 +295,9 @@ func (q *Queue) deliver(ctx context.Context, topic string, m *queue.Message, tok
 
 	bg := context.WithoutCancel(ctx)
 	log := q.opts.Logger.With("topic", topic, "messageId", m.ID, "deliveryAttempt", m.DeliveryAttempt)
+	if k := m.Attributes["key"]; k != "" { // the pipeline's image key: every line names the image
+		log = log.With("key", k)
+	}
 	switch {
 	case err == nil:
 		_, err = q.db.ExecContext(bg, `DELETE FROM messages WHERE id = ? AND lease = ?`, m.ID, token)

@@ -64,14 +64,18 @@ func (q *Queue) Receive(ctx context.Context, subscription string, h queue.Handle
 		if m.DeliveryAttempt != nil {
 			msg.DeliveryAttempt = *m.DeliveryAttempt
 		}
+		log := q.log
+		if k := m.Attributes["key"]; k != "" { // the pipeline's image key: every line names the image
+			log = log.With("key", k)
+		}
 		err := h(ctx, msg)
 		switch {
 		case err == nil:
 			m.Ack()
 		case queue.IsPermanent(err):
-			q.deadLetter(ctx, subscription, m, msg, err)
+			q.deadLetter(ctx, log, subscription, m, msg, err)
 		default:
-			q.log.Info("delivery failed; Pub/Sub will redeliver", "subscription", subscription, "messageId", m.ID, "attempt", msg.DeliveryAttempt, "err", err)
+			log.Info("delivery failed; Pub/Sub will redeliver", "subscription", subscription, "messageId", m.ID, "attempt", msg.DeliveryAttempt, "err", err)
 			m.Nack()
 		}
 	})
@@ -83,19 +87,19 @@ func (q *Queue) Receive(ctx context.Context, subscription string, h queue.Handle
 
 // deadLetter moves a message that can never succeed to the subscription's
 // dead-letter topic now, rather than after every retry.
-func (q *Queue) deadLetter(ctx context.Context, subscription string, m *ps.Message, msg *queue.Message, cause error) {
+func (q *Queue) deadLetter(ctx context.Context, log *slog.Logger, subscription string, m *ps.Message, msg *queue.Message, cause error) {
 	topic, err := q.deadLetterTopic(ctx, subscription)
 	if err != nil || topic == "" {
-		q.log.Error("permanent failure but no dead-letter topic known; nacking", "subscription", subscription, "messageId", m.ID, "err", cause, "lookupErr", err)
+		log.Error("permanent failure but no dead-letter topic known; nacking", "subscription", subscription, "messageId", m.ID, "err", cause, "lookupErr", err)
 		m.Nack()
 		return
 	}
 	if _, err := q.Publish(ctx, topic, m.Data, queue.DeadLetterAttributes(msg, cause, subscription)); err != nil {
-		q.log.Error("dead-lettering failed; nacking", "messageId", m.ID, "err", err)
+		log.Error("dead-lettering failed; nacking", "messageId", m.ID, "err", err)
 		m.Nack()
 		return
 	}
-	q.log.Warn("dead-lettered", "subscription", subscription, "messageId", m.ID, "reason", cause)
+	log.Warn("dead-lettered", "subscription", subscription, "messageId", m.ID, "reason", cause)
 	m.Ack()
 }
 
