@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -261,6 +262,20 @@ func TestMemoryBytes(t *testing.T) {
 	for in, want := range map[string]int64{"512Mi": 512 << 20, "2Gi": 2 << 30, "lots": 0} {
 		if got := (config.Serving{Memory: in}).MemoryBytes(); got != want {
 			t.Errorf("MemoryBytes(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
+
+// The README's metric table names every metric as the runtime and /metrics do.
+func TestREADMEListsEveryMetric(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range config.Metrics {
+		row := fmt.Sprintf("| `%s` | `%s` |", m.Name, m.PrometheusName())
+		if !strings.Contains(string(readme), row) {
+			t.Errorf("README's metric table lacks %s", row)
 		}
 	}
 }
