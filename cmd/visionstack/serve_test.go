@@ -11,10 +11,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/visionstack/visionstack/internal/syncbuf"
 	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/testdata/photos"
 )
@@ -31,28 +31,16 @@ func freeAddr(t *testing.T) string {
 
 // startCLI runs a long-lived command until the returned stop is called; stop returns
 // the command's error.
-func startCLI(t *testing.T, args ...string) (stop func() error, out *syncBuffer) {
+func startCLI(t *testing.T, args ...string) (stop func() error, out *syncbuf.Buffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out = &syncBuffer{}
+	out = &syncbuf.Buffer{}
 	cmd := newRootCmd(out, out)
 	cmd.SetArgs(args)
 	done := make(chan error, 1)
 	go func() { done <- cmd.ExecuteContext(ctx) }()
 	return func() error { cancel(); return <-done }, out
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func waitHealthy(t *testing.T, url string) {
 	t.Helper()

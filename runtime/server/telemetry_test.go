@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/common/model"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/visionstack/visionstack/internal/syncbuf"
 	"github.com/visionstack/visionstack/internal/testimg"
 	"github.com/visionstack/visionstack/runtime/blob"
 	"github.com/visionstack/visionstack/runtime/config"
@@ -89,22 +90,21 @@ next:
 	return nil
 }
 
-func histCount(t *testing.T, fams map[string]*dto.MetricFamily, m config.Metric, labels map[string]string) uint64 {
+// value reads one number of the series (0 when there is none).
+func value(t *testing.T, fams map[string]*dto.MetricFamily, m config.Metric, labels map[string]string, read func(*dto.Metric) float64) float64 {
 	t.Helper()
-	s := series(t, fams, m, labels)
-	if s == nil {
-		return 0
+	if s := series(t, fams, m, labels); s != nil {
+		return read(s)
 	}
-	return s.GetHistogram().GetSampleCount()
+	return 0
+}
+
+func histCount(t *testing.T, fams map[string]*dto.MetricFamily, m config.Metric, labels map[string]string) uint64 {
+	return uint64(value(t, fams, m, labels, func(s *dto.Metric) float64 { return float64(s.GetHistogram().GetSampleCount()) }))
 }
 
 func counter(t *testing.T, fams map[string]*dto.MetricFamily, m config.Metric, labels map[string]string) float64 {
-	t.Helper()
-	s := series(t, fams, m, labels)
-	if s == nil {
-		return 0
-	}
-	return s.GetCounter().GetValue()
+	return value(t, fams, m, labels, func(s *dto.Metric) float64 { return s.GetCounter().GetValue() })
 }
 
 // After the sample photos, two bad files, one transient model failure and one
@@ -231,7 +231,7 @@ func TestDriftMetricCrossesOnlyForShiftedMix(t *testing.T) {
 	known := func(r *rand.Rand) (int, float64, float64) { return []int{1, 1, 2, 3}[r.IntN(4)], 0.75, 0.98 }
 	shifted := func(r *rand.Rand) (int, float64, float64) { return []int{0, 0, 0, 1}[r.IntN(4)], 0.5, 0.65 }
 	m := &scripted{r: rand.New(rand.NewPCG(7, 9)), mix: known}
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	f := newFixtureWith(t, fixtureOptions{model: m, telemetry: newTelemetry(t, nil), logs: &logs,
 		project: func(p *config.Project) {
 			p.Monitoring.Drift = &config.Drift{Analysis: "faces", Threshold: 0.2, Window: 40, BaselineImages: 60}
@@ -302,7 +302,7 @@ func TestDriftMetricCrossesOnlyForShiftedMix(t *testing.T) {
 // the push path's log lines carry that trace, the image key and httpRequest.
 func TestTraceFollowsSyncToPush(t *testing.T) {
 	spans := tracetest.NewInMemoryExporter()
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	f := newFixtureWith(t, fixtureOptions{telemetry: newTelemetry(t, spans), logs: &logs})
 	const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	req, _ := http.NewRequest("POST", f.http.URL+"/v1/images:analyze", bytes.NewReader(photo(t, "grace_hopper.jpg")))
@@ -349,22 +349,4 @@ func TestTraceFollowsSyncToPush(t *testing.T) {
 	if !processed || !access {
 		t.Fatalf("log lacks the processed line with trace and key (%v) or the access line with httpRequest (%v):\n%s", processed, access, logs.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

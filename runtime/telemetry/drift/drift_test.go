@@ -1,9 +1,14 @@
 package drift_test
 
 import (
+	"context"
 	"math/rand/v2"
+	"path/filepath"
 	"testing"
 
+	"github.com/visionstack/visionstack/runtime/config"
+	"github.com/visionstack/visionstack/runtime/meta"
+	"github.com/visionstack/visionstack/runtime/meta/sqlite"
 	"github.com/visionstack/visionstack/runtime/telemetry/drift"
 )
 
@@ -44,4 +49,72 @@ func TestDriftCrossesOnlyForShiftedMix(t *testing.T) {
 	}
 	t.Logf("same mix: PSI %.3f KS %.2f; shifted: PSI %.3f (labels %.3f, boxes %.3f, confidences %.3f) KS %.2f",
 		same.PSI, same.KS, shifted.PSI, shifted.PSILabels, shifted.PSIBoxes, shifted.PSIConf, shifted.KS)
+}
+
+// A baseline given in the project file (shares) works as a frozen one: the same mix
+// stays under the threshold, a shifted one goes over; ToConfig gives the shares back.
+func TestBaselineFromProjectFile(t *testing.T) {
+	given := &config.DriftBaseline{Labels: map[string]float64{"face": 1}, BoxesPerImage: []float64{0, 2, 1, 1, 0, 0},
+		Confidence: []float64{0, 0, 0, 0, 0, 0, 0, 0.3, 0.4, 0.3}}
+	b := drift.FromConfig(given)
+	if err := b.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if back := b.ToConfig(); back.BoxesPerImage[1] != 0.5 || back.Confidence[8] != 0.4 || back.Labels["face"] != 1 {
+		t.Fatalf("ToConfig(FromConfig(x)) = %+v", back)
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	m := drift.NewFrom(b, 0.2, 100)
+	var same, shifted drift.Report
+	for range 100 {
+		same = m.Observe(mix(r, []int{1, 1, 2, 3}, 0.7, 1))
+	}
+	for range 100 {
+		shifted = m.Observe(mix(r, []int{0, 0, 1}, 0.5, 0.6))
+	}
+	if same.Drifted || !shifted.Drifted {
+		t.Fatalf("same mix %+v; shifted %+v", same, shifted)
+	}
+}
+
+// Two instances collect at once: the first to reach baselineImages freezes the
+// baseline in the store, the other adopts it without collecting a whole one.
+func TestTrackersShareOneBaseline(t *testing.T) {
+	ctx := context.Background()
+	store, err := sqlite.Open(filepath.Join(t.TempDir(), "meta.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	d := config.Drift{Analysis: "faces", Threshold: 0.2, Window: 50, BaselineImages: 40}
+	a, err := drift.Open(ctx, store, d, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := drift.Open(ctx, store, d, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := func(faces int) meta.Job {
+		r := meta.Result{Analysis: "faces"}
+		for range faces {
+			r.Detections = append(r.Detections, meta.Detection{Label: "face", Confidence: 0.9})
+		}
+		return meta.Job{State: meta.StateDone, Results: []meta.Result{r}}
+	}
+	for range 40 {
+		a.Observe(ctx, job(1)) // A sees one face per image and freezes that
+	}
+	if _, err := store.Baseline(ctx, drift.BaselineName("faces")); err != nil {
+		t.Fatalf("A did not freeze the baseline: %v", err)
+	}
+	for range 20 {
+		b.Observe(ctx, job(3)) // B saw other images; after 20 it adopts A's baseline
+	}
+	for range 50 {
+		b.Observe(ctx, job(3))
+	}
+	if r := b.Last(); !r.Drifted || r.Window != 50 {
+		t.Fatalf("B compares with its own images, not with A's frozen baseline: %+v", r)
+	}
 }

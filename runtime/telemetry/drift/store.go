@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -19,38 +20,13 @@ func BaselineName(analysis string) string { return "drift-" + analysis }
 
 // FromConfig turns a project file's expected shares into a baseline (as 1000 images).
 func FromConfig(c *config.DriftBaseline) *Baseline {
-	const scale = 1000
-	norm := func(xs []float64) []float64 {
-		var sum float64
-		for _, x := range xs {
-			sum += x
-		}
-		out := make([]float64, len(xs))
-		for i, x := range xs {
-			if sum > 0 {
-				out[i] = x / sum * scale
-			}
-		}
-		return out
-	}
-	b := &Baseline{Images: scale, Labels: map[string]float64{}, Boxes: norm(c.BoxesPerImage),
+	const images = 1000
+	b := &Baseline{Images: images, Labels: scaledMap(c.Labels, images), Boxes: scaled(c.BoxesPerImage, images),
 		Confidence: make([]float64, fineBins), Source: "project file"}
-	for i, x := range norm(c.Confidence) { // spread each tenth over its fine bins
+	for i, x := range scaled(c.Confidence, images) { // spread each tenth over its fine bins
 		for j := range fineBins / psiBins {
 			b.Confidence[i*fineBins/psiBins+j] = x / (fineBins / psiBins)
 		}
-	}
-	names := make([]string, 0, len(c.Labels))
-	shares := make([]float64, 0, len(c.Labels))
-	for l := range c.Labels {
-		names = append(names, l)
-	}
-	slices.Sort(names)
-	for _, l := range names {
-		shares = append(shares, c.Labels[l])
-	}
-	for i, x := range norm(shares) {
-		b.Labels[names[i]] = x
 	}
 	return b
 }
@@ -58,30 +34,46 @@ func FromConfig(c *config.DriftBaseline) *Baseline {
 // ToConfig is the inverse of FromConfig: shares rounded to 3 decimals, ready to
 // pin in a project file.
 func (b *Baseline) ToConfig() *config.DriftBaseline {
-	share := func(xs []float64) []float64 {
-		var sum float64
-		for _, x := range xs {
-			sum += x
-		}
-		out := make([]float64, len(xs))
+	round := func(xs []float64) []float64 {
 		for i, x := range xs {
-			if sum > 0 {
-				out[i] = float64(int(x/sum*1000+0.5)) / 1000
-			}
+			xs[i] = float64(int(x*1000+0.5)) / 1000
 		}
-		return out
+		return xs
 	}
-	c := &config.DriftBaseline{Labels: map[string]float64{}, BoxesPerImage: share(b.Boxes), Confidence: share(coarse(b.Confidence))}
-	var names []string
-	var xs []float64
-	for l, x := range b.Labels {
-		names = append(names, l)
-		xs = append(xs, x)
+	labels := scaledMap(b.Labels, 1)
+	for l, x := range labels {
+		labels[l] = round([]float64{x})[0]
 	}
-	for i, x := range share(xs) {
-		c.Labels[names[i]] = x
+	return &config.DriftBaseline{Labels: labels, BoxesPerImage: round(scaled(b.Boxes, 1)), Confidence: round(scaled(coarse(b.Confidence), 1))}
+}
+
+// scaled rescales xs to sum to total (all zero stays zero).
+func scaled(xs []float64, total float64) []float64 {
+	var sum float64
+	for _, x := range xs {
+		sum += x
 	}
-	return c
+	out := make([]float64, len(xs))
+	for i, x := range xs {
+		if sum > 0 {
+			out[i] = x / sum * total
+		}
+	}
+	return out
+}
+
+// scaledMap is scaled for named shares.
+func scaledMap(m map[string]float64, total float64) map[string]float64 {
+	names := slices.Sorted(maps.Keys(m))
+	xs := make([]float64, len(names))
+	for i, n := range names {
+		xs[i] = m[n]
+	}
+	out := make(map[string]float64, len(m))
+	for i, x := range scaled(xs, total) {
+		out[names[i]] = x
+	}
+	return out
 }
 
 // ObservationOf is what a finished job says about analysis; false when the job has
@@ -198,6 +190,10 @@ func markOldest(ctx context.Context, store meta.Store, analysis string, n int, u
 	return nil
 }
 
+// adoptEvery: while collecting, look for a baseline another instance froze every so
+// many images.
+const adoptEvery = 20
+
 // Tracker is the live monitor of one analysis in a running service: it starts from
 // the store's history, freezes the baseline in the store once, and reports every
 // image's drift to record (the metric) and the log (a warning when it crosses).
@@ -283,6 +279,16 @@ func (t *Tracker) Observe(ctx context.Context, j meta.Job) {
 		}
 		return
 	case r.Collecting:
+		// Another instance may have frozen the baseline first: adopt it rather than
+		// collect a whole baseline of this instance's own.
+		if t.mon.Collected()%adoptEvery == 0 {
+			if data, err := t.store.Baseline(ctx, BaselineName(t.d.Analysis)); err == nil {
+				if b, err := UnmarshalBaseline(data); err == nil {
+					t.mon = NewFrom(b, t.d.Threshold, t.d.Window)
+					t.log.InfoContext(ctx, "drift baseline frozen by another instance; comparing with it", "analysis", t.d.Analysis, "images", b.Images)
+				}
+			}
+		}
 		return
 	}
 	t.last = r
