@@ -5,7 +5,7 @@ OUT       ?= out/demo
 FUZZTIME  ?= 10s
 PKGS      := ./...
 
-.PHONY: all deps build demo test test-short fuzz bench schema vet clean image
+.PHONY: all deps build demo test test-short fuzz bench schema vet clean image screenshot
 IMAGE     ?= visionstack:dev
 
 all: build
@@ -38,6 +38,11 @@ bench: deps ## step benchmarks on a 12 MP JPEG → bench/RESULTS.md
 
 schema: ## regenerate runtime/config/project.schema.json from the Go types
 	$(GO) test ./runtime/config -run TestSchemaUpToDate -update
+
+screenshot: ## retake docs/review.png with the review page's browser test (needs chromium)
+	rm -rf out/screenshot && mkdir -p out/screenshot
+	VISIONSTACK_REQUIRE_BROWSER=1 $(GO) test -count=1 -run '^TestReviewPageInBrowser$$' -artifacts -outputdir $(CURDIR)/out/screenshot ./runtime/review
+	cp "$$(find out/screenshot -name review-faces.png | head -1)" docs/review.png
 
 image: ## build the container image (needs a Docker engine or another builder)
 	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "make image needs a running Docker engine (or build the Dockerfile with Cloud Build / kaniko)"; exit 1; }

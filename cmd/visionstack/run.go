@@ -137,6 +137,13 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, paths []string) 
 		return fmt.Errorf("interrupted; run the same command again to resume: %w", err)
 	}
 	sumErr := o.summarize(ctx, g.out, env, subs, todo, time.Since(start))
+	if cfg.Monitoring.Drift != nil {
+		h, err := historyOf(ctx, cfg, env.Meta)
+		if err != nil {
+			return err
+		}
+		printDrift(g.out, cfg, h)
+	}
 	if o.review {
 		if err := o.serveReview(ctx, g, cfg, env); err != nil {
 			return err

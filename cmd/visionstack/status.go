@@ -94,9 +94,16 @@ func (o *statusOptions) run(ctx context.Context, g *globalOptions, name string) 
 		states = []string{"none yet"}
 	}
 	fmt.Fprintf(w, "jobs (latest %d): %s\n", o.limit, strings.Join(states, ", "))
+	printDrift(w, cfg, h)
+	return nil
+}
+
+// printDrift says how the configured analysis' predictions compare with their
+// baseline.
+func printDrift(w io.Writer, cfg *config.Project, h *drift.History) {
 	if h == nil {
 		fmt.Fprintln(w, "drift: not monitored (set monitoring.drift in the project file)")
-		return nil
+		return
 	}
 	d := cfg.Monitoring.Drift
 	fmt.Fprintf(w, "drift of analysis %q (threshold %.2f, window %d images", d.Analysis, d.Threshold, d.Window)
@@ -118,7 +125,6 @@ func (o *statusOptions) run(ctx context.Context, g *globalOptions, name string) 
 		fmt.Fprintf(w, "  PSI %.3f (labels %.3f, boxes/image %.3f, confidence %.3f)  KS %.3f  window %d images\n  %s\n",
 			last.PSI, last.PSILabels, last.PSIBoxes, last.PSIConf, last.KS, last.Window, verdict)
 	}
-	return nil
 }
 
 // historyOf replays the configured analysis' drift, or nil without monitoring.drift.

@@ -10,8 +10,12 @@ import (
 	"testing"
 	"time"
 
+	fs "cloud.google.com/go/firestore"
+
+	"github.com/visionstack/visionstack/internal/emulator"
 	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/runtime/meta"
+	"github.com/visionstack/visionstack/runtime/meta/firestore"
 	"github.com/visionstack/visionstack/runtime/meta/sqlite"
 	"github.com/visionstack/visionstack/testdata/photos"
 )
@@ -131,5 +135,35 @@ func TestRunReview(t *testing.T) {
 	}
 	if err := stop(); err != nil {
 		t.Fatalf("run --review did not stop on Ctrl-C: %v", err)
+	}
+}
+
+// status --backend cloud reads the project's Firestore database (here Google's
+// emulator, through FIRESTORE_EMULATOR_HOST).
+func TestStatusOnFirestore(t *testing.T) {
+	e, err := emulator.Firestore()
+	switch {
+	case emulator.Absent(err) && os.Getenv("CI") == "":
+		t.Skip("SKIP: Firestore emulator not installed (scripts/install-deps.sh installs it)")
+	case err != nil:
+		t.Fatal(err)
+	}
+	defer e.Stop()
+	t.Setenv("FIRESTORE_EMULATOR_HOST", e.Host)
+	root := driftProject(t)
+	cfg, err := config.LoadFile(filepath.Join(root, "projects", "demo", "project.yaml"))
+	must(t, err)
+	client, err := fs.NewClientWithDatabase(context.Background(), cfg.GCP.Project, cfg.Names().Database)
+	must(t, err)
+	s := firestore.New(client)
+	defer s.Close()
+	record(t, s, 0, 20, 2, 0.9)
+	record(t, s, 20, 10, 1, 0.55)
+	out, err := runCLI(t, "--root", root, "status", "demo", "--backend", "cloud")
+	if err != nil {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "Firestore database demo-meta of GCP project visionstack-demo") || !strings.Contains(out, "30 done") || !strings.Contains(out, "DRIFTED") {
+		t.Fatalf("status on Firestore:\n%s", out)
 	}
 }
