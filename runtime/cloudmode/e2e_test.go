@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -22,6 +23,8 @@ import (
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"cloud.google.com/go/storage"
 	"github.com/fsouza/fake-gcs-server/fakestorage"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/visionstack/visionstack/internal/emulator"
@@ -32,6 +35,7 @@ import (
 	"github.com/visionstack/visionstack/runtime/model/builtin"
 	"github.com/visionstack/visionstack/runtime/pipeline"
 	"github.com/visionstack/visionstack/runtime/server"
+	"github.com/visionstack/visionstack/runtime/telemetry"
 	"github.com/visionstack/visionstack/testdata/photos"
 )
 
@@ -82,6 +86,25 @@ type chain struct {
 	processed *ps.Subscriber
 	dead      string
 	url       string // our server
+	spans     *tracetest.InMemoryExporter
+}
+
+// metric returns /metrics lines naming what.
+func (c *chain) metric(t testing.TB, what string) string {
+	t.Helper()
+	resp, err := http.Get(c.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var out []string
+	for _, l := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(l, what) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // newChain builds the whole chain for one test, with names unique to it:
@@ -140,13 +163,20 @@ func newChain(t testing.TB, name string, failures int32) *chain {
 		}
 	}
 
-	env, err := cloudmode.Open(ctx, cfg, cloudmode.Options{Models: map[string]model.Predictor{"builtin:faces": fm}, Logger: log, Database: "(default)"})
+	spans := tracetest.NewInMemoryExporter()
+	tel, err := telemetry.New(ctx, telemetry.Options{Project: name, SpanExporter: spans})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tel.Shutdown(context.Background()) })
+	env, err := cloudmode.Open(ctx, cfg, cloudmode.Options{Models: map[string]model.Predictor{"builtin:faces": fm}, Logger: log,
+		Database: "(default)", Telemetry: tel})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { env.Close() })
 	srv := server.New(server.Options{Pipeline: env.Pipeline, Incoming: env.Incoming, Publisher: env.Queue, WorkTopic: topic(env.WorkTopic),
-		MaxBody: int64(cfg.Pipeline.Prepare.MaxBytes), RetryAfter: time.Second, Logger: log})
+		MaxBody: int64(cfg.Pipeline.Prepare.MaxBytes), RetryAfter: time.Second, Logger: log, Metrics: tel.MetricsHandler()})
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 
@@ -159,7 +189,7 @@ func newChain(t testing.TB, name string, failures int32) *chain {
 		t.Fatal(err)
 	}
 	return &chain{cfg: cfg, env: env, gcs: gcsSrv, psc: psc, model: fm,
-		processed: psc.Subscriber(sub(n.ProcessedTopic + "-test")), dead: sub(n.DeadLetterSub), url: hs.URL}
+		processed: psc.Subscriber(sub(n.ProcessedTopic + "-test")), dead: sub(n.DeadLetterSub), url: hs.URL, spans: spans}
 }
 
 func (c *chain) upload(t testing.TB, object, photo string) int64 {
@@ -274,6 +304,20 @@ func TestSyncAnalyzeOnCloudBackends(t *testing.T) {
 	if objs := processedObjects(t, c); len(objs) != 1 {
 		t.Errorf("%d processed objects for one upload", len(objs))
 	}
+	// One trace from the request through the Pub/Sub emulator's push to the steps.
+	var request trace.TraceID
+	processed := map[trace.TraceID]bool{}
+	for _, s := range c.spans.GetSpans() {
+		switch s.Name {
+		case "POST /v1/images:analyze":
+			request = s.SpanContext.TraceID()
+		case "act":
+			processed[s.SpanContext.TraceID()] = true
+		}
+	}
+	if !request.IsValid() || !processed[request] {
+		t.Errorf("the push path's steps are not in the sync request's trace %s (act spans in %v)", request, processed)
+	}
 }
 
 // The same notification delivered three times, two of them at once: one processed
@@ -340,6 +384,16 @@ func TestAlwaysFailingModelDeadLetters(t *testing.T) {
 	}
 	if n := c.model.calls.Load(); n != 5 {
 		t.Errorf("model called %d times before dead-lettering, want 5 (maxAttempts)", n)
+	}
+	// Every failed delivery is counted. Google's emulator leaves deliveryAttempt out of
+	// its push envelopes (Pub/Sub sets it with a dead-letter policy), so the last one
+	// cannot be told apart here: all five count as retried. The server's tests count
+	// the last attempt of an envelope that carries it as dead_lettered.
+	jobs := c.metric(t, "visionstack_jobs_total")
+	for _, want := range []string{`visionstack_jobs_total{outcome="retried",project="e2e-dead"} 5`} {
+		if !strings.Contains(jobs, want) {
+			t.Errorf("/metrics lacks %s:\n%s", want, jobs)
+		}
 	}
 	if objs := processedObjects(t, c); len(objs) != 0 {
 		t.Fatalf("half-written: %d processed objects", len(objs))

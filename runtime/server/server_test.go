@@ -41,7 +41,7 @@ type countingModel struct {
 }
 
 func (m *countingModel) Predict(ctx context.Context, in []model.Instance, p model.Parameters) ([]model.Prediction, error) {
-	if m.calls.Add(1) <= m.failures {
+	if n := m.calls.Add(1); m.failures < 0 || n <= m.failures { // < 0: always
 		return nil, fmt.Errorf("%w: 503 from the model", model.ErrTransient)
 	}
 	return m.inner.Predict(ctx, in, p)
@@ -61,7 +61,7 @@ func newFixture(t *testing.T, failures int32) *fixture {
 
 // fixtureOptions vary the service under test.
 type fixtureOptions struct {
-	failures  int32                 // model calls that fail first (503)
+	failures  int32                 // model calls that fail first (503); -1: all
 	model     model.Predictor       // instead of the built-in model
 	project   func(*config.Project) // edits the demo project
 	telemetry *telemetry.Telemetry  // metrics and spans (and /metrics)

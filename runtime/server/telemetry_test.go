@@ -194,6 +194,31 @@ func TestMetricsAfterSamples(t *testing.T) {
 	}
 }
 
+// Pub/Sub's deliveryAttempt tells the last attempt of a failing image: counted as
+// dead_lettered, the earlier ones as retried.
+func TestLastAttemptCountedDeadLettered(t *testing.T) {
+	f := newFixtureWith(t, fixtureOptions{failures: -1, telemetry: newTelemetry(t, nil)}) // the model always fails
+	ctx := context.Background()
+	a, err := f.env.Incoming.Put(ctx, "up/grace.jpg", photo(t, "grace_hopper.jpg"), blob.PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for attempt := 1; attempt <= 5; attempt++ { // the demo project's delivery.maxAttempts
+		resp, _ := post(t, f.http.URL+"/v1/pubsub/push", "application/json", pushEnvelope(nil, notification("up/grace.jpg", a.Generation), attempt))
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("attempt %d: %d, want 503", attempt, resp.StatusCode)
+		}
+	}
+	fams := scrape(t, f.http.URL)
+	if r, d := counter(t, fams, config.MetricJobs, map[string]string{"outcome": config.OutcomeRetried}),
+		counter(t, fams, config.MetricJobs, map[string]string{"outcome": config.OutcomeDeadLettered}); r != 4 || d != 1 {
+		t.Fatalf("retried %v, dead_lettered %v; want 4 and 1", r, d)
+	}
+	if e := counter(t, fams, config.MetricModelErrors, map[string]string{"kind": "transient"}); e != 5 {
+		t.Fatalf("transient model errors %v, want 5", e)
+	}
+}
+
 // scripted answers every call with the next image's detections of a mix.
 type scripted struct {
 	mu    sync.Mutex
