@@ -40,6 +40,9 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// MaxLimit caps ?limit=, the images on one page.
+const MaxLimit = 500
+
 // PreviewSize is the long side of the pictures on the page.
 const PreviewSize = 720
 
@@ -130,6 +133,7 @@ type page struct {
 	Counts    map[string]int
 	Drift     *driftView
 	Generated time.Time
+	More      string // link to a longer page, when this one is full
 }
 
 type driftView struct {
@@ -150,7 +154,16 @@ func (h *Handler) page(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unknown filter: use quarantined, faces or drifted", http.StatusBadRequest)
 		return
 	}
-	p, err := h.build(ctx, filter)
+	limit := h.o.Limit
+	if l := r.URL.Query().Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > MaxLimit {
+			http.Error(w, fmt.Sprintf("limit: 1-%d images", MaxLimit), http.StatusBadRequest)
+			return
+		}
+		limit = n
+	}
+	p, err := h.build(ctx, filter, limit)
 	if err != nil {
 		h.o.Logger.ErrorContext(ctx, "review page", "err", err)
 		http.Error(w, "review page: "+err.Error(), http.StatusServiceUnavailable)
@@ -168,7 +181,7 @@ func (h *Handler) page(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(buf.Bytes())
 }
 
-func (h *Handler) build(ctx context.Context, filter string) (*page, error) {
+func (h *Handler) build(ctx context.Context, filter string, limit int) (*page, error) {
 	p := &page{Project: h.o.Project.Name, Filter: filter, Counts: map[string]int{}, Generated: time.Now().UTC()}
 	for _, f := range []struct{ name, label string }{{FilterAll, "all"}, {FilterQuarantined, "quarantined"}, {FilterFaces, "faces found"}, {FilterDrifted, "drifted window"}} {
 		u := "/review/"
@@ -188,12 +201,12 @@ func (h *Handler) build(ctx context.Context, filter string) (*page, error) {
 			drifted[pt.Key] = pt
 		}
 	}
-	f := meta.Filter{Limit: h.o.Limit}
+	f := meta.Filter{Limit: limit}
 	switch filter {
 	case FilterQuarantined:
 		f.State = meta.StateQuarantined
 	case FilterFaces, FilterDrifted:
-		f.Limit = 20 * h.o.Limit // filtered here: read a margin
+		f.Limit = 20 * limit // filtered here: read a margin
 	}
 	jobs, err := h.o.Meta.List(ctx, f)
 	if err != nil {
@@ -205,10 +218,17 @@ func (h *Handler) build(ctx context.Context, filter string) (*page, error) {
 			c.Drifted, c.PSI = pt.Drifted, pt.PSI
 		}
 		p.Counts[c.State]++
-		if (filter == FilterFaces && c.Faces == 0) || (filter == FilterDrifted && !c.Drifted) || len(p.Cards) >= h.o.Limit {
+		if (filter == FilterFaces && c.Faces == 0) || (filter == FilterDrifted && !c.Drifted) || len(p.Cards) >= limit {
 			continue
 		}
 		p.Cards = append(p.Cards, c)
+	}
+	if len(p.Cards) >= limit && limit < MaxLimit {
+		q := url.Values{"limit": {strconv.Itoa(min(4*limit, MaxLimit))}}
+		if filter != "" {
+			q.Set("filter", filter)
+		}
+		p.More = "/review/?" + q.Encode()
 	}
 	return p, nil
 }

@@ -199,6 +199,12 @@ func TestPageAndFilters(t *testing.T) {
 	if resp, _ := get(t, r.srv.URL+"/review/?filter=cats"); resp.StatusCode != 400 {
 		t.Errorf("unknown filter: %d", resp.StatusCode)
 	}
+	if _, few := get(t, r.srv.URL+"/review/?limit=3&filter=faces"); strings.Count(few, "<article ") != 3 || !strings.Contains(few, `href="/review/?filter=faces&amp;limit=12"`) {
+		t.Errorf("limit=3: %d cards, or no link to more", strings.Count(few, "<article "))
+	}
+	if resp, _ := get(t, r.srv.URL+"/review/?limit=100000"); resp.StatusCode != 400 {
+		t.Errorf("limit over the cap: %d", resp.StatusCode)
+	}
 }
 
 func TestImagesServedOnlyForJobsAndOnlyImages(t *testing.T) {
