@@ -138,11 +138,11 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, paths []string) 
 	}
 	sumErr := o.summarize(ctx, g.out, env, subs, todo, time.Since(start))
 	if cfg.Monitoring.Drift != nil {
-		h, err := historyOf(ctx, cfg, env.Meta)
+		hs, err := historiesOf(ctx, cfg, env.Meta)
 		if err != nil {
 			return err
 		}
-		printDrift(g.out, cfg, h)
+		printDrift(g.out, hs)
 	}
 	if o.review {
 		if err := o.serveReview(ctx, g, cfg, env); err != nil {

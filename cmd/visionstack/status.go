@@ -69,12 +69,12 @@ func (o *statusOptions) run(ctx context.Context, g *globalOptions, name string) 
 	}
 	defer store.Close()
 	w := g.out
-	h, err := historyOf(ctx, cfg, store)
+	hs, err := historiesOf(ctx, cfg, store)
 	if err != nil {
 		return err
 	}
 	if o.baselineYAML {
-		return printBaseline(w, cfg, h)
+		return printBaselines(w, cfg, hs)
 	}
 	jobs, err := store.List(ctx, meta.Filter{Limit: o.limit})
 	if err != nil {
@@ -94,19 +94,24 @@ func (o *statusOptions) run(ctx context.Context, g *globalOptions, name string) 
 		states = []string{"none yet"}
 	}
 	fmt.Fprintf(w, "jobs (latest %d): %s\n", o.limit, strings.Join(states, ", "))
-	printDrift(w, cfg, h)
+	printDrift(w, hs)
 	return nil
 }
 
-// printDrift says how the configured analysis' predictions compare with their
+// printDrift says how each watched analysis' predictions compare with their
 // baseline.
-func printDrift(w io.Writer, cfg *config.Project, h *drift.History) {
-	if h == nil {
+func printDrift(w io.Writer, hs []*drift.History) {
+	if len(hs) == 0 {
 		fmt.Fprintln(w, "drift: not monitored (set monitoring.drift in the project file)")
 		return
 	}
-	d := cfg.Monitoring.Drift
-	fmt.Fprintf(w, "drift of analysis %q (threshold %.2f, window %d images", d.Analysis, d.Threshold, d.Window)
+	for _, h := range hs {
+		printHistory(w, h)
+	}
+}
+
+func printHistory(w io.Writer, h *drift.History) {
+	fmt.Fprintf(w, "drift of analysis %q (threshold %.2f, window %d images", h.Analysis, h.Threshold, h.Window)
 	if h.Baseline != nil {
 		fmt.Fprintf(w, ", baseline: %s", h.Baseline.Source)
 	}
@@ -114,9 +119,9 @@ func printDrift(w io.Writer, cfg *config.Project, h *drift.History) {
 	last := h.Last()
 	switch {
 	case h.Baseline == nil:
-		fmt.Fprintf(w, "  collecting the baseline: %d of %d images\n", h.Monitor.Collected(), d.BaselineImages)
-	case !last.Settled(d.Window):
-		fmt.Fprintf(w, "  %d images since the baseline; figures start at %d\n", last.Window, (d.Window+1)/2)
+		fmt.Fprintf(w, "  collecting the baseline: %d of %d images\n", h.Monitor.Collected(), h.BaselineImages)
+	case !last.Settled(h.Window):
+		fmt.Fprintf(w, "  %d images since the baseline; figures start at %d\n", last.Window, (h.Window+1)/2)
 	default:
 		verdict := "stable"
 		if last.Drifted {
@@ -127,24 +132,36 @@ func printDrift(w io.Writer, cfg *config.Project, h *drift.History) {
 	}
 }
 
-// historyOf replays the configured analysis' drift, or nil without monitoring.drift.
-func historyOf(ctx context.Context, cfg *config.Project, store meta.Store) (*drift.History, error) {
-	d := cfg.Monitoring.Drift
-	if d == nil {
-		return nil, nil
+// historiesOf replays each watched analysis' drift (none without monitoring.drift).
+func historiesOf(ctx context.Context, cfg *config.Project, store meta.Store) ([]*drift.History, error) {
+	var hs []*drift.History
+	for _, d := range cfg.Monitoring.Drift.Each() {
+		h, err := drift.Load(ctx, store, d, d.Window)
+		if err != nil {
+			return nil, err
+		}
+		hs = append(hs, h)
 	}
-	return drift.Load(ctx, store, *d, d.Window)
+	return hs, nil
 }
 
-func printBaseline(w io.Writer, cfg *config.Project, h *drift.History) error {
-	if h == nil || h.Baseline == nil {
-		return fmt.Errorf("no drift baseline yet: monitoring.drift must be set and %s images processed", "baselineImages")
+// printBaselines prints each frozen baseline as a monitoring.drift.baseline block.
+func printBaselines(w io.Writer, cfg *config.Project, hs []*drift.History) error {
+	printed := 0
+	for _, h := range hs {
+		if h.Baseline == nil {
+			continue
+		}
+		out, err := yaml.Marshal(map[string]any{"baseline": h.Baseline.ToConfig()})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "# monitoring.drift of %s: %s of analysis %s\n%s", cfg.Name, h.Baseline.Source, h.Analysis, out)
+		printed++
 	}
-	out, err := yaml.Marshal(map[string]any{"baseline": h.Baseline.ToConfig()})
-	if err != nil {
-		return err
+	if printed == 0 {
+		return fmt.Errorf("no drift baseline yet: set monitoring.drift and process baselineImages images")
 	}
-	fmt.Fprintf(w, "# monitoring.drift of %s: %s of analysis %s\n%s", cfg.Name, h.Baseline.Source, h.Analysis, out)
 	return nil
 }
 

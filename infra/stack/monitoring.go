@@ -47,7 +47,7 @@ func (b *builder) monitoring() error {
 		{"oldest unacked message", sub(b.names.PushSubscription) + ` AND metric.type="pubsub.googleapis.com/subscription/oldest_unacked_message_age"`, "", "ALIGN_MAX", "REDUCE_MAX", AlertOldestUnackedS},
 		{"dead-lettered messages", sub(b.names.DeadLetterSub) + ` AND metric.type="pubsub.googleapis.com/subscription/num_undelivered_messages"`, "", "ALIGN_MAX", "REDUCE_MAX", AlertDeadLetterCount},
 	}
-	if d := b.cfg.Monitoring.Drift; d != nil {
+	for _, d := range b.cfg.Monitoring.Drift.Each() {
 		conds = append(conds, cond{"prediction drift (" + d.Analysis + ")", fmt.Sprintf(`metric.type="%s" AND metric.labels.analysis="%s" AND metric.labels.project="%s"`,
 			config.MetricDriftPSI.CloudType(), d.Analysis, b.cfg.Name), "", "ALIGN_MAX", "REDUCE_MAX", d.Threshold})
 	}

@@ -333,3 +333,29 @@ func TestMonitoringReadsTheRuntimeMetrics(t *testing.T) {
 		t.Fatalf("no drift alert on the runtime's metric for analysis faces: %q", drift)
 	}
 }
+
+// Several watched analyses: one drift alert each, on its own series.
+func TestDriftAlertPerAnalysis(t *testing.T) {
+	p := project(t, "acme-defects", "acme-prod", "")
+	p.Pipeline.Analyses = append(p.Pipeline.Analyses, config.Analysis{Name: "defects", Model: "vertex:endpoint", Mode: "async"})
+	p.Monitoring.Drift.Analysis, p.Monitoring.Drift.Analyses = "", []string{"faces", "defects"}
+	p.ApplyDefaults()
+	if probs := p.Validate(); len(probs) > 0 {
+		t.Fatal(probs)
+	}
+	m := run(t, p)
+	found := map[string]bool{}
+	for _, pol := range m.Of("gcp:monitoring/alertPolicy:AlertPolicy") {
+		for _, c := range pol.Inputs["conditions"].ArrayValue() {
+			f := str(obj(c, "conditionThreshold", "filter"))
+			for _, a := range []string{"faces", "defects"} {
+				if strings.Contains(f, config.MetricDriftPSI.CloudType()) && strings.Contains(f, `metric.labels.analysis="`+a+`"`) {
+					found[a] = true
+				}
+			}
+		}
+	}
+	if !found["faces"] || !found["defects"] {
+		t.Fatalf("drift alerts for %v, want faces and defects", found)
+	}
+}

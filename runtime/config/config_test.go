@@ -83,6 +83,10 @@ func TestLoadErrorsCarryLineAndFix(t *testing.T) {
 		{"syntax error", "name: [unclosed\n", []string{"p.yaml:", "not valid YAML"}},
 		{"bad email", minimal + "monitoring: {alertEmails: [not-an-email]}\n",
 			[]string{`p.yaml:8:`, `"not-an-email" is not an e-mail address`}},
+		{"drift without an analysis", minimal + "monitoring: {drift: {threshold: 0.3}}\n",
+			[]string{`monitoring.drift: set analysis (the analysis to watch) or analyses (several)`}},
+		{"drift of an analysis listed twice or unknown", minimal + "monitoring: {drift: {analyses: [faces, faces, plates]}}\n",
+			[]string{`monitoring.drift.analyses[1]: "faces" is listed twice`, `monitoring.drift.analyses[2]: "plates" is not an analysis`}},
 		{"drift baseline of the wrong shape", minimal + "monitoring: {drift: {analysis: faces, baseline: {labels: {face: 1}, boxesPerImage: [1, 2], confidence: [0,0,0,0,0,0,0,0,0,0]}}}\n",
 			[]string{`monitoring.drift.baseline.boxesPerImage: 2 numbers: give 6`, `monitoring.drift.baseline.confidence: all zero`}},
 	}

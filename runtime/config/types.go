@@ -193,7 +193,9 @@ type Monitoring struct {
 
 // Drift warns when an analysis' predictions move away from their baseline.
 type Drift struct {
-	Analysis string `yaml:"analysis" json:"analysis" jsonschema:"required"`
+	// Analysis to watch; or Analyses for several, each with its own baseline and alert.
+	Analysis string   `yaml:"analysis,omitempty" json:"analysis,omitempty"`
+	Analyses []string `yaml:"analyses,omitempty" json:"analyses,omitempty"`
 	// Threshold on the population stability index (default 0.2).
 	Threshold float64 `yaml:"threshold,omitempty" json:"threshold,omitempty" jsonschema:"minimum=0"`
 	// Window is the number of recent images compared with the baseline (default 500).
@@ -204,6 +206,24 @@ type Drift struct {
 	// Baseline is the expected distribution, instead of freezing the first images.
 	// `visionstack status` prints a frozen one in this form, to pin it here.
 	Baseline *DriftBaseline `yaml:"baseline,omitempty" json:"baseline,omitempty"`
+}
+
+// Each is one Drift per watched analysis (Analysis set, Analyses empty).
+func (d *Drift) Each() []Drift {
+	if d == nil {
+		return nil
+	}
+	names := d.Analyses
+	if len(names) == 0 {
+		names = []string{d.Analysis}
+	}
+	out := make([]Drift, 0, len(names))
+	for _, n := range names {
+		one := *d
+		one.Analysis, one.Analyses = n, nil
+		out = append(out, one)
+	}
+	return out
 }
 
 // DriftBaseline is an expected distribution of an analysis' predictions, as shares

@@ -316,7 +316,25 @@ func (v *validator) monitoring(m *Monitoring, analyses map[string]*Analysis) {
 		}
 	}
 	if d := m.Drift; d != nil {
-		if analyses[d.Analysis] == nil {
+		switch {
+		case d.Analysis == "" && len(d.Analyses) == 0:
+			v.add("monitoring.drift", "set analysis (the analysis to watch) or analyses (several)")
+		case d.Analysis != "" && len(d.Analyses) > 0:
+			v.add("monitoring.drift", "set analysis or analyses, not both")
+		case d.Baseline != nil && len(d.Analyses) > 0:
+			v.add("monitoring.drift.baseline", "a baseline describes one analysis: use analysis, not analyses, with it")
+		}
+		seen := map[string]bool{}
+		for i, a := range d.Analyses {
+			if seen[a] {
+				v.add(fmt.Sprintf("monitoring.drift.analyses[%d]", i), "%q is listed twice", a)
+			}
+			seen[a] = true
+			if analyses[a] == nil {
+				v.add(fmt.Sprintf("monitoring.drift.analyses[%d]", i), "%q is not an analysis in pipeline.analyses", a)
+			}
+		}
+		if d.Analysis != "" && analyses[d.Analysis] == nil {
 			v.add("monitoring.drift.analysis", "%q is not an analysis in pipeline.analyses", d.Analysis)
 		}
 		if d.Threshold <= 0 {

@@ -123,7 +123,7 @@ type Pipeline struct {
 	actor       *act.Actor
 	log         *slog.Logger
 	tel         *telemetry.Telemetry
-	drift       *drift.Tracker
+	drift       []*drift.Tracker
 	maxAttempts int
 }
 
@@ -165,21 +165,24 @@ func New(cfg *config.Project, d Deps) (*Pipeline, error) {
 		}
 		p.tel.ModelCall(ctx, s.Name, s.Model, took, kind)
 	})
-	if dc := cfg.Monitoring.Drift; dc != nil && !d.NoDrift {
+	if !d.NoDrift {
 		// The window starts from the store's recent history, so a restarted instance
 		// warns as the running ones do.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		p.drift, err = drift.Open(ctx, d.Meta, *dc, d.Logger, d.Telemetry.Drift)
-		if err != nil {
-			return nil, fmt.Errorf("drift monitor: %w", err)
+		for _, dc := range cfg.Monitoring.Drift.Each() {
+			tr, err := drift.Open(ctx, d.Meta, dc, d.Logger, d.Telemetry.Drift)
+			if err != nil {
+				return nil, fmt.Errorf("drift monitor of %s: %w", dc.Analysis, err)
+			}
+			p.drift = append(p.drift, tr)
 		}
 	}
 	return p, nil
 }
 
-// Drift is the live drift monitor (nil without monitoring.drift).
-func (p *Pipeline) Drift() *drift.Tracker { return p.drift }
+// Drift is the live drift monitor of each watched analysis.
+func (p *Pipeline) Drift() []*drift.Tracker { return p.drift }
 
 // Telemetry is what the pipeline records metrics and spans with (may be nil).
 func (p *Pipeline) Telemetry() *telemetry.Telemetry {
@@ -307,8 +310,10 @@ func (p *Pipeline) Process(ctx context.Context, t Task) (_ Outcome, err error) {
 		return p.fail(ctx, log, claim, job, data, err, out)
 	}
 	out.Job, err = p.deps.Meta.Get(ctx, t.Key)
-	if err == nil && p.drift != nil {
-		p.drift.Observe(ctx, out.Job)
+	if err == nil {
+		for _, tr := range p.drift {
+			tr.Observe(ctx, out.Job)
+		}
 	}
 	log.InfoContext(ctx, "processed", "state", out.Job.State, "regions", processed.Regions,
 		"prepareMs", ms(out.Timings.Prepare), "analyzeMs", ms(out.Timings.Analyze),

@@ -131,7 +131,7 @@ type page struct {
 	Filters   []filterLink
 	Cards     []card
 	Counts    map[string]int
-	Drift     *driftView
+	Drifts    []*driftView // one per watched analysis
 	Generated time.Time
 	More      string // link to a longer page, when this one is full
 }
@@ -191,14 +191,16 @@ func (h *Handler) build(ctx context.Context, filter string, limit int) (*page, e
 		p.Filters = append(p.Filters, filterLink{Name: f.name, Label: f.label, URL: u, Active: f.name == filter})
 	}
 	drifted := map[string]drift.Point{}
-	if dc := h.o.Project.Monitoring.Drift; dc != nil {
-		hist, err := drift.Load(ctx, h.o.Meta, *dc, min(2*dc.Window, 2000))
+	for _, dc := range h.o.Project.Monitoring.Drift.Each() {
+		hist, err := drift.Load(ctx, h.o.Meta, dc, min(2*dc.Window, 2000))
 		if err != nil {
 			return nil, err
 		}
-		p.Drift = driftOf(hist)
+		p.Drifts = append(p.Drifts, driftOf(hist))
 		for _, pt := range hist.Points {
-			drifted[pt.Key] = pt
+			if old, seen := drifted[pt.Key]; !seen || (pt.Drifted && !old.Drifted) || (pt.Drifted == old.Drifted && pt.PSI > old.PSI) {
+				drifted[pt.Key] = pt // an image is in a drifted window if any analysis' is
+			}
 		}
 	}
 	f := meta.Filter{Limit: limit}

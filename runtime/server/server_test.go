@@ -61,12 +61,13 @@ func newFixture(t *testing.T, failures int32) *fixture {
 
 // fixtureOptions vary the service under test.
 type fixtureOptions struct {
-	failures  int32                 // model calls that fail first (503); -1: all
-	model     model.Predictor       // instead of the built-in model
-	project   func(*config.Project) // edits the demo project
-	telemetry *telemetry.Telemetry  // metrics and spans (and /metrics)
-	logs      io.Writer             // JSON logs go here (default: the test's output, text)
-	review    bool                  // serve the review page
+	failures  int32                      // model calls that fail first (503); -1: all
+	model     model.Predictor            // instead of the built-in model
+	project   func(*config.Project)      // edits the demo project
+	telemetry *telemetry.Telemetry       // metrics and spans (and /metrics)
+	logs      io.Writer                  // JSON logs go here (default: the test's output, text)
+	review    bool                       // serve the review page
+	models    map[string]model.Predictor // more model clients, by reference
 }
 
 func newFixtureWith(t *testing.T, o fixtureOptions) *fixture {
@@ -94,8 +95,12 @@ func newFixtureWith(t *testing.T, o fixtureOptions) *fixture {
 		log = telemetry.NewLogger(o.logs, "json", "test-project", slog.LevelInfo)
 	}
 	adm := server.NewAdmission(200_000_000, 50*time.Millisecond)
+	models := map[string]model.Predictor{"builtin:faces": m}
+	for ref, p := range o.models {
+		models[ref] = p
+	}
 	env, err := localmode.Open(cfg, t.TempDir(), localmode.Options{Logger: log, Admit: adm.Admit,
-		Models: map[string]model.Predictor{"builtin:faces": m}, Telemetry: o.telemetry})
+		Models: models, Telemetry: o.telemetry})
 	if err != nil {
 		t.Fatal(err)
 	}

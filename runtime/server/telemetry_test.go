@@ -323,6 +323,53 @@ func TestDriftMetricCrossesOnlyForShiftedMix(t *testing.T) {
 	}
 }
 
+// Each watched analysis has its own baseline and series: when only the plates model
+// shifts, only the plates drift crosses the threshold.
+func TestDriftPerAnalysis(t *testing.T) {
+	known := func(r *rand.Rand) (int, float64, float64) { return []int{1, 1, 2, 3}[r.IntN(4)], 0.75, 0.98 }
+	shifted := func(r *rand.Rand) (int, float64, float64) { return []int{0, 0, 0, 1}[r.IntN(4)], 0.5, 0.65 }
+	faces := &scripted{r: rand.New(rand.NewPCG(1, 1)), mix: known}
+	plates := &scripted{r: rand.New(rand.NewPCG(2, 2)), mix: known}
+	const platesModel = "kserve:http://127.0.0.1:1/v2/models/plates"
+	f := newFixtureWith(t, fixtureOptions{model: faces, telemetry: newTelemetry(t, nil), models: map[string]vsmodel.Predictor{platesModel: plates},
+		project: func(p *config.Project) {
+			p.Pipeline.Analyses = append(p.Pipeline.Analyses, config.Analysis{Name: "plates", Model: platesModel, Mode: "async"})
+			p.Monitoring.Drift = &config.Drift{Analyses: []string{"faces", "plates"}, Threshold: 0.2, Window: 40, BaselineImages: 60}
+		}})
+	ctx := context.Background()
+	img := testimg.JPEG(96, 64)
+	for i := range 140 { // 60 baseline, 40 alike, then 40 where only plates shifts
+		if i == 100 {
+			plates.set(shifted)
+		}
+		name := fmt.Sprintf("two/%04d.jpg", i)
+		a, err := f.env.Incoming.Put(ctx, name, img, blob.PutOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp, body := post(t, f.http.URL+"/v1/pubsub/push", "application/json", pushEnvelope(nil, notification(name, a.Generation), 1)); resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("push: %d %s", resp.StatusCode, body)
+		}
+	}
+	fams := scrape(t, f.http.URL)
+	psi := map[string]float64{}
+	for _, a := range []string{"faces", "plates"} {
+		s := series(t, fams, config.MetricDriftPSI, map[string]string{"analysis": a})
+		if s == nil {
+			t.Fatalf("no drift series for %s", a)
+		}
+		psi[a] = s.GetGauge().GetValue()
+	}
+	if psi["faces"] > 0.2 || psi["plates"] <= 0.2 {
+		t.Fatalf("drift PSI %v: want faces under 0.2 and plates over", psi)
+	}
+	for _, a := range []string{"faces", "plates"} {
+		if _, err := f.env.Meta.Baseline(ctx, "drift-"+a); err != nil {
+			t.Errorf("no baseline frozen for %s: %v", a, err)
+		}
+	}
+}
+
 // One trace from the sync request through the queued task to the push path's steps;
 // the push path's log lines carry that trace, the image key and httpRequest.
 func TestTraceFollowsSyncToPush(t *testing.T) {

@@ -105,9 +105,10 @@ type Point struct {
 
 // History is an analysis' drift replayed from the metadata store.
 type History struct {
-	Analysis  string
-	Threshold float64
-	Window    int
+	Analysis       string
+	Threshold      float64
+	Window         int
+	BaselineImages int
 	Baseline  *Baseline // nil while fewer than baselineImages images are done
 	Persisted bool      // the baseline is the one frozen in the store
 	Points    []Point   // the last images compared with the baseline, oldest first
@@ -128,7 +129,7 @@ func (h *History) Last() Report {
 // with it, so every instance, `visionstack status` and the review page see the same
 // figures.
 func Load(ctx context.Context, store meta.Store, d config.Drift, limit int) (*History, error) {
-	h := &History{Analysis: d.Analysis, Threshold: d.Threshold, Window: d.Window}
+	h := &History{Analysis: d.Analysis, Threshold: d.Threshold, Window: d.Window, BaselineImages: d.BaselineImages}
 	used := map[string]bool{}
 	switch data, err := store.Baseline(ctx, BaselineName(d.Analysis)); {
 	case d.Baseline != nil:
