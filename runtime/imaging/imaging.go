@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/davidbyttow/govips/v2/vips"
 	_ "golang.org/x/image/webp"
@@ -310,16 +311,19 @@ func Decode(data []byte) (*Image, error) {
 // size it means "keep the original size".
 const MaxSide = 1 << 20
 
-// RetryCorrupt runs f, and once more if it failed with ErrCorrupt. libvips 8.14 now
-// and then fails a good JPEG with "images do not match between header and load"
-// when images are decoded in parallel; a second decode succeeds, while a really
-// corrupt file fails twice and is quarantined. Retrying here keeps good images out
-// of quarantine without waiting for a queue redelivery.
+// RetryCorrupt runs f, and again (up to three times in all, a few milliseconds
+// apart) while it fails with ErrCorrupt. libvips 8.14 now and then fails a good JPEG
+// when images are decoded in parallel ("images do not match between header and
+// load", or no message at all: its error buffer is shared between threads); once
+// was seen to fail twice in a row on a loaded machine. A really corrupt file fails
+// every time and is quarantined. Retrying here keeps good images out of quarantine
+// without waiting for a queue redelivery.
 func RetryCorrupt[T any](f func() (T, error)) (T, error) {
 	v, err := f()
-	if err != nil && errors.Is(err, ErrCorrupt) {
-		slog.Debug("decode failed; retrying once", "err", err)
-		return f()
+	for try := 1; try < 3 && err != nil && errors.Is(err, ErrCorrupt); try++ {
+		slog.Debug("decode failed; retrying", "err", err, "try", try+1)
+		time.Sleep(time.Duration(try*try) * 5 * time.Millisecond)
+		v, err = f()
 	}
 	return v, err
 }

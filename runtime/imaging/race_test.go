@@ -1,6 +1,8 @@
 package imaging_test
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -54,5 +56,33 @@ func TestConcurrentDecodes(t *testing.T) {
 	wg.Wait()
 	if fails > 0 {
 		t.Fatalf("%d of 48 concurrent decodes failed", fails)
+	}
+}
+
+// RetryCorrupt tries a decode up to three times, and only for ErrCorrupt.
+func TestRetryCorrupt(t *testing.T) {
+	corrupt := fmt.Errorf("transform: %w: libvips failed without a message", imaging.ErrCorrupt)
+	for _, c := range []struct {
+		name      string
+		failures  int
+		err       error
+		wantCalls int
+		wantErr   bool
+	}{
+		{"spurious twice, then fine", 2, corrupt, 3, false},
+		{"really corrupt", 99, corrupt, 3, true},
+		{"other errors are not retried", 99, errors.New("too large"), 1, true},
+	} {
+		calls := 0
+		_, err := imaging.RetryCorrupt(func() (int, error) {
+			calls++
+			if calls <= c.failures {
+				return 0, c.err
+			}
+			return 1, nil
+		})
+		if calls != c.wantCalls || (err != nil) != c.wantErr {
+			t.Errorf("%s: %d calls, err %v", c.name, calls, err)
+		}
 	}
 }
