@@ -55,6 +55,8 @@ func newServeCmd(g *globalOptions) *cobra.Command {
   POST /v1/images:analyze   raw image bytes or a multipart file: the sync analyses, at once
   POST /v1/pubsub/push      Pub/Sub push deliveries (GCS notifications or queued tasks)
   GET  /healthz, /readyz
+  GET  /metrics             Prometheus metrics (Cloud Monitoring too with --backend cloud)
+  GET  /review/             the review page (--review; on by default locally)
 --backend cloud (the default on Cloud Run) uses the project's Cloud Storage buckets,
 Pub/Sub topics and Firestore database, named as the stack names them; the clients
 honour STORAGE_EMULATOR_HOST, PUBSUB_EMULATOR_HOST and FIRESTORE_EMULATOR_HOST.

@@ -34,7 +34,7 @@ func newStatusCmd(g *globalOptions) *cobra.Command {
 		Short: "Show a project's recent jobs and its prediction drift",
 		Long: `status reads the project's metadata store — out/NAME/visionstack.db locally,
 the project's Firestore database with --backend cloud — and prints the recent jobs by
-state and, with monitoring.drift set, the drift of that analysis: the same figures the
+state and, with monitoring.drift set, the drift of each watched analysis: the figures the
 service exports as visionstack.drift.psi, replayed from the store. With
 --baseline-yaml it prints the frozen baseline as a monitoring.drift.baseline block, to
 pin it in the project file.`,
