@@ -93,14 +93,23 @@ func TestServeSyncThenLocalWorker(t *testing.T) {
 		t.Fatalf("async remainder did not complete\n%s", out)
 	}
 	// The service's own pages: metrics for Prometheus, the review page for people.
+	// The processed image is written before the job's final record: poll a little.
 	for path, want := range map[string]string{"/metrics": config.MetricJobs.PrometheusName() + `{outcome="ok",project="demo"} 1`,
 		"/review/": `<article class="done"`, "/": "visionstack review"} {
-		resp, err := http.Get(base + path)
-		must(t, err)
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
-			t.Errorf("GET %s: %d, lacks %q", path, resp.StatusCode, want)
+		var code int
+		var body []byte
+		for range 100 {
+			resp, err := http.Get(base + path)
+			must(t, err)
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if code = resp.StatusCode; code == 200 && strings.Contains(string(body), want) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if code != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s: %d, lacks %q", path, code, want)
 		}
 	}
 
