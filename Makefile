@@ -8,15 +8,18 @@ OUT       ?= out/demo
 FUZZTIME  ?= 100000x
 PKGS      := ./...
 
-.PHONY: all deps build demo test test-short fuzz bench schema vet clean image screenshot
+.PHONY: all deps deps-runtime build demo test test-short fuzz bench schema vet clean image screenshot
 IMAGE     ?= visionstack:dev
 
 all: build
 
-deps: ## install missing system packages (libvips, OpenCV judge)
+deps: ## install missing system packages for building and testing (libvips, OpenCV judge, emulators, Chromium)
 	@scripts/install-deps.sh
 
-build: deps ## build the CLI into bin/
+deps-runtime: ## install missing system packages for building and running (libvips)
+	@scripts/install-deps.sh runtime
+
+build: deps-runtime ## build the CLI into bin/
 	$(GO) build -o $(BIN) ./cmd/visionstack
 
 demo: build ## run the demo project on the sample photos, locally, no cloud

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Installs the system packages visionstack builds and tests with (Debian/Ubuntu).
 # Idempotent: installs only what is missing. Needs root or sudo for apt-get.
-#   libvips-dev   libvips for govips (cgo): decode, resize, encode
-#   pkg-config    cgo finds libvips through it
+#
+#   scripts/install-deps.sh runtime   what building and running needs (make build, make demo)
+#   scripts/install-deps.sh           that, and what the tests need (make test, .ci/run)
+#
+# runtime:
+#   libvips-dev, pkg-config, gcc   libvips for govips (cgo): decode, resize, encode
+# tests:
 #   python3-opencv, opencv-data   the independent face detector that judges anonymization
 #   google-cloud-cli-firestore-emulator, google-cloud-cli-pubsub-emulator (+ Java 17)
 #                 Google's emulators the cloud backends are tested against; they come
@@ -10,9 +15,13 @@
 #                 be configured for apt on machines that do not already have it
 #   chromium      headless browser the review page's browser test drives (chromedp)
 set -euo pipefail
+pkgs=(libvips-dev pkg-config gcc)
+if [ "${1:-all}" != "runtime" ]; then
+	pkgs+=(python3-opencv opencv-data openjdk-17-jre-headless
+		google-cloud-cli-firestore-emulator google-cloud-cli-pubsub-emulator chromium)
+fi
 need=()
-for pkg in libvips-dev pkg-config gcc python3-opencv opencv-data openjdk-17-jre-headless \
-	google-cloud-cli-firestore-emulator google-cloud-cli-pubsub-emulator chromium; do
+for pkg in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -eq 0 ]; then
