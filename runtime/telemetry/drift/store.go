@@ -140,21 +140,22 @@ func Load(ctx context.Context, store meta.Store, d config.Drift, limit int) (*Hi
 		}
 		h.Persisted = true
 		// The images it was frozen from are not compared with it.
-		if err := markOldest(ctx, store, d.Analysis, h.Baseline.Images, used); err != nil {
+		first, err := oldest(ctx, store, d.Analysis, h.Baseline.Images)
+		if err != nil {
 			return nil, err
+		}
+		for _, k := range first {
+			used[k.key] = true
 		}
 	case errors.Is(err, meta.ErrNotFound):
 		m := New(d.Threshold, d.Window, d.BaselineImages)
-		// Quarantined images are among the oldest too; read a margin past them.
-		oldest, err := store.List(ctx, meta.Filter{Oldest: true, Limit: 4 * d.BaselineImages})
+		first, err := oldest(ctx, store, d.Analysis, d.BaselineImages)
 		if err != nil {
-			return nil, fmt.Errorf("drift %s: %w", d.Analysis, err)
+			return nil, err
 		}
-		for _, j := range oldest {
-			if o, ok := ObservationOf(j, d.Analysis); ok && m.Baseline() == nil {
-				m.Observe(o)
-				used[j.Key] = true
-			}
+		for _, k := range first {
+			m.Observe(k.obs)
+			used[k.key] = true
 		}
 		if h.Baseline = m.Baseline(); h.Baseline == nil {
 			h.Monitor = m // still collecting: go on from here
@@ -177,18 +178,27 @@ func Load(ctx context.Context, store meta.Store, d config.Drift, limit int) (*Hi
 	return h, nil
 }
 
-// markOldest marks the first n done images of analysis, oldest first.
-func markOldest(ctx context.Context, store meta.Store, analysis string, n int, used map[string]bool) error {
-	oldest, err := store.List(ctx, meta.Filter{Oldest: true, Limit: 4 * n})
+// keyed is one image's observation.
+type keyed struct {
+	key string
+	obs Observation
+}
+
+// oldest returns the first n done images of analysis, oldest first: the images a
+// baseline is frozen from.
+func oldest(ctx context.Context, store meta.Store, analysis string, n int) ([]keyed, error) {
+	// Quarantined images are among the oldest too; read a margin past them.
+	jobs, err := store.List(ctx, meta.Filter{Oldest: true, Limit: 4 * n})
 	if err != nil {
-		return fmt.Errorf("drift %s: %w", analysis, err)
+		return nil, fmt.Errorf("drift %s: %w", analysis, err)
 	}
-	for _, j := range oldest {
-		if _, ok := ObservationOf(j, analysis); ok && len(used) < n {
-			used[j.Key] = true
+	var out []keyed
+	for _, j := range jobs {
+		if o, ok := ObservationOf(j, analysis); ok && len(out) < n {
+			out = append(out, keyed{j.Key, o})
 		}
 	}
-	return nil
+	return out, nil
 }
 
 // adoptEvery: while collecting, look for a baseline another instance froze every so
@@ -225,11 +235,16 @@ func Open(ctx context.Context, store meta.Store, d config.Drift, log *slog.Logge
 	}
 	if h.Baseline != nil && !h.Persisted && d.Baseline == nil {
 		// The oldest images in the store make the baseline: freeze it for everyone.
-		if err := t.freeze(ctx, h.Baseline); err != nil {
+		// Only when another instance froze a different one first is the window
+		// replayed against that one.
+		adopted, err := t.freeze(ctx, h.Baseline)
+		if err != nil {
 			return nil, err
 		}
-		if h, err = Load(ctx, store, d, d.Window); err != nil {
-			return nil, err
+		if adopted {
+			if h, err = Load(ctx, store, d, d.Window); err != nil {
+				return nil, err
+			}
 		}
 	}
 	t.mon, t.last = h.Monitor, h.Last()
@@ -240,25 +255,32 @@ func Open(ctx context.Context, store meta.Store, d config.Drift, log *slog.Logge
 	return t, nil
 }
 
-// freeze stores b unless another instance froze one first; the monitor then
-// compares with whatever is stored.
-func (t *Tracker) freeze(ctx context.Context, b *Baseline) error {
+// freeze stores b unless another instance froze one first; then it adopts that
+// one (adopted is true) and the monitor compares with it.
+func (t *Tracker) freeze(ctx context.Context, b *Baseline) (adopted bool, err error) {
 	data, err := MarshalBaseline(b)
 	if err != nil {
-		return err
+		return false, err
 	}
 	stored, err := t.store.FreezeBaseline(ctx, BaselineName(t.d.Analysis), data)
 	if err != nil {
-		return fmt.Errorf("drift %s: %w", t.d.Analysis, err)
+		return false, fmt.Errorf("drift %s: %w", t.d.Analysis, err)
 	}
-	if !bytes.Equal(stored, data) {
-		won, err := UnmarshalBaseline(stored)
-		if err != nil {
-			return err
-		}
-		t.mon = NewFrom(won, t.d.Threshold, t.d.Window)
+	if bytes.Equal(stored, data) {
+		return false, nil
 	}
-	return nil
+	_, err = t.adopt(stored)
+	return true, err
+}
+
+// adopt compares from now on with a baseline another instance froze.
+func (t *Tracker) adopt(data []byte) (*Baseline, error) {
+	b, err := UnmarshalBaseline(data)
+	if err != nil {
+		return nil, err
+	}
+	t.mon = NewFrom(b, t.d.Threshold, t.d.Window)
+	return b, nil
 }
 
 // Observe takes a finished job.
@@ -273,7 +295,7 @@ func (t *Tracker) Observe(ctx context.Context, j meta.Job) {
 	switch {
 	case r.Froze:
 		b := t.mon.Baseline()
-		if err := t.freeze(ctx, b); err != nil {
+		if _, err := t.freeze(ctx, b); err != nil {
 			t.log.ErrorContext(ctx, "drift baseline not saved; kept in memory", "analysis", t.d.Analysis, "err", err)
 		} else {
 			t.log.InfoContext(ctx, "drift baseline frozen", "analysis", t.d.Analysis, "images", b.Images)
@@ -284,8 +306,7 @@ func (t *Tracker) Observe(ctx context.Context, j meta.Job) {
 		// collect a whole baseline of this instance's own.
 		if t.mon.Collected()%adoptEvery == 0 {
 			if data, err := t.store.Baseline(ctx, BaselineName(t.d.Analysis)); err == nil {
-				if b, err := UnmarshalBaseline(data); err == nil {
-					t.mon = NewFrom(b, t.d.Threshold, t.d.Window)
+				if b, err := t.adopt(data); err == nil {
 					t.log.InfoContext(ctx, "drift baseline frozen by another instance; comparing with it", "analysis", t.d.Analysis, "images", b.Images)
 				}
 			}
