@@ -109,10 +109,10 @@ type History struct {
 	Threshold      float64
 	Window         int
 	BaselineImages int
-	Baseline  *Baseline // nil while fewer than baselineImages images are done
-	Persisted bool      // the baseline is the one frozen in the store
-	Points    []Point   // the last images compared with the baseline, oldest first
-	Monitor   *Monitor  // fed with everything above: Observe goes on from there
+	Baseline       *Baseline // nil while fewer than baselineImages images are done
+	Persisted      bool      // the baseline is the one frozen in the store
+	Points         []Point   // the last images compared with the baseline, oldest first
+	Monitor        *Monitor  // fed with everything above: Observe goes on from there
 }
 
 // Last is the newest point's report (zero if none).
