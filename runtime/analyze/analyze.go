@@ -95,13 +95,13 @@ func (a *Analyzer) one(ctx context.Context, an Analysis, payload, mime string) (
 	preds, err := an.Predictor.Predict(ctx, []model.Instance{{Content: payload, MimeType: mime}},
 		model.Parameters{ConfidenceThreshold: *s.MinConfidence, MaxPredictions: s.MaxPredictions})
 	latency := time.Since(start)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("%w: %w", model.ErrTransient, err)
+	}
 	if a.observe != nil {
 		a.observe(ctx, s, latency, err)
 	}
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			err = fmt.Errorf("%w: %w", model.ErrTransient, err)
-		}
 		return meta.Result{}, fmt.Errorf("analyze %s with %s: %w", s.Name, s.Model, err)
 	}
 	if len(preds) != 1 {

@@ -54,8 +54,6 @@ type Deps struct {
 	Admit func(ctx context.Context, pixels int64) (release func(), err error)
 	// Telemetry records metrics and spans (nil: none).
 	Telemetry *telemetry.Telemetry
-	// NoDrift skips the drift monitor of monitoring.drift (benchmarks, one-off tools).
-	NoDrift bool
 }
 
 // ErrOverloaded: too many pixels in flight; the caller retries later (HTTP 429).
@@ -158,31 +156,26 @@ func New(cfg *config.Project, d Deps) (*Pipeline, error) {
 		kind := ""
 		switch {
 		case err == nil:
-		case errors.Is(err, model.ErrTransient), errors.Is(err, context.DeadlineExceeded):
+		case errors.Is(err, model.ErrTransient):
 			kind = "transient"
 		default:
 			kind = "permanent"
 		}
 		p.tel.ModelCall(ctx, s.Name, s.Model, took, kind)
 	})
-	if !d.NoDrift {
-		// The window starts from the store's recent history, so a restarted instance
-		// warns as the running ones do.
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		for _, dc := range cfg.Monitoring.Drift.Each() {
-			tr, err := drift.Open(ctx, d.Meta, dc, d.Logger, d.Telemetry.Drift)
-			if err != nil {
-				return nil, fmt.Errorf("drift monitor of %s: %w", dc.Analysis, err)
-			}
-			p.drift = append(p.drift, tr)
+	// The window starts from the store's recent history, so a restarted instance
+	// warns as the running ones do.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, dc := range cfg.Monitoring.Drift.Each() {
+		tr, err := drift.Open(ctx, d.Meta, dc, d.Logger, d.Telemetry.Drift)
+		if err != nil {
+			return nil, fmt.Errorf("drift monitor of %s: %w", dc.Analysis, err)
 		}
+		p.drift = append(p.drift, tr)
 	}
 	return p, nil
 }
-
-// Drift is the live drift monitor of each watched analysis.
-func (p *Pipeline) Drift() []*drift.Tracker { return p.drift }
 
 // Telemetry is what the pipeline records metrics and spans with (may be nil).
 func (p *Pipeline) Telemetry() *telemetry.Telemetry {

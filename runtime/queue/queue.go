@@ -7,6 +7,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strconv"
 
 	"github.com/visionstack/visionstack/runtime/fault"
@@ -52,6 +53,15 @@ func Permanent(err error) error { return fault.Permanent(err) }
 
 // IsPermanent reports whether err was marked with Permanent.
 func IsPermanent(err error) bool { return fault.IsPermanent(err) }
+
+// Logger is log naming the image a message is about, when it carries the
+// pipeline's "key" attribute: every line a backend logs about it then says which.
+func (m *Message) Logger(log *slog.Logger) *slog.Logger {
+	if k := m.Attributes["key"]; k != "" {
+		return log.With("key", k)
+	}
+	return log
+}
 
 // DeadLetterAttributes copies a message's attributes and adds why and from where it
 // was dead-lettered, after how many attempts: what an operator needs to replay it.

@@ -386,21 +386,20 @@ func driftOf(hst *drift.History) *driftView {
 			settled = append(settled, p)
 		}
 	}
-	hst.Points = settled
-	c := chart{Width: w, Height: ht, Threshold: hst.Threshold, N: len(hst.Points)}
+	c := chart{Width: w, Height: ht, Threshold: hst.Threshold, N: len(settled)}
 	c.Max = hst.Threshold * 1.5
-	for _, p := range hst.Points {
+	for _, p := range settled {
 		c.Max = max(c.Max, p.PSI)
 	}
 	y := func(v float64) float64 { return float64(ht) - v/c.Max*float64(ht-10) }
 	var pts []string
-	for i, p := range hst.Points {
+	for i, p := range settled {
 		x := float64(w)
-		if len(hst.Points) > 1 {
-			x = float64(i) / float64(len(hst.Points)-1) * float64(w)
+		if len(settled) > 1 {
+			x = float64(i) / float64(len(settled)-1) * float64(w)
 		}
 		pts = append(pts, fmt.Sprintf("%.1f,%.1f", x, y(p.PSI)))
-		if p.Drifted && (i == 0 || !hst.Points[i-1].Drifted) {
+		if p.Drifted && (i == 0 || !settled[i-1].Drifted) {
 			c.DriftedMarkers = append(c.DriftedMarkers, marker{X: x, Y: y(p.PSI)})
 		}
 	}

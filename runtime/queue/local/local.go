@@ -294,10 +294,7 @@ func (q *Queue) deliver(ctx context.Context, topic string, m *queue.Message, tok
 	ext.Wait()
 
 	bg := context.WithoutCancel(ctx)
-	log := q.opts.Logger.With("topic", topic, "messageId", m.ID, "deliveryAttempt", m.DeliveryAttempt)
-	if k := m.Attributes["key"]; k != "" { // the pipeline's image key: every line names the image
-		log = log.With("key", k)
-	}
+	log := m.Logger(q.opts.Logger).With("topic", topic, "messageId", m.ID, "deliveryAttempt", m.DeliveryAttempt)
 	switch {
 	case err == nil:
 		_, err = q.db.ExecContext(bg, `DELETE FROM messages WHERE id = ? AND lease = ?`, m.ID, token)

@@ -64,10 +64,7 @@ func (q *Queue) Receive(ctx context.Context, subscription string, h queue.Handle
 		if m.DeliveryAttempt != nil {
 			msg.DeliveryAttempt = *m.DeliveryAttempt
 		}
-		log := q.log
-		if k := m.Attributes["key"]; k != "" { // the pipeline's image key: every line names the image
-			log = log.With("key", k)
-		}
+		log := msg.Logger(q.log)
 		err := h(ctx, msg)
 		switch {
 		case err == nil:
