@@ -240,7 +240,7 @@ func (h *Handler) card(j meta.Job) card {
 	img := func(kind string) string {
 		return "/review/image?" + url.Values{"key": {j.Key}, "kind": {kind}, "w": {strconv.Itoa(PreviewSize)}}.Encode()
 	}
-	if _, ok := h.original(j); ok {
+	if len(h.originals(j)) > 0 {
 		if j.State == meta.StateQuarantined {
 			// Could be anything, a decompression bomb among others: offered as a
 			// download, never decoded by the browser.
@@ -279,12 +279,17 @@ func (h *Handler) bucketName(i int) string {
 	return ""
 }
 
-// original is where a job's original is: its source, or its copy in quarantine.
-func (h *Handler) original(j meta.Job) (meta.Output, bool) {
+// originals are where a job's original may be, in order: its source, then its copy
+// in quarantine (the source may be gone, e.g. by the incoming bucket's lifecycle).
+func (h *Handler) originals(j meta.Job) []meta.Output {
+	var out []meta.Output
 	if _, ok := h.buckets[j.Source.Bucket]; ok && j.Source.Object != "" {
-		return meta.Output{Bucket: j.Source.Bucket, Object: j.Source.Object, Generation: j.Source.Generation}, true
+		out = append(out, meta.Output{Bucket: j.Source.Bucket, Object: j.Source.Object, Generation: j.Source.Generation})
 	}
-	return h.output(j, h.bucketName(2))
+	if o, ok := h.output(j, h.bucketName(2)); ok {
+		out = append(out, o)
+	}
+	return out
 }
 
 func (h *Handler) output(j meta.Job, bucket string) (meta.Output, bool) {
@@ -308,27 +313,29 @@ func (h *Handler) image(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	var o meta.Output
-	var ok bool
+	var candidates []meta.Output
 	switch kind {
 	case "original":
-		o, ok = h.original(j)
-		if ok && o.Bucket == j.Source.Bucket {
-			if _, err := h.buckets[o.Bucket].Attrs(ctx, o.Object); err != nil {
-				o, ok = h.output(j, h.bucketName(2)) // gone from incoming (lifecycle): the quarantine copy
-			}
-		}
+		candidates = h.originals(j)
 	case "processed":
-		o, ok = h.output(j, h.processedBucket())
+		if o, ok := h.output(j, h.processedBucket()); ok {
+			candidates = append(candidates, o)
+		}
 	default:
 		http.Error(w, "kind: original or processed", http.StatusBadRequest)
 		return
 	}
-	if !ok {
+	if len(candidates) == 0 {
 		http.Error(w, "this job has no "+kind+" image", http.StatusNotFound)
 		return
 	}
-	data, _, err := blob.ReadAll(ctx, h.buckets[o.Bucket], o.Object, int64(h.o.Project.Pipeline.Prepare.MaxBytes))
+	var data []byte
+	var o meta.Output
+	for _, o = range candidates { // the first that can be read
+		if data, _, err = blob.ReadAll(ctx, h.buckets[o.Bucket], o.Object, int64(h.o.Project.Pipeline.Prepare.MaxBytes)); err == nil {
+			break
+		}
+	}
 	if err != nil {
 		http.Error(w, fmt.Sprintf("%s %s: %v", kind, o.Object, err), http.StatusNotFound)
 		return

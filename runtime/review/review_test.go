@@ -250,6 +250,19 @@ func TestImagesServedOnlyForJobsAndOnlyImages(t *testing.T) {
 			}
 		}
 	}
+	// An original gone from incoming (its lifecycle) is served from its quarantine copy.
+	for _, j := range r.jobs {
+		if !strings.HasSuffix(j.Source.Object, "bomb.png") {
+			continue
+		}
+		if err := r.env.Incoming.Delete(context.Background(), j.Source.Object); err != nil {
+			t.Fatal(err)
+		}
+		resp, body := get(t, r.srv.URL+"/review/image?"+url.Values{"key": {j.Key}, "kind": {"original"}, "download": {"1"}}.Encode())
+		if resp.StatusCode != 200 || !strings.HasPrefix(body, "\x89PNG") {
+			t.Errorf("quarantined original after incoming lost it: %d", resp.StatusCode)
+		}
+	}
 	if resp, _ := img("incoming/../../etc/passwd#1", "original"); resp.StatusCode != 404 {
 		t.Errorf("unknown key: %d", resp.StatusCode)
 	}

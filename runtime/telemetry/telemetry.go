@@ -186,10 +186,13 @@ func (t *Telemetry) GCPProject() string {
 	return t.gcp
 }
 
+// noopTracer serves a nil Telemetry, without a new one per request.
+var noopTracer = noop.NewTracerProvider().Tracer("")
+
 // Tracer starts spans; a no-op one on a nil Telemetry.
 func (t *Telemetry) Tracer() trace.Tracer {
 	if t == nil {
-		return noop.NewTracerProvider().Tracer("")
+		return noopTracer
 	}
 	return t.tracer
 }
