@@ -1,0 +1,125 @@
+package pipeline_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/visionstack/visionstack/runtime/blob"
+	"github.com/visionstack/visionstack/runtime/config"
+	"github.com/visionstack/visionstack/runtime/localmode"
+	"github.com/visionstack/visionstack/runtime/meta"
+	"github.com/visionstack/visionstack/runtime/pipeline"
+	"github.com/visionstack/visionstack/testdata/photos"
+)
+
+// crowds are montages of grace_hopper.jpg (one frontal face each).
+var crowds = []struct{ cols, rows int }{{4, 3}, {5, 5}, {8, 6}}
+
+// gcPressure makes the collector run all the time while a test runs: a buffer that
+// libvips still reads after Go stopped referencing it is freed and reused at once.
+func gcPressure(t *testing.T) {
+	t.Helper()
+	old := debug.SetGCPercent(1)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				runtime.GC()
+				_ = make([]byte, 1<<20) // churn, so freed memory is reused
+				time.Sleep(time.Millisecond)
+			}
+		}
+	})
+	t.Cleanup(func() {
+		close(stop)
+		wg.Wait()
+		debug.SetGCPercent(old)
+	})
+}
+
+// processCrowd runs one montage through a fresh local pipeline (maxPredictions 10,
+// far below the crowd) and returns its job and processed bytes.
+func processCrowd(t *testing.T, cols, rows int) (meta.Job, []byte, error) {
+	cfg, err := config.LoadFile(photos.DemoProject())
+	if err != nil {
+		return meta.Job{}, nil, err
+	}
+	cfg.Pipeline.Analyses[0].MaxPredictions = 10
+	env, err := localmode.Open(cfg, t.TempDir(), localmode.Options{Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		return meta.Job{}, nil, err
+	}
+	defer env.Close()
+	data, err := photos.Montage("grace_hopper.jpg", cols, rows)
+	if err != nil {
+		return meta.Job{}, nil, err
+	}
+	ctx := context.Background()
+	name := fmt.Sprintf("crowd-%dx%d.jpg", cols, rows)
+	a, err := env.Incoming.Put(ctx, name, data, blob.PutOptions{})
+	if err != nil {
+		return meta.Job{}, nil, err
+	}
+	out, err := env.Pipeline.Process(ctx, pipeline.Task{Key: pipeline.ObjectKey("incoming", name, a.Generation),
+		Source: meta.Source{Bucket: "incoming", Object: name, Generation: a.Generation}})
+	if err != nil {
+		return out.Job, nil, err
+	}
+	if out.Job.State != meta.StateDone {
+		return out.Job, nil, fmt.Errorf("%s: %s (%s)", name, out.Job.State, out.Job.Reason)
+	}
+	processed, _, err := blob.ReadAll(ctx, env.Processed, out.Job.Outputs[0].Object, 0)
+	return out.Job, processed, err
+}
+
+// Crowds of 12, 25 and 48 real faces, processed one after another and all at once
+// while the collector runs constantly: every one done, every face the model found
+// anonymized (maxPredictions does not cap anonymization), the same bytes every run.
+func TestCrowdsUnderGCPressure(t *testing.T) {
+	gcPressure(t)
+	type result struct {
+		job  meta.Job
+		data []byte
+	}
+	first := make([]result, len(crowds))
+	for i, c := range crowds {
+		job, data, err := processCrowd(t, c.cols, c.rows)
+		if err != nil {
+			t.Fatalf("%dx%d: %v", c.cols, c.rows, err)
+		}
+		faces := c.cols * c.rows
+		dets := len(job.Results[0].Detections)
+		t.Logf("%d faces: %d detections, %d bytes out", faces, dets, len(data))
+		if dets < faces {
+			t.Errorf("%d faces: the record keeps %d detections; anonymization must see every face found", faces, dets)
+		}
+		first[i] = result{job, data}
+	}
+	for round := range 2 {
+		var wg sync.WaitGroup
+		for i, c := range crowds {
+			wg.Go(func() {
+				job, data, err := processCrowd(t, c.cols, c.rows)
+				if err != nil {
+					t.Errorf("round %d, %dx%d concurrently: %v", round, c.cols, c.rows, err)
+					return
+				}
+				if len(job.Results[0].Detections) != len(first[i].job.Results[0].Detections) || !bytes.Equal(data, first[i].data) {
+					t.Errorf("round %d, %dx%d: output differs from the first run (%d vs %d bytes)", round, c.cols, c.rows, len(data), len(first[i].data))
+				}
+			})
+		}
+		wg.Wait()
+	}
+}
