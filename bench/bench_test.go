@@ -83,6 +83,9 @@ func report(b *testing.B, start time.Time) {
 	reportPeakRSS(b)
 }
 
+// keep is the long side the demo's transform needs, which Prepare decodes at.
+func keep() int { return transform.New(project.Pipeline.Transforms, true).LongSide() }
+
 func BenchmarkPrepare12MP(b *testing.B) {
 	setup(b)
 	p := prepare.New(project.Pipeline.Prepare)
@@ -90,18 +93,21 @@ func BenchmarkPrepare12MP(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	for range b.N {
-		if _, err := p.Prepare(big); err != nil {
+		img, err := p.Prepare(big, keep())
+		if err != nil {
 			b.Fatal(err)
 		}
+		img.Close()
 	}
 	report(b, start)
 }
 
 func prepared(b *testing.B) *prepare.Image {
-	img, err := prepare.New(project.Pipeline.Prepare).Prepare(big)
+	img, err := prepare.New(project.Pipeline.Prepare).Prepare(big, keep())
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(img.Close)
 	return img
 }
 
@@ -110,7 +116,7 @@ func analyzer(b *testing.B) *analyze.Analyzer {
 	if err != nil {
 		b.Fatal(err)
 	}
-	a, err := analyze.New(project.Pipeline.Analyses, models)
+	a, err := analyze.New(project.Pipeline, models)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -147,13 +153,13 @@ func results(b *testing.B) []meta.Result {
 func BenchmarkTransform12MP(b *testing.B) {
 	setup(b)
 	res := results(b)
-	autoOrient := true
-	tr := transform.New(project.Pipeline.Transforms, autoOrient)
+	img := prepared(b)
+	tr := transform.New(project.Pipeline.Transforms, true)
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
 	for range b.N {
-		if _, err := tr.Apply(big, res); err != nil {
+		if _, err := tr.Apply(img.Decoded, res); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -161,7 +167,7 @@ func BenchmarkTransform12MP(b *testing.B) {
 }
 
 func processedBytes(b *testing.B) []byte {
-	out, err := transform.New(project.Pipeline.Transforms, true).Apply(big, results(b))
+	out, err := transform.New(project.Pipeline.Transforms, true).Apply(prepared(b).Decoded, results(b))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -243,4 +249,68 @@ func BenchmarkPipeline12MP(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/image")
 	reportPeakRSS(b)
 	runtime.KeepAlive(env)
+}
+
+// rssKB reads a field (VmRSS, VmHWM) of /proc/self/status in KiB.
+func rssKB(field string) float64 {
+	raw, _ := os.ReadFile("/proc/self/status")
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return float64(kb)
+		}
+	}
+	return 0
+}
+
+// inflight is how many 12 MP jobs BenchmarkInflight12MP runs at once.
+const inflight = 4
+
+// BenchmarkInflight12MP runs whole jobs on 4 different 12 MP images at once, without
+// admission control, and reports the memory each in-flight image adds: the peak RSS
+// during the batch (the peak is reset first, through /proc/self/clear_refs) minus the
+// RSS before it, over 4; the worst batch counts.
+func BenchmarkInflight12MP(b *testing.B) {
+	setup(b)
+	env, err := localmode.Open(project, b.TempDir(), localmode.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer env.Close()
+	ctx := context.Background()
+	worst := 0.0
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		var tasks []pipeline.Task
+		for k := range inflight {
+			obj := fmt.Sprintf("batch%d/%d.jpg", i, k)
+			a, err := env.Incoming.Put(ctx, obj, big, blob.PutOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			tasks = append(tasks, pipeline.Task{Key: pipeline.ObjectKey("incoming", obj, a.Generation),
+				Source: meta.Source{Bucket: "incoming", Object: obj, Generation: a.Generation}})
+		}
+		runtime.GC()
+		if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+			b.Fatalf("reset the peak RSS: %v", err)
+		}
+		before := rssKB("VmRSS")
+		b.StartTimer()
+		var wg sync.WaitGroup
+		for _, t := range tasks {
+			wg.Go(func() {
+				if out, err := env.Pipeline.Process(ctx, t); err != nil || out.Job.State != meta.StateDone {
+					b.Errorf("process: %v %s", err, out.Job.Reason)
+				}
+			})
+		}
+		wg.Wait()
+		b.StopTimer()
+		worst = max(worst, (rssKB("VmHWM")-before)/1024/inflight)
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N*inflight), "ms/image")
+	b.ReportMetric(worst, "MiB/inflight-image")
+	reportPeakRSS(b)
 }

@@ -105,7 +105,7 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, paths []string) 
 			return err
 		}
 		subs = append(subs, s)
-		if !s.Skipped {
+		if !s.Skipped && s.NotRead == "" {
 			todo++
 		}
 	}
@@ -173,10 +173,16 @@ func (o *runOptions) serveReview(ctx context.Context, g *globalOptions, cfg *con
 
 func (o *runOptions) summarize(ctx context.Context, w io.Writer, env *localmode.Env, subs []localmode.Submitted, todo int, took time.Duration) error {
 	var rows []summaryRow
-	var done, quarantined, failed, skipped, faces int
+	var done, quarantined, failed, skipped, notRead, faces int
 	for _, s := range subs {
-		j, err := env.Meta.Get(ctx, s.Key)
 		row := summaryRow{object: s.Object}
+		if s.NotRead != "" {
+			row.state, row.detail = "not read", s.NotRead
+			notRead++
+			rows = append(rows, row)
+			continue
+		}
+		j, err := env.Meta.Get(ctx, s.Key)
 		switch {
 		case errors.Is(err, meta.ErrNotFound):
 			row.state, row.detail = "failed", "never processed: see the dead-letter queue"
@@ -218,8 +224,11 @@ func (o *runOptions) summarize(ctx context.Context, w io.Writer, env *localmode.
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", r.object, r.state, r.faces, r.detail)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\n%d images: %d processed, %d skipped (done before), %d quarantined, %d failed; %d faces; %s\n",
-		len(subs), done, skipped, quarantined, failed, faces, took.Round(time.Millisecond))
+	fmt.Fprintf(w, "\n%d images: %d processed, %d skipped (done before), %d quarantined, %d failed", len(subs), done, skipped, quarantined, failed)
+	if notRead > 0 {
+		fmt.Fprintf(w, ", %d not read", notRead)
+	}
+	fmt.Fprintf(w, "; %d faces; %s\n", faces, took.Round(time.Millisecond))
 	fmt.Fprintf(w, "outputs: %s  (processed/, quarantine/, visionstack.db)\n", env.Dir)
 	if failed > 0 {
 		return exitError{2, fmt.Errorf("%d images failed after retries", failed)}

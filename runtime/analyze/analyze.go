@@ -20,6 +20,16 @@ import (
 type Analysis struct {
 	Spec      config.Analysis
 	Predictor model.Predictor
+	// Anonymized: a blur reads its boxes, so maxPredictions does not cap it.
+	Anonymized bool
+}
+
+// limits are what the model is asked for and how many detections are kept (0: all).
+func (an Analysis) limits() (ask, keep int) {
+	if an.Anonymized {
+		return max(an.Spec.MaxPredictions, config.AnonymizedMaxPredictions), 0
+	}
+	return an.Spec.MaxPredictions, an.Spec.MaxPredictions
 }
 
 // Analyzer runs analyses.
@@ -33,15 +43,15 @@ func (a *Analyzer) Observe(f func(ctx context.Context, spec config.Analysis, too
 	a.observe = f
 }
 
-// New pairs each configured analysis with the predictor models[spec.Model].
-func New(specs []config.Analysis, models map[string]model.Predictor) (*Analyzer, error) {
+// New pairs each analysis of the pipeline with the predictor models[spec.Model].
+func New(pl config.Pipeline, models map[string]model.Predictor) (*Analyzer, error) {
 	a := &Analyzer{}
-	for _, s := range specs {
+	for _, s := range pl.Analyses {
 		p := models[s.Model]
 		if p == nil {
 			return nil, fmt.Errorf("analysis %s: no client for model %s", s.Name, s.Model)
 		}
-		a.analyses = append(a.analyses, Analysis{Spec: s, Predictor: p})
+		a.analyses = append(a.analyses, Analysis{Spec: s, Predictor: p, Anonymized: pl.Anonymized(s.Name)})
 	}
 	return a, nil
 }
@@ -91,9 +101,10 @@ func (a *Analyzer) one(ctx context.Context, an Analysis, payload, mime string) (
 	s := an.Spec
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout.Duration)
 	defer cancel()
+	ask, keep := an.limits()
 	start := time.Now()
 	preds, err := an.Predictor.Predict(ctx, []model.Instance{{Content: payload, MimeType: mime}},
-		model.Parameters{ConfidenceThreshold: *s.MinConfidence, MaxPredictions: s.MaxPredictions})
+		model.Parameters{ConfidenceThreshold: *s.MinConfidence, MaxPredictions: ask})
 	latency := time.Since(start)
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = fmt.Errorf("%w: %w", model.ErrTransient, err)
@@ -111,12 +122,12 @@ func (a *Analyzer) one(ctx context.Context, an Analysis, payload, mime string) (
 	if err := preds[0].Validate(detection); err != nil {
 		return meta.Result{}, fault.Permanent(fmt.Errorf("analyze %s: %w", s.Name, err))
 	}
-	return meta.Result{Analysis: s.Name, Model: s.Model, Detections: Detections(preds[0], *s.MinConfidence, s.MaxPredictions),
+	return meta.Result{Analysis: s.Name, Model: s.Model, Detections: Detections(preds[0], *s.MinConfidence, keep),
 		LatencyMS: float64(latency.Microseconds()) / 1000}, nil
 }
 
 // Detections converts a validated prediction, keeping those at or above minConf,
-// strongest first as the model ordered them, at most max.
+// strongest first as the model ordered them, at most limit (0: all).
 func Detections(p model.Prediction, minConf float64, limit int) []meta.Detection {
 	out := []meta.Detection{}
 	for i, c := range p.Confidences {

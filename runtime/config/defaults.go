@@ -4,27 +4,30 @@ import "time"
 
 // Defaults, in one place. Applied by Load before Validate.
 const (
-	DefaultMaxBytes            ByteSize = 20 << 20
-	DefaultMaxPixels           Count    = 50_000_000
-	DefaultMaxDimension                 = 16384
-	DefaultLongSide                     = 1024
-	DefaultPayloadLimit        ByteSize = 1_500_000 // Vertex AI shared public endpoints cap near 1.5 MB
-	DefaultQuality                      = 90
-	DefaultMinConfidence                = 0.5
-	DefaultMaxPredictions               = 100
-	DefaultModelTimeout                 = 30 * time.Second
-	DefaultPadding                      = 0.15
-	DefaultBlurMethod                   = "pixelate"
-	DefaultOutLongSide                  = 2048
-	DefaultOutQuality                   = 85
-	DefaultTopic                        = "processed"
-	DefaultMaxAttempts                  = 5
-	DefaultMinBackoff                   = 10 * time.Second
-	DefaultMaxBackoff                   = 600 * time.Second
-	DefaultAckDeadline                  = 300 * time.Second
-	DefaultDriftThreshold               = 0.2
-	DefaultDriftWindow                  = 500
-	DefaultDriftBaselineImages          = 200
+	DefaultMaxBytes       ByteSize = 20 << 20
+	DefaultMaxPixels      Count    = 50_000_000
+	DefaultMaxDimension            = 16384
+	DefaultLongSide                = 1024
+	DefaultPayloadLimit   ByteSize = 1_500_000 // Vertex AI shared public endpoints cap near 1.5 MB
+	DefaultQuality                 = 90
+	DefaultMinConfidence           = 0.5
+	DefaultMaxPredictions          = 100
+	// AnonymizedMaxPredictions is what an analysis a blur reads asks its model for,
+	// whatever its maxPredictions: a crowd is anonymized whole.
+	AnonymizedMaxPredictions   = 1000
+	DefaultModelTimeout        = 30 * time.Second
+	DefaultPadding             = 0.15
+	DefaultBlurMethod          = "pixelate"
+	DefaultOutLongSide         = 2048
+	DefaultOutQuality          = 85
+	DefaultTopic               = "processed"
+	DefaultMaxAttempts         = 5
+	DefaultMinBackoff          = 10 * time.Second
+	DefaultMaxBackoff          = 600 * time.Second
+	DefaultAckDeadline         = 300 * time.Second
+	DefaultDriftThreshold      = 0.2
+	DefaultDriftWindow         = 500
+	DefaultDriftBaselineImages = 200
 )
 
 // DefaultFormats are the input formats accepted when none are configured.
@@ -114,3 +117,13 @@ func setIfZero[T comparable](dst *T, v T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// Anonymized reports whether a blur transform reads analysis's boxes.
+func (p Pipeline) Anonymized(analysis string) bool {
+	for _, t := range p.Transforms {
+		if t.Blur != nil && t.Blur.Analysis == analysis {
+			return true
+		}
+	}
+	return false
+}

@@ -106,7 +106,8 @@ type Analysis struct {
 	Mode string `yaml:"mode,omitempty" json:"mode,omitempty" jsonschema:"enum=sync,enum=async"`
 	// MinConfidence drops weaker predictions (0..1, default 0.5).
 	MinConfidence *float64 `yaml:"minConfidence,omitempty" json:"minConfidence,omitempty" jsonschema:"minimum=0,maximum=1"`
-	// MaxPredictions per image (default 100).
+	// MaxPredictions per image (default 100). It never caps an analysis a blur
+	// transform reads: anonymization asks the model for up to 1000 boxes and uses all.
 	MaxPredictions int `yaml:"maxPredictions,omitempty" json:"maxPredictions,omitempty" jsonschema:"minimum=1"`
 	// Timeout of one model call (default 30s).
 	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`

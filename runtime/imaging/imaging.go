@@ -18,11 +18,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/davidbyttow/govips/v2/vips"
 	_ "golang.org/x/image/webp"
 
+	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/runtime/fault"
 )
 
@@ -61,6 +61,11 @@ type Limits struct {
 	MaxPixels    int64
 	MaxDimension int
 	Formats      []string
+}
+
+// LimitsFor are the limits of a project's prepare step (defaults applied).
+func LimitsFor(c config.Prepare) Limits {
+	return Limits{MaxBytes: int64(c.MaxBytes), MaxPixels: int64(c.MaxPixels), MaxDimension: c.MaxDimension, Formats: c.Formats}
 }
 
 // Errors of the header check; all are wrapped as permanent.
@@ -103,13 +108,44 @@ func (l Limits) Check(data []byte) (Header, error) {
 	return h, nil
 }
 
-// Image is a decoded (lazily, by libvips) image. Close it.
-type Image struct{ ref *vips.ImageRef }
+// Image is a libvips image together with every Go buffer it may still read.
+//
+// govips hands libvips Go byte slices without copying them (load_from_buffer(&buf[0]))
+// and libvips reads lazily: pixels are pulled from the buffer only when an output is
+// written, possibly long after the ImageRef that held the slice was closed. A buffer
+// the collector frees while an image still reads it turns a good photo into "libpng
+// read error", "failed to write image to memory" or no message at all, now and then.
+// So the rule lives here: an Image pins every buffer its pixels may come from — its
+// own source and those of every image pasted into it or derived from — until Close.
+// Callers never see an ImageRef.
+type Image struct {
+	ref  *vips.ImageRef
+	pins [][]byte
+}
 
-// Close frees the image.
+// fromBuffer loads buf with load and pins it to the image.
+func fromBuffer(buf []byte, load func([]byte) (*vips.ImageRef, error)) (*Image, error) {
+	ref, err := load(buf)
+	if err != nil {
+		return nil, err
+	}
+	return &Image{ref: ref, pins: [][]byte{buf}}, nil
+}
+
+// derive wraps ref, an image computed from im, with im's pins.
+func (im *Image) derive(ref *vips.ImageRef) *Image {
+	return &Image{ref: ref, pins: slices.Clone(im.pins)}
+}
+
+// absorb records that im's pixels now also come from o (pasted into im).
+func (im *Image) absorb(o *Image) { im.pins = append(im.pins, o.pins...) }
+
+// Close frees the image and unpins its buffers.
 func (im *Image) Close() {
 	if im != nil && im.ref != nil {
 		im.ref.Close()
+		im.ref = nil
+		im.pins = nil
 	}
 }
 
@@ -119,52 +155,136 @@ func (im *Image) Width() int { return im.ref.Width() }
 // Height in pixels.
 func (im *Image) Height() int { return im.ref.Height() }
 
-// Crop modes for Thumbnail.
+// Crop modes for thumbnails.
 const (
 	CropNone      = "none"
 	CropCentre    = "centre"
 	CropAttention = "attention"
 )
 
-// Thumbnail decodes data to fit longSide (never enlarging), shrinking while it
-// decodes. autoOrient applies the EXIF orientation; crop makes a square.
-// Decoding errors (truncated or corrupt data) are permanent.
-func Thumbnail(data []byte, longSide int, crop string, autoOrient bool) (*Image, error) {
-	Init(0)
-	interesting := vips.InterestingNone
-	w, h := longSide, longSide
+func interesting(crop string) vips.Interesting {
 	switch crop {
 	case CropCentre:
-		interesting = vips.InterestingCentre
+		return vips.InterestingCentre
 	case CropAttention:
-		interesting = vips.InterestingAttention
+		return vips.InterestingAttention
 	}
+	return vips.InterestingNone
+}
+
+// corrupt marks a libvips failure while decoding the image's own bytes: the input is
+// broken, and no retry can fix it — unless libvips ran out of memory, which is the
+// machine's trouble, not the image's.
+func corrupt(err error) error {
+	err = vipsErr(err)
+	if msg := strings.ToLower(err.Error()); strings.Contains(msg, "out of memory") || strings.Contains(msg, "unable to allocate") {
+		return fmt.Errorf("decode: %w", err)
+	}
+	return fault.Permanent(fmt.Errorf("%w: %v", ErrCorrupt, err))
+}
+
+// Thumbnail passes data through the gate (l.Check) and opens it to fit longSide
+// (never enlarging), shrinking while it decodes; autoOrient applies the EXIF
+// orientation, crop makes a square. It is decoded lazily and sequentially: write it
+// once (JPEG, Gray). For several reads or region edits, use Decode.
+func (l Limits) Thumbnail(data []byte, longSide int, crop string, autoOrient bool) (*Image, Header, error) {
+	h, err := l.Check(data)
+	if err != nil {
+		return nil, h, err
+	}
+	im, err := thumbnail(data, longSide, crop, autoOrient)
+	return im, h, err
+}
+
+func thumbnail(data []byte, longSide int, crop string, autoOrient bool) (*Image, error) {
+	Init(0)
 	params := vips.NewImportParams()
 	params.FailOnError.Set(true)
 	if autoOrient {
-		ref, err := vips.LoadThumbnailFromBuffer(data, w, h, interesting, vips.SizeDown, params)
+		im, err := fromBuffer(data, func(b []byte) (*vips.ImageRef, error) {
+			return vips.LoadThumbnailFromBuffer(b, longSide, longSide, interesting(crop), vips.SizeDown, params)
+		})
 		if err != nil {
-			return nil, fault.Permanent(fmt.Errorf("%w: %v", ErrCorrupt, vipsErr(err)))
+			return nil, corrupt(err)
 		}
-		return &Image{ref}, nil
+		return im, nil
 	}
-	ref, err := vips.LoadImageFromBuffer(data, params)
+	im, err := fromBuffer(data, func(b []byte) (*vips.ImageRef, error) { return vips.LoadImageFromBuffer(b, params) })
 	if err != nil {
-		return nil, fault.Permanent(fmt.Errorf("%w: %v", ErrCorrupt, vipsErr(err)))
+		return nil, corrupt(err)
 	}
-	if err := ref.RemoveOrientation(); err != nil {
-		ref.Close()
-		return nil, err
+	if err := im.ref.RemoveOrientation(); err != nil {
+		im.Close()
+		return nil, vipsErr(err)
 	}
-	if err := ref.ThumbnailWithSize(w, h, interesting, vips.SizeDown); err != nil {
-		ref.Close()
-		return nil, fault.Permanent(fmt.Errorf("%w: %v", ErrCorrupt, vipsErr(err)))
+	if longSide < MaxSide || crop != CropNone {
+		if err := im.ref.ThumbnailWithSize(longSide, longSide, interesting(crop), vips.SizeDown); err != nil {
+			im.Close()
+			return nil, corrupt(err)
+		}
 	}
-	return &Image{ref}, nil
+	return im, nil
+}
+
+// Decode passes data through the gate (l.Check) and decodes it once, shrinking while
+// it decodes to fit longSide (never enlarging), oriented by EXIF when autoOrient, into
+// memory that the Image owns: it can then be read any number of times, in any order
+// (several encodes, region edits), without going back to data. An error while
+// decoding data is permanent (the bytes are broken); the header declared it.
+func (l Limits) Decode(data []byte, longSide int, autoOrient bool) (*Image, Header, error) {
+	h, err := l.Check(data)
+	if err != nil {
+		return nil, h, err
+	}
+	lazy, err := thumbnail(data, longSide, CropNone, autoOrient)
+	if err != nil {
+		return nil, h, err
+	}
+	defer lazy.Close()
+	im, err := lazy.materialize()
+	return im, h, err
+}
+
+// materialize writes the image's pixels into a buffer of its own: an uncompressed
+// in-memory TIFF (a copy, not a codec), reloaded. The lazy decode happens here, so a
+// failure here is the source's fault.
+func (im *Image) materialize() (*Image, error) {
+	defer runtime.KeepAlive(im)
+	p := vips.NewTiffExportParams()
+	p.Compression = vips.TiffCompressionNone
+	p.Predictor = vips.TiffPredictorNone
+	raw, _, err := im.ref.ExportTiff(p)
+	if err != nil {
+		return nil, corrupt(err)
+	}
+	out, err := fromBuffer(raw, vips.NewImageFromBuffer)
+	if err != nil {
+		return nil, fmt.Errorf("reload decoded pixels: %w", vipsErr(err))
+	}
+	return out, nil
+}
+
+// Fit returns a copy of the image fitted to longSide (never enlarging); crop makes a
+// square. The receiver is unchanged.
+func (im *Image) Fit(longSide int, crop string) (*Image, error) {
+	defer runtime.KeepAlive(im)
+	ref, err := im.ref.Copy()
+	if err != nil {
+		return nil, vipsErr(err)
+	}
+	out := im.derive(ref)
+	if longSide < max(im.Width(), im.Height()) || crop != CropNone {
+		if err := ref.ThumbnailWithSize(longSide, longSide, interesting(crop), vips.SizeDown); err != nil {
+			out.Close()
+			return nil, fmt.Errorf("fit to %d px: %w", longSide, vipsErr(err))
+		}
+	}
+	return out, nil
 }
 
 // JPEG encodes the image; strip drops EXIF, XMP, IPTC and ICC metadata.
 func (im *Image) JPEG(quality int, strip bool) ([]byte, error) {
+	defer runtime.KeepAlive(im)
 	if err := im.flatten(); err != nil {
 		return nil, err
 	}
@@ -174,26 +294,24 @@ func (im *Image) JPEG(quality int, strip bool) ([]byte, error) {
 	p.Interlace = false
 	out, _, err := im.ref.ExportJpeg(p)
 	if err != nil {
-		// Decoding is lazy: a truncated source fails here, at the first full read.
-		return nil, fault.Permanent(fmt.Errorf("%w: %v", ErrCorrupt, vipsErr(err)))
+		return nil, fmt.Errorf("encode JPEG: %w", vipsErr(err))
 	}
 	return out, nil
 }
 
-// EncodeFit decodes data into a longSide thumbnail and encodes it as a stripped JPEG
-// of at most limit bytes: first at quality, then at lower qualities, then at smaller
-// sizes. Each try decodes afresh, because a shrink-on-load decode is sequential and
-// can be encoded once; at model-input sizes a retry is rare and cheap.
-func EncodeFit(data []byte, longSide int, crop string, autoOrient bool, limit, quality int) (out []byte, w, h int, err error) {
+// EncodeFit fits the image to longSide (crop as Fit) and encodes it as a stripped
+// JPEG of at most limit bytes: first at quality, then at lower qualities, then at
+// smaller sizes. Call it on a decoded (random-access) image.
+func (im *Image) EncodeFit(longSide int, crop string, limit, quality int) (out []byte, w, h int, err error) {
 	q := quality
 	for range 16 {
-		img, err := Thumbnail(data, longSide, crop, autoOrient)
+		fit, err := im.Fit(longSide, crop)
 		if err != nil {
 			return nil, 0, 0, err
 		}
-		out, err = img.JPEG(q, true)
-		w, h = img.Width(), img.Height()
-		img.Close()
+		out, err = fit.JPEG(q, true)
+		w, h = fit.Width(), fit.Height()
+		fit.Close()
 		if err != nil {
 			return nil, 0, 0, err
 		}
@@ -210,13 +328,13 @@ func EncodeFit(data []byte, longSide int, crop string, autoOrient bool, limit, q
 			break
 		}
 	}
-	return nil, 0, 0, fmt.Errorf("cannot encode under %d bytes", limit)
+	return nil, 0, 0, fault.Permanent(fmt.Errorf("cannot encode under %d bytes", limit))
 }
 
 func (im *Image) flatten() error {
 	if im.ref.HasAlpha() {
 		if err := im.ref.Flatten(&vips.Color{R: 255, G: 255, B: 255}); err != nil {
-			return fmt.Errorf("flatten alpha: %w", err)
+			return fmt.Errorf("flatten alpha: %w", vipsErr(err))
 		}
 	}
 	return nil
@@ -224,32 +342,33 @@ func (im *Image) flatten() error {
 
 // Gray returns 8-bit luminance pixels, row-major, for the face detector.
 func (im *Image) Gray() (pix []uint8, width, height int, err error) {
+	defer runtime.KeepAlive(im)
 	cp, err := im.ref.Copy()
 	if err != nil {
-		return nil, 0, 0, err
+		return nil, 0, 0, vipsErr(err)
 	}
 	defer cp.Close()
 	if cp.HasAlpha() {
 		if err := cp.Flatten(&vips.Color{R: 255, G: 255, B: 255}); err != nil {
-			return nil, 0, 0, err
+			return nil, 0, 0, vipsErr(err)
 		}
 	}
 	if err := cp.ToColorSpace(vips.InterpretationBW); err != nil {
-		return nil, 0, 0, fmt.Errorf("grayscale: %w", err)
+		return nil, 0, 0, fmt.Errorf("grayscale: %w", vipsErr(err))
 	}
 	if cp.Bands() > 1 {
 		if err := cp.ExtractBand(0, 1); err != nil {
-			return nil, 0, 0, err
+			return nil, 0, 0, vipsErr(err)
 		}
 	}
 	if cp.BandFormat() != vips.BandFormatUchar {
 		if err := cp.Cast(vips.BandFormatUchar); err != nil {
-			return nil, 0, 0, err
+			return nil, 0, 0, vipsErr(err)
 		}
 	}
 	raw, err := cp.ToBytes()
 	if err != nil {
-		return nil, 0, 0, fault.Permanent(fmt.Errorf("%w: %v", ErrCorrupt, vipsErr(err)))
+		return nil, 0, 0, fmt.Errorf("grayscale: %w", vipsErr(err))
 	}
 	w, h := cp.Width(), cp.Height()
 	if len(raw) != w*h {
@@ -258,80 +377,28 @@ func (im *Image) Gray() (pix []uint8, width, height int, err error) {
 	return raw, w, h, nil
 }
 
-// Editable decodes data for region edits, fitting longSide (never enlarging).
-// Thumbnail's fast shrink-on-load decode is sequential, and region edits need random
-// access (cut a region out, paste it back), so the thumbnail is materialised once
-// through an uncompressed in-memory TIFF — a copy, not a codec — and reloaded.
-func Editable(data []byte, longSide int, autoOrient bool) (*Image, error) {
-	img, err := Thumbnail(data, longSide, CropNone, autoOrient)
-	if err != nil {
-		return nil, err
-	}
-	p := vips.NewTiffExportParams()
-	p.Compression = vips.TiffCompressionNone
-	p.Predictor = vips.TiffPredictorNone
-	raw, _, err := img.ref.ExportTiff(p)
-	img.Close()
-	if err != nil {
-		// Decoding is lazy: a truncated source fails here, at the first full read.
-		return nil, fault.Permanent(fmt.Errorf("%w: %v", ErrCorrupt, vipsErr(err)))
-	}
-	ref, err := vips.NewImageFromBuffer(raw)
-	if err != nil {
-		return nil, fmt.Errorf("reload: %w", vipsErr(err))
-	}
-	return &Image{ref}, nil
-}
-
-// vipsErr drops the Go stack trace govips appends to every libvips error.
+// vipsErr drops the Go stack trace govips appends to every libvips error. libvips
+// keeps one error buffer for all threads, and govips clears it after reading, so
+// under concurrency a failure can arrive with another thread's message or none.
 func vipsErr(err error) error {
 	if err == nil {
 		return nil
 	}
 	msg, _, _ := strings.Cut(err.Error(), "Stack:")
 	if msg = strings.TrimSpace(msg); msg == "" {
-		msg = "libvips failed without a message"
+		msg = "libvips failed without a message (its error buffer is shared between threads; the message may have gone to another)"
 	}
 	return errors.New(msg)
-}
-
-// Decode decodes an encoded image as is (no resize), e.g. a model input.
-func Decode(data []byte) (*Image, error) {
-	Init(0)
-	params := vips.NewImportParams()
-	params.FailOnError.Set(true)
-	ref, err := vips.LoadImageFromBuffer(data, params)
-	if err != nil {
-		return nil, fault.Permanent(fmt.Errorf("%w: %v", ErrCorrupt, vipsErr(err)))
-	}
-	return &Image{ref}, nil
 }
 
 // MaxSide is larger than any image the header check lets through; as a thumbnail
 // size it means "keep the original size".
 const MaxSide = 1 << 20
 
-// RetryCorrupt runs f, and again (up to three times in all, a few milliseconds
-// apart) while it fails with ErrCorrupt. libvips 8.14 now and then fails a good JPEG
-// when images are decoded in parallel ("images do not match between header and
-// load", or no message at all: its error buffer is shared between threads); once
-// was seen to fail twice in a row on a loaded machine. A really corrupt file fails
-// every time and is quarantined. Retrying here keeps good images out of quarantine
-// without waiting for a queue redelivery.
-func RetryCorrupt[T any](f func() (T, error)) (T, error) {
-	v, err := f()
-	for try := 1; try < 3 && err != nil && errors.Is(err, ErrCorrupt); try++ {
-		slog.Debug("decode failed; retrying", "err", err, "try", try+1)
-		time.Sleep(time.Duration(try*try) * 5 * time.Millisecond)
-		v, err = f()
-	}
-	return v, err
-}
-
 // Upscale enlarges an image to width (keeping its aspect) and encodes a JPEG: it makes
 // large benchmark inputs out of real photos.
 func Upscale(data []byte, width, quality int) ([]byte, error) {
-	img, err := Decode(data)
+	img, _, err := Limits{}.Thumbnail(data, MaxSide, CropNone, false)
 	if err != nil {
 		return nil, err
 	}

@@ -1,20 +1,50 @@
 package imaging_test
 
 import (
+	"bytes"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/visionstack/visionstack/internal/testimg"
+	"github.com/visionstack/visionstack/runtime/fault"
 	"github.com/visionstack/visionstack/runtime/imaging"
 	"github.com/visionstack/visionstack/testdata/photos"
 )
 
-// TestConcurrentDecodes decodes the sample photos from several goroutines at once:
-// the pipeline runs images in parallel, and every decode must succeed every time.
-func TestConcurrentDecodes(t *testing.T) {
+// collectOften runs the collector constantly while the test runs: a buffer libvips
+// still reads after Go stopped referencing it is freed and reused at once.
+func collectOften(t *testing.T) {
+	t.Helper()
+	old := debug.SetGCPercent(1)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				runtime.GC()
+				_ = make([]byte, 1<<20)
+				time.Sleep(time.Millisecond)
+			}
+		}
+	})
+	t.Cleanup(func() {
+		close(stop)
+		wg.Wait()
+		debug.SetGCPercent(old)
+	})
+}
+
+func samples(t *testing.T) [][]byte {
 	files, _ := filepath.Glob(filepath.Join(photos.Dir(), "faces", "*.jpg"))
 	var datas [][]byte
 	for _, f := range files {
@@ -24,65 +54,80 @@ func TestConcurrentDecodes(t *testing.T) {
 		}
 		datas = append(datas, d)
 	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	fails := 0
-	for g := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range 12 {
-				d := datas[(g+i)%len(datas)]
-				var err error
-				if i%2 == 0 {
-					var im *imaging.Image
-					im, err = imaging.Editable(d, 2048, true)
-					if err == nil {
-						_, err = im.JPEG(85, true)
-						im.Close()
-					}
-				} else {
-					_, _, _, err = imaging.EncodeFit(d, 1024, imaging.CropNone, true, 1_000_000, 90)
-				}
-				if err != nil {
-					mu.Lock()
-					fails++
-					mu.Unlock()
-					t.Errorf("goroutine %d image %d: %v", g, i, err)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if fails > 0 {
-		t.Fatalf("%d of 48 concurrent decodes failed", fails)
-	}
+	return datas
 }
 
-// RetryCorrupt tries a decode up to three times, and only for ErrCorrupt.
-func TestRetryCorrupt(t *testing.T) {
-	corrupt := fmt.Errorf("transform: %w: libvips failed without a message", imaging.ErrCorrupt)
-	for _, c := range []struct {
-		name      string
-		failures  int
-		err       error
-		wantCalls int
-		wantErr   bool
-	}{
-		{"spurious twice, then fine", 2, corrupt, 3, false},
-		{"really corrupt", 99, corrupt, 3, true},
-		{"other errors are not retried", 99, errors.New("too large"), 1, true},
-	} {
-		calls := 0
-		_, err := imaging.RetryCorrupt(func() (int, error) {
-			calls++
-			if calls <= c.failures {
-				return 0, c.err
-			}
-			return 1, nil
-		})
-		if calls != c.wantCalls || (err != nil) != c.wantErr {
-			t.Errorf("%s: %d calls, err %v", c.name, calls, err)
+// process is what the pipeline does with one photo: decode once, derive the model
+// input, anonymize a grid of regions (each pasted patch is a buffer of its own) and
+// encode the output.
+func process(data []byte) ([]byte, error) {
+	im, _, err := imaging.Limits{}.Decode(data, 2048, true)
+	if err != nil {
+		return nil, err
+	}
+	defer im.Close()
+	if _, _, _, err := im.EncodeFit(1024, imaging.CropNone, 1_000_000, 90); err != nil {
+		return nil, err
+	}
+	var rects []imaging.Rect
+	for y := 0; y+64 < im.Height(); y += 200 {
+		for x := 0; x+64 < im.Width(); x += 200 {
+			rects = append(rects, imaging.Rect{X: x, Y: y, W: 64, H: 64})
 		}
 	}
+	if err := im.Anonymize(rects, imaging.MethodPixelate); err != nil {
+		return nil, err
+	}
+	return im.JPEG(85, true)
+}
+
+// The sample photos, each with hundreds of pasted patches, from several goroutines
+// while the collector runs constantly: every job succeeds with the same bytes as a
+// quiet run. Before images pinned their buffers, pasted patches were freed while
+// libvips still read them ("libpng read error", "failed to write image to memory").
+func TestConcurrentJobsUnderGCPressure(t *testing.T) {
+	datas := samples(t)
+	want := make([][]byte, len(datas))
+	for i, d := range datas {
+		out, err := process(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = out
+	}
+	collectOften(t)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 2 * len(datas) {
+				k := (g + i) % len(datas)
+				out, err := process(datas[k])
+				if err != nil {
+					t.Errorf("goroutine %d photo %d: %v", g, k, err)
+				} else if !bytes.Equal(out, want[k]) {
+					t.Errorf("goroutine %d photo %d: output differs from a quiet run", g, k)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// Only the image's own broken bytes are permanent, and the message is libvips' own.
+func TestDecodeErrors(t *testing.T) {
+	_, _, err := imaging.Limits{}.Decode(testimg.Truncated(testimg.JPEG(640, 480), 0.5), 2048, true)
+	if !errors.Is(err, imaging.ErrCorrupt) || !fault.IsPermanent(err) {
+		t.Fatalf("truncated JPEG: %v, want permanent ErrCorrupt", err)
+	}
+	if strings.Contains(err.Error(), "without a message") || strings.Contains(err.Error(), "Stack:") {
+		t.Errorf("truncated JPEG: %q should carry libvips' message, without a Go stack", err)
+	}
+	t.Logf("truncated JPEG: %v", err)
+	// A closed image cannot be used, and nothing about that is the image's fault.
+	im, _, err := imaging.Limits{}.Decode(testimg.JPEG(64, 48), 2048, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im.Close()
+	im.Close() // idempotent
 }

@@ -13,12 +13,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/visionstack/visionstack/runtime/blob"
@@ -143,19 +145,33 @@ func Models(cfg *config.Project) (map[string]model.Predictor, error) {
 type Input struct {
 	Path   string // on disk
 	Object string // name in the incoming bucket
+	// Skip, when set, says why the file cannot be submitted (not a regular file);
+	// run reports it instead of reading it.
+	Skip string
 }
 
 // FindInputs expands files and folders into image files (by extension, recursively),
-// naming each object by its path below the folder given.
+// naming each object by its path below the folder given. Symbolic links to regular
+// files are followed, named or found in a folder; links to folders inside a folder
+// are not descended into (no cycles). Anything that is not a regular file — a named
+// pipe, socket or device, even named x.jpg — is listed with Skip set and never opened:
+// opening a pipe would block until something writes to it.
 func FindInputs(paths []string) ([]Input, error) {
 	var out []Input
 	seen := map[string]bool{}
 	add := func(p, obj string) {
 		abs, _ := filepath.Abs(p)
-		if !seen[abs] {
-			seen[abs] = true
-			out = append(out, Input{Path: p, Object: filepath.ToSlash(obj)})
+		if seen[abs] {
+			return
 		}
+		seen[abs] = true
+		in := Input{Path: p, Object: filepath.ToSlash(obj)}
+		if st, err := os.Stat(p); err != nil {
+			in.Skip = cannotRead(err)
+		} else if !st.Mode().IsRegular() {
+			in.Skip = "not a regular file (" + fileKind(st.Mode()) + ")"
+		}
+		out = append(out, in)
 	}
 	for _, p := range paths {
 		st, err := os.Stat(p)
@@ -174,6 +190,11 @@ func FindInputs(paths []string) ([]Input, error) {
 			if d.IsDir() || !IsImageName(f) {
 				return nil
 			}
+			if d.Type()&fs.ModeSymlink != 0 {
+				if st, err := os.Stat(f); err == nil && st.IsDir() {
+					return nil // a link to a folder named like an image: not descended into
+				}
+			}
 			rel, _ := filepath.Rel(p, f)
 			add(f, filepath.Join(base, rel))
 			return nil
@@ -184,6 +205,49 @@ func FindInputs(paths []string) ([]Input, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Object < out[j].Object })
 	return out, nil
+}
+
+// cannotRead says why a file could not be read, without repeating its path.
+func cannotRead(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return "cannot read: " + err.Error()
+}
+
+// fileKind names a non-regular file's type for messages.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeDevice != 0:
+		return "device"
+	case m.IsDir():
+		return "folder"
+	}
+	return m.Type().String()
+}
+
+// readRegular reads a file only if it is a regular file, deciding on the open file
+// itself: opened non-blocking, so a pipe that replaced the file after FindInputs
+// looked cannot hang the run.
+func readRegular(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file (%s)", fileKind(st.Mode()))
+	}
+	return io.ReadAll(f)
 }
 
 // IsImageName reports whether a file name has an image extension worth submitting.
@@ -201,14 +265,21 @@ type Submitted struct {
 	Input
 	Key     string
 	Skipped bool // already final from an earlier run
+	// NotRead says why the file was not submitted (not a regular file, unreadable).
+	NotRead string
 }
 
 // Submit stores each input in the incoming bucket and queues a task, unless its
 // content was already processed (the content hash is the key), so a re-run does no work.
+// A file that cannot be read is reported in NotRead, not as an error: one bad
+// input does not stop a run.
 func (e *Env) Submit(ctx context.Context, in Input) (Submitted, error) {
-	data, err := os.ReadFile(in.Path)
+	if in.Skip != "" {
+		return Submitted{Input: in, NotRead: in.Skip}, nil
+	}
+	data, err := readRegular(in.Path)
 	if err != nil {
-		return Submitted{}, fmt.Errorf("read %s: %w", in.Path, err)
+		return Submitted{Input: in, NotRead: cannotRead(err)}, nil
 	}
 	s := Submitted{Input: in, Key: pipeline.ContentKey(data)}
 	if j, err := e.Meta.Get(ctx, s.Key); err == nil && j.State.Final() {

@@ -5,17 +5,22 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/visionstack/visionstack/internal/judge"
 	"github.com/visionstack/visionstack/runtime/blob"
 	"github.com/visionstack/visionstack/runtime/config"
+	"github.com/visionstack/visionstack/runtime/imaging"
 	"github.com/visionstack/visionstack/runtime/localmode"
 	"github.com/visionstack/visionstack/runtime/meta"
 	"github.com/visionstack/visionstack/runtime/pipeline"
+	"github.com/visionstack/visionstack/runtime/transform"
 	"github.com/visionstack/visionstack/testdata/photos"
 )
 
@@ -106,6 +111,12 @@ func TestCrowdsUnderGCPressure(t *testing.T) {
 		}
 		first[i] = result{job, data}
 	}
+	var jobs []meta.Job
+	var outs [][]byte
+	for _, r := range first {
+		jobs, outs = append(jobs, r.job), append(outs, r.data)
+	}
+	judgeCrowds(t, jobs, outs)
 	for round := range 2 {
 		var wg sync.WaitGroup
 		for i, c := range crowds {
@@ -121,5 +132,67 @@ func TestCrowdsUnderGCPressure(t *testing.T) {
 			})
 		}
 		wg.Wait()
+	}
+}
+
+// judgeCrowds asks OpenCV's cascades about every anonymized box of the crowds:
+// no face may be left in any, and no face structure (SSIM at face scale).
+func judgeCrowds(t *testing.T, jobs []meta.Job, processed [][]byte) {
+	t.Helper()
+	cfg, err := config.LoadFile(photos.DemoProject())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := transform.New(cfg.Pipeline.Transforms, true)
+	dir := t.TempDir()
+	if d := os.Getenv("VISIONSTACK_KEEP"); d != "" {
+		dir = d
+	}
+	var items []judge.Item
+	for i, c := range crowds {
+		data, err := photos.Montage("grace_hopper.jpg", c.cols, c.rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, _, err := imaging.Limits{}.Decode(data, tr.LongSide(), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refJPEG, err := ref.JPEG(95, true)
+		w, h := ref.Width(), ref.Height()
+		ref.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		item := judge.Item{Processed: filepath.Join(dir, fmt.Sprintf("crowd%d.processed.jpg", i)),
+			Reference: filepath.Join(dir, fmt.Sprintf("crowd%d.reference.jpg", i))}
+		for _, f := range []struct {
+			path string
+			data []byte
+		}{{item.Processed, processed[i]}, {item.Reference, refJPEG}} {
+			if err := os.WriteFile(f.path, f.data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, r := range tr.Regions(jobs[i].Results, w, h) {
+			item.Boxes = append(item.Boxes, [4]int{r.X, r.Y, r.W, r.H})
+		}
+		items = append(items, item)
+	}
+	got := judge.Run(t, items)
+	for i, r := range got.Results {
+		seen := 0
+		for _, b := range r.Boxes {
+			if b.FacesInReference > 0 {
+				seen++
+			}
+			if b.FacesInProcessed > 0 {
+				t.Errorf("crowd of %d: OpenCV still finds a face in box %v", crowds[i].cols*crowds[i].rows, b.Box)
+			}
+			if b.SSIM >= judge.MaxSSIM {
+				t.Errorf("crowd of %d: SSIM %.3f left in box %v", crowds[i].cols*crowds[i].rows, b.SSIM, b.Box)
+			}
+		}
+		t.Logf("crowd of %d: OpenCV %s sees a face in %d of %d original boxes and in none anonymized", crowds[i].cols*crowds[i].rows, got.OpenCV, seen, len(r.Boxes))
 	}
 }

@@ -127,7 +127,7 @@ type Pipeline struct {
 
 // New builds the pipeline of cfg (defaults applied, validated) on deps.
 func New(cfg *config.Project, d Deps) (*Pipeline, error) {
-	an, err := analyze.New(cfg.Pipeline.Analyses, d.Models)
+	an, err := analyze.New(cfg.Pipeline, d.Models)
 	if err != nil {
 		return nil, err
 	}
@@ -275,6 +275,7 @@ func (p *Pipeline) Process(ctx context.Context, t Task) (_ Outcome, err error) {
 	if release != nil {
 		defer release()
 	}
+	defer img.Close()
 	if err != nil {
 		return p.fail(ctx, log, claim, job, data, err, out)
 	}
@@ -290,7 +291,7 @@ func (p *Pipeline) Process(ctx context.Context, t Task) (_ Outcome, err error) {
 	}
 
 	_, end = p.step(ctx, "transform")
-	processed, err := p.transformer.Apply(data, job.Results)
+	processed, err := p.transformer.Apply(img.Decoded, job.Results)
 	out.Timings.Transform = end(err)
 	if err != nil {
 		return p.fail(ctx, log, claim, job, data, err, out)
@@ -334,7 +335,7 @@ func (p *Pipeline) prepare(ctx context.Context, t Task) (data []byte, img *prepa
 			return data, nil, nil, err
 		}
 	}
-	img, err = p.prep.Prepare(data)
+	img, err = p.prep.Prepare(data, p.transformer.LongSide())
 	return data, img, release, err
 }
 

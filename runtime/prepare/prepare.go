@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/visionstack/visionstack/runtime/blob"
 	"github.com/visionstack/visionstack/runtime/config"
@@ -15,7 +16,7 @@ import (
 	"github.com/visionstack/visionstack/runtime/imaging"
 )
 
-// Image is a prepared image.
+// Image is a prepared image. Close it.
 type Image struct {
 	Original []byte
 	Header   imaging.Header // as declared by the file
@@ -26,6 +27,16 @@ type Image struct {
 	Base64   string // of Payload; what REST model APIs take
 	PayloadW int
 	PayloadH int
+	// Decoded holds the pixels, oriented, decoded once at the size later steps asked
+	// for (Prepare's keep); Transform starts from it instead of decoding again.
+	Decoded *imaging.Image
+}
+
+// Close frees the decoded pixels.
+func (im *Image) Close() {
+	if im != nil {
+		im.Decoded.Close()
+	}
 }
 
 // Preparer runs the step with one project's settings.
@@ -41,8 +52,7 @@ type Preparer struct {
 // New builds a Preparer from the project's prepare settings (defaults applied).
 func New(c config.Prepare) *Preparer {
 	return &Preparer{
-		limits: imaging.Limits{MaxBytes: int64(c.MaxBytes), MaxPixels: int64(c.MaxPixels),
-			MaxDimension: c.MaxDimension, Formats: c.Formats},
+		limits:       imaging.LimitsFor(c),
 		longSide:     c.Resize.LongSide,
 		crop:         c.Resize.Crop,
 		autoOrient:   c.AutoOrient == nil || *c.AutoOrient,
@@ -69,31 +79,37 @@ func (p *Preparer) Load(ctx context.Context, b blob.Bucket, name string) ([]byte
 	return data, attrs, nil
 }
 
-// Prepare checks, orients, resizes and encodes data. Bad input gives a permanent error.
-func (p *Preparer) Prepare(data []byte) (*Image, error) {
+// Prepare checks data's header, decodes it once — shrinking while it decodes to the
+// larger of the model input and keep, the long side later steps need (0: nothing
+// beyond the model input; imaging.MaxSide: full size) — orients it, and derives the
+// model input from those pixels. Bad input gives a permanent error.
+func (p *Preparer) Prepare(data []byte, keep int) (*Image, error) {
 	h, err := p.limits.Check(data)
 	if err != nil {
 		return nil, err
 	}
-	type fit struct {
-		payload []byte
-		w, h    int
+	long := max(keep, p.longSide)
+	if p.crop != imaging.CropNone {
+		// A square crop fits the short side to longSide: keep enough for that.
+		l, s := max(h.Width, h.Height), min(h.Width, h.Height)
+		long = max(keep, int(math.Ceil(float64(p.longSide)*float64(l)/float64(s))))
 	}
-	f, err := imaging.RetryCorrupt(func() (fit, error) {
-		out, w, h, err := imaging.EncodeFit(data, p.longSide, p.crop, p.autoOrient, p.payloadLimit*3/4, p.quality) // base64 grows by 4/3
-		return fit{out, w, h}, err
-	})
-	payload, pw, ph := f.payload, f.w, f.h
+	dec, _, err := p.limits.Decode(data, min(long, imaging.MaxSide), p.autoOrient)
 	if err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	payload, pw, ph, err := dec.EncodeFit(p.longSide, p.crop, p.payloadLimit*3/4, p.quality) // base64 grows by 4/3
+	if err != nil {
+		dec.Close()
 		return nil, fmt.Errorf("encode model input: %w", err)
 	}
 	w, hh := h.Width, h.Height
-	if p.autoOrient && p.crop == imaging.CropNone && (pw > ph) != (w > hh) && pw != ph && w != hh {
+	if (dec.Width() > dec.Height()) != (w > hh) && dec.Width() != dec.Height() && w != hh {
 		w, hh = hh, w // the EXIF orientation turned it a quarter
 	}
 	return &Image{
 		Original: data, Header: h, Width: w, Height: hh,
 		Payload: payload, MimeType: "image/jpeg", Base64: base64.StdEncoding.EncodeToString(payload),
-		PayloadW: pw, PayloadH: ph,
+		PayloadW: pw, PayloadH: ph, Decoded: dec,
 	}, nil
 }

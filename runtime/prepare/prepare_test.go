@@ -30,7 +30,7 @@ func TestPrepareSamplePhoto(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := preparer(t, nil).Prepare(data)
+	img, err := preparer(t, nil).Prepare(data, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestPrepareSamplePhoto(t *testing.T) {
 func TestPayloadFitsLimit(t *testing.T) {
 	data := testimg.JPEG(3000, 2000)
 	for _, limit := range []config.ByteSize{60_000, 200_000} {
-		img, err := preparer(t, func(c *config.Prepare) { c.PayloadLimit = limit; c.Resize.LongSide = 2000 }).Prepare(data)
+		img, err := preparer(t, func(c *config.Prepare) { c.PayloadLimit = limit; c.Resize.LongSide = 2000 }).Prepare(data, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -66,7 +66,7 @@ func TestPayloadFitsLimit(t *testing.T) {
 func TestOrientationApplied(t *testing.T) {
 	// EXIF orientation 6 (rotate 90° CW): a 300x200 JPEG becomes 200x300.
 	data := withOrientation(t, testimg.JPEG(300, 200), 6)
-	img, err := preparer(t, nil).Prepare(data)
+	img, err := preparer(t, nil).Prepare(data, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestOrientationApplied(t *testing.T) {
 		t.Fatalf("oriented payload %dx%d (original %dx%d), want 200x300", img.PayloadW, img.PayloadH, img.Width, img.Height)
 	}
 	off := false
-	img, err = preparer(t, func(c *config.Prepare) { c.AutoOrient = &off }).Prepare(data)
+	img, err = preparer(t, func(c *config.Prepare) { c.AutoOrient = &off }).Prepare(data, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestBadInputRejected(t *testing.T) {
 	p := preparer(t, nil)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := p.Prepare(c.data)
+			_, err := p.Prepare(c.data, 0)
 			if !errors.Is(err, c.want) {
 				t.Fatalf("Prepare = %v, want %v", err, c.want)
 			}
@@ -125,7 +125,7 @@ func TestBadInputRejected(t *testing.T) {
 			}
 		})
 	}
-	if _, err := preparer(t, func(c *config.Prepare) { c.MaxBytes = 100 }).Prepare(good); !errors.Is(err, imaging.ErrTooLarge) {
+	if _, err := preparer(t, func(c *config.Prepare) { c.MaxBytes = 100 }).Prepare(good, 0); !errors.Is(err, imaging.ErrTooLarge) {
 		t.Fatalf("byte cap: %v", err)
 	}
 }

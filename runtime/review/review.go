@@ -357,7 +357,7 @@ func (h *Handler) image(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "w: a width of 16-4096 pixels", http.StatusBadRequest)
 			return
 		}
-		thumb, err := imaging.Thumbnail(data, size, imaging.CropNone, true)
+		thumb, _, err := imaging.LimitsFor(h.o.Project.Pipeline.Prepare).Thumbnail(data, size, imaging.CropNone, true)
 		if err != nil {
 			http.Error(w, "preview: "+err.Error(), http.StatusUnprocessableEntity)
 			return

@@ -220,7 +220,7 @@ func (s *Server) analyze(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	img, err := p.Preparer().Prepare(data)
+	img, err := p.Preparer().Prepare(data, 0) // the model input only: the push path transforms
 	var tm Timings
 	tm.Prepare = msSince(start)
 	if err != nil {
@@ -228,6 +228,7 @@ func (s *Server) analyze(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	img.Close()
 	start = time.Now()
 	results, err := p.Analyzer().Run(ctx, img.Base64, img.MimeType, analyze.ModeSync)
 	tm.Analyze = msSince(start)

@@ -1,16 +1,14 @@
 package transform_test
 
 import (
-	"bytes"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/visionstack/visionstack/internal/judge"
 	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/runtime/imaging"
 	"github.com/visionstack/visionstack/runtime/meta"
@@ -19,33 +17,6 @@ import (
 )
 
 var only = flag.String("methods", "", "comma-separated anonymization methods to judge (default: all)")
-
-// maxSSIM bounds the face-scale SSIM left in any box by the default method: "well
-// below 0.5". Smooth replacements of similar tone score about 0.35 against any face
-// (the luminance term), so this is about as low as a tone-keeping method can go.
-const maxSSIM = 0.4
-
-// judgePython is Debian's interpreter, where python3-opencv installs cv2.
-const judgePython = "/usr/bin/python3"
-
-type judgeItem struct {
-	Processed string   `json:"processed"`
-	Reference string   `json:"reference"`
-	Boxes     [][4]int `json:"boxes"`
-}
-
-type judgeOut struct {
-	OpenCV  string `json:"opencv"`
-	Results []struct {
-		Processed string `json:"processed"`
-		Boxes     []struct {
-			Box              [4]int  `json:"box"`
-			FacesInProcessed int     `json:"facesInProcessed"`
-			FacesInReference int     `json:"facesInReference"`
-			SSIM             float64 `json:"ssim"`
-		} `json:"boxes"`
-	} `json:"results"`
-}
 
 func newTransformer(method string) *transform.Transformer {
 	pad := 0.15
@@ -61,9 +32,7 @@ func newTransformer(method string) *transform.Transformer {
 // not use — whether any face is left in a box, and how much structure is left (SSIM).
 // The default method must leave no face and SSIM well below 0.5 in every box.
 func TestAnonymizationJudgedByOpenCV(t *testing.T) {
-	if out, err := exec.Command(judgePython, "-c", "import cv2").CombinedOutput(); err != nil {
-		t.Fatalf("the OpenCV judge needs Debian's python3-opencv and opencv-data (run scripts/install-deps.sh): %v\n%s", err, out)
-	}
+	judge.Require(t)
 	truth, err := photos.FaceTruth()
 	if err != nil {
 		t.Fatal(err)
@@ -74,14 +43,14 @@ func TestAnonymizationJudgedByOpenCV(t *testing.T) {
 		methods = strings.Split(*only, ",")
 	}
 	for _, method := range methods {
-		var items []judgeItem
+		var items []judge.Item
 		tr := newTransformer(method)
 		for _, tc := range truth {
 			data, err := os.ReadFile(tc.File)
 			if err != nil {
 				t.Fatal(err)
 			}
-			fit, err := imaging.Thumbnail(data, 1024, imaging.CropNone, true) // the truth's frame
+			fit, _, err := imaging.Limits{}.Thumbnail(data, 1024, imaging.CropNone, true) // the truth's frame
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -92,21 +61,21 @@ func TestAnonymizationJudgedByOpenCV(t *testing.T) {
 				res.Detections = append(res.Detections, meta.Detection{Label: "face", Confidence: 1,
 					Box: &meta.Box{XMin: b[0] / fw, XMax: (b[0] + b[2]) / fw, YMin: b[1] / fh, YMax: (b[1] + b[3]) / fh}})
 			}
-			out, err := tr.Apply(data, []meta.Result{res})
+			dec, _, err := imaging.Limits{}.Decode(data, tr.LongSide(), true)
 			if err != nil {
 				t.Fatal(err)
 			}
-			ref, err := imaging.Editable(data, max(out.Width, out.Height), true)
+			out, err := tr.Apply(dec, []meta.Result{res})
 			if err != nil {
 				t.Fatal(err)
 			}
-			refJPEG, err := ref.JPEG(95, true)
-			ref.Close()
+			refJPEG, err := dec.JPEG(95, true) // Apply leaves the decoded original as it was
+			dec.Close()
 			if err != nil {
 				t.Fatal(err)
 			}
 			base := fmt.Sprintf("%s-%s", method, filepath.Base(tc.File))
-			item := judgeItem{Processed: filepath.Join(dir, base+".processed.jpg"), Reference: filepath.Join(dir, base+".reference.jpg")}
+			item := judge.Item{Processed: filepath.Join(dir, base+".processed.jpg"), Reference: filepath.Join(dir, base+".reference.jpg")}
 			if err := os.WriteFile(item.Processed, out.Data, 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -119,7 +88,7 @@ func TestAnonymizationJudgedByOpenCV(t *testing.T) {
 			}
 			items = append(items, item)
 		}
-		got := judge(t, items)
+		got := judge.Run(t, items)
 		boxes, leftInProcessed, seenInReference, worstSSIM, sumSSIM := 0, 0, 0, 0.0, 0.0
 		for _, r := range got.Results {
 			for _, b := range r.Boxes {
@@ -133,7 +102,7 @@ func TestAnonymizationJudgedByOpenCV(t *testing.T) {
 				}
 				worstSSIM = max(worstSSIM, b.SSIM)
 				sumSSIM += b.SSIM
-				if b.SSIM >= maxSSIM {
+				if b.SSIM >= judge.MaxSSIM {
 					t.Logf("%s: SSIM %.3f in box %v of %s", method, b.SSIM, b.Box, filepath.Base(r.Processed))
 				}
 			}
@@ -147,27 +116,9 @@ func TestAnonymizationJudgedByOpenCV(t *testing.T) {
 			if leftInProcessed > 0 {
 				t.Errorf("default method %s leaves %d detectable faces", method, leftInProcessed)
 			}
-			if worstSSIM >= maxSSIM {
-				t.Errorf("default method %s leaves structure: worst SSIM %.3f (want < %.2f)", method, worstSSIM, maxSSIM)
+			if worstSSIM >= judge.MaxSSIM {
+				t.Errorf("default method %s leaves structure: worst SSIM %.3f (want < %.2f)", method, worstSSIM, judge.MaxSSIM)
 			}
 		}
 	}
-}
-
-func judge(t *testing.T, items []judgeItem) judgeOut {
-	t.Helper()
-	in, _ := json.Marshal(map[string]any{"items": items})
-	cmd := exec.Command(judgePython, "../../scripts/judge_anonymization.py")
-	cmd.Stdin = bytes.NewReader(in)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	raw, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("judge: %v\n%s", err, stderr.String())
-	}
-	var out judgeOut
-	if err := json.Unmarshal(raw, &out); err != nil {
-		t.Fatalf("judge output: %v\n%s", err, raw)
-	}
-	return out
 }

@@ -2,8 +2,8 @@
 // strip metadata, and downscale and encode the processed image.
 //
 // Boxes are normalised, so the order of the configured transforms does not change
-// the result: the original is decoded once, straight at the output size (shrink on
-// load), every region is anonymized there, and one encode writes it.
+// the result: Transform starts from the pixels Prepare decoded (once, shrinking on
+// load to the output size), anonymizes every region there, and one encode writes it.
 package transform
 
 import (
@@ -85,17 +85,20 @@ func padded(b meta.Box, pad float64, w, h int) imaging.Rect {
 	return imaging.Rect{X: int(x0), Y: int(y0), W: int(x1 - x0), H: int(y1 - y0)}
 }
 
-// Apply produces the processed image from the original and the analysis results.
-func (t *Transformer) Apply(original []byte, results []meta.Result) (Output, error) {
-	return imaging.RetryCorrupt(func() (Output, error) { return t.apply(original, results) })
+// LongSide is the long side of the pixels Apply needs (imaging.MaxSide: full size):
+// Prepare decodes at least this much.
+func (t *Transformer) LongSide() int {
+	if t.longSide == 0 {
+		return imaging.MaxSide
+	}
+	return t.longSide
 }
 
-func (t *Transformer) apply(original []byte, results []meta.Result) (Output, error) {
-	long := t.longSide
-	if long == 0 {
-		long = imaging.MaxSide
-	}
-	img, err := imaging.Editable(original, long, t.autoOrient)
+// Apply produces the processed image from the decoded original (unchanged) and the
+// analysis results. It works on pixels already in memory: a failure here is not the
+// image's fault, so it is never permanent.
+func (t *Transformer) Apply(decoded *imaging.Image, results []meta.Result) (Output, error) {
+	img, err := decoded.Fit(t.LongSide(), imaging.CropNone)
 	if err != nil {
 		return Output{}, fmt.Errorf("transform: %w", err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	pigo "github.com/esimov/pigo/core"
 
+	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/runtime/fault"
 	"github.com/visionstack/visionstack/runtime/imaging"
 	"github.com/visionstack/visionstack/runtime/model"
@@ -80,28 +81,32 @@ func (m *Model) Predict(ctx context.Context, instances []model.Instance, params 
 		if err != nil {
 			return nil, fault.Permanent(fmt.Errorf("instance %d: content is not base64: %w", i, err))
 		}
-		g, err := imaging.RetryCorrupt(func() (gray, error) { return decodeGray(data) })
+		pix, w, h, err := decodeGray(data)
 		if err != nil {
 			return nil, fmt.Errorf("instance %d: %w", i, err)
 		}
-		out = append(out, m.DetectGray(g.pix, g.w, g.h, params))
+		out = append(out, m.DetectGray(pix, w, h, params))
 	}
 	return out, nil
 }
 
-type gray struct {
-	pix  []uint8
-	w, h int
-}
+// InputLimits gate what the model decodes, wherever the request came from: the
+// defaults of a project's prepare step (formats, bytes, pixels, dimensions).
+var InputLimits = func() imaging.Limits {
+	var p config.Project
+	p.ApplyDefaults()
+	return imaging.LimitsFor(p.Pipeline.Prepare)
+}()
 
-func decodeGray(data []byte) (gray, error) {
-	img, err := imaging.Decode(data)
+// decodeGray decodes an instance as it is (no resize, no orientation: the caller
+// sent what it wants analyzed), through the gate.
+func decodeGray(data []byte) ([]uint8, int, int, error) {
+	img, _, err := InputLimits.Thumbnail(data, imaging.MaxSide, imaging.CropNone, false)
 	if err != nil {
-		return gray{}, err
+		return nil, 0, 0, err
 	}
 	defer img.Close()
-	pix, w, h, err := img.Gray()
-	return gray{pix, w, h}, err
+	return img.Gray()
 }
 
 // DetectGray runs the cascade on 8-bit luminance pixels.

@@ -36,7 +36,7 @@ func loadSamples(t testing.TB) []sample {
 		if err != nil {
 			t.Fatal(err)
 		}
-		img, err := imaging.Thumbnail(data, 1024, imaging.CropNone, true)
+		img, _, err := imaging.Limits{}.Thumbnail(data, 1024, imaging.CropNone, true)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/visionstack/visionstack/testdata/photos"
+)
+
+// A named pipe called .jpg among the inputs, and a file run cannot read: run never
+// opens the pipe (opening it would block until something writes), finishes, and
+// says why it left each out. Symbolic links to photos are followed.
+func TestRunSkipsWhatIsNotARegularFile(t *testing.T) {
+	in := t.TempDir()
+	src := filepath.Join(photos.Dir(), "faces", "grace_hopper.jpg")
+	data, err := os.ReadFile(src)
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(in, "good.jpg"), data, 0o644))
+	must(t, syscall.Mkfifo(filepath.Join(in, "x.jpg"), 0o644))
+	must(t, os.Symlink(src, filepath.Join(in, "linked.jpg")))
+	must(t, os.Symlink(filepath.Join(in, "nowhere.jpg"), filepath.Join(in, "dangling.jpg")))
+	out := filepath.Join(t.TempDir(), "out")
+
+	type result struct {
+		stdout string
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		stdout, err := runCLI(t, "--root", "../..", "run", "--project", "demo", "--out", out, "--no-progress", in)
+		done <- result{stdout, err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(2 * time.Minute):
+		// Unblock the open so the goroutine can end, then fail.
+		if f, err := os.OpenFile(filepath.Join(in, "x.jpg"), os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+		t.Fatal("run blocked on a named pipe")
+	}
+	if r.err != nil {
+		t.Fatalf("run: %v\n%s", r.err, r.stdout)
+	}
+	t.Log("\n" + r.stdout)
+	for _, want := range []string{
+		"4 images: 2 processed, 0 skipped (done before), 0 quarantined, 0 failed, 2 not read",
+		"not a regular file (named pipe)",
+		"cannot read: no such file or directory",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+}
