@@ -8,7 +8,7 @@ OUT       ?= out/demo
 FUZZTIME  ?= 100000x
 PKGS      := ./...
 
-.PHONY: all deps deps-runtime build demo test test-short fuzz bench schema vet clean image screenshot
+.PHONY: all deps deps-runtime build demo test test-short race fuzz bench schema vet clean image screenshot
 IMAGE     ?= visionstack:dev
 
 all: build
@@ -32,7 +32,11 @@ demo: build ## run the demo project on the sample photos, locally, no cloud
 test: deps ## the whole suite: vet, unit + integration tests, brief fuzzing
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 -timeout 20m $(PKGS)
+	$(MAKE) --no-print-directory race
 	$(MAKE) --no-print-directory fuzz
+
+race: ## the packages that drive libvips from many goroutines, under the race detector (~5 min)
+	$(GO) test -race -count=1 -timeout 20m ./runtime/imaging ./runtime/transform ./runtime/pipeline
 
 fuzz: ## run each fuzz target briefly
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./runtime/config

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/visionstack/visionstack/runtime/config"
-	"github.com/visionstack/visionstack/runtime/fault"
 	"github.com/visionstack/visionstack/runtime/meta"
 	"github.com/visionstack/visionstack/runtime/model"
 )
@@ -116,11 +115,11 @@ func (a *Analyzer) one(ctx context.Context, an Analysis, payload, mime string) (
 		return meta.Result{}, fmt.Errorf("analyze %s with %s: %w", s.Name, s.Model, err)
 	}
 	if len(preds) != 1 {
-		return meta.Result{}, fault.Permanent(fmt.Errorf("analyze %s: model returned %d predictions for 1 instance", s.Name, len(preds)))
+		return meta.Result{}, fmt.Errorf("%w: analyze %s: model returned %d predictions for 1 instance", model.ErrConfig, s.Name, len(preds))
 	}
 	detection := s.Format == "automl-detection"
 	if err := preds[0].Validate(detection); err != nil {
-		return meta.Result{}, fault.Permanent(fmt.Errorf("analyze %s: %w", s.Name, err))
+		return meta.Result{}, fmt.Errorf("%w: analyze %s: %w", model.ErrConfig, s.Name, err)
 	}
 	return meta.Result{Analysis: s.Name, Model: s.Model, Detections: Detections(preds[0], *s.MinConfidence, keep),
 		LatencyMS: float64(latency.Microseconds()) / 1000}, nil

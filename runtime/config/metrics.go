@@ -42,7 +42,7 @@ var (
 	MetricModelDuration = Metric{Name: "visionstack.model.duration", Unit: "s", Kind: Histogram, Labels: []string{"analysis", "model"},
 		Description: "Time of one model call"}
 	MetricModelErrors = Metric{Name: "visionstack.model.errors", Unit: "{error}", Kind: Counter, Labels: []string{"analysis", "model", "kind"},
-		Description: "Failed model calls, by kind: transient (retried) or permanent"}
+		Description: "Failed model calls, by kind: transient (retried), config (the deployment or access: retried, alert-worthy) or permanent (the image)"}
 	MetricInflight = Metric{Name: "visionstack.jobs.inflight", Unit: "{job}", Kind: UpDown,
 		Description: "Images being processed now"}
 	MetricBytes = Metric{Name: "visionstack.processed.bytes", Unit: "By", Kind: Counter,

@@ -156,6 +156,8 @@ func New(cfg *config.Project, d Deps) (*Pipeline, error) {
 		kind := ""
 		switch {
 		case err == nil:
+		case errors.Is(err, model.ErrConfig):
+			kind = "config"
 		case errors.Is(err, model.ErrTransient):
 			kind = "transient"
 		default:
@@ -352,7 +354,12 @@ func (p *Pipeline) fail(ctx context.Context, log *slog.Logger, c meta.Claim, job
 		out.Job = j
 		return out, err
 	}
-	log.WarnContext(ctx, "transient failure; will retry", "err", cause.Error(), "attempt", c.Attempts)
+	if errors.Is(cause, model.ErrConfig) {
+		// Not the image: every image fails the same way until someone fixes it.
+		log.ErrorContext(ctx, "model configuration or access trouble; will retry: fix the endpoint, its deployment or the service account's roles", "err", cause.Error(), "attempt", c.Attempts)
+	} else {
+		log.WarnContext(ctx, "transient failure; will retry", "err", cause.Error(), "attempt", c.Attempts)
+	}
 	if err := p.deps.Meta.Release(bg, c); err != nil {
 		log.ErrorContext(ctx, "release claim", "err", err)
 	}

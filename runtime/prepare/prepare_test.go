@@ -156,3 +156,39 @@ func FuzzHeaderCheck(f *testing.F) {
 		}
 	})
 }
+
+// Prepare decodes once, at the larger of the model input and what later steps keep,
+// never enlarging; a square crop keeps enough for its short side.
+func TestPrepareDecodesOnceAtTheLargestSize(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(photos.Dir(), "faces", "faceapi_sample1.jpg")) // 1920×1280
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name         string
+		keep         int
+		crop         string
+		wantW, wantH int // decoded
+		payW, payH   int
+	}{
+		{"model input only", 0, imaging.CropNone, 1024, 683, 1024, 683},
+		{"output at 1600", 1600, imaging.CropNone, 1600, 1067, 1024, 683},
+		{"output larger than the photo", 2048, imaging.CropNone, 1920, 1280, 1024, 683},
+		{"square crop", 0, imaging.CropCentre, 1536, 1024, 1024, 1024},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			img, err := preparer(t, func(p *config.Prepare) { p.Resize.Crop = c.crop }).Prepare(data, c.keep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer img.Close()
+			if img.Decoded.Width() != c.wantW || img.Decoded.Height() != c.wantH || img.PayloadW != c.payW || img.PayloadH != c.payH {
+				t.Errorf("decoded %dx%d, payload %dx%d; want %dx%d and %dx%d", img.Decoded.Width(), img.Decoded.Height(),
+					img.PayloadW, img.PayloadH, c.wantW, c.wantH, c.payW, c.payH)
+			}
+			if img.Width != 1920 || img.Height != 1280 {
+				t.Errorf("original reported as %dx%d", img.Width, img.Height)
+			}
+		})
+	}
+}

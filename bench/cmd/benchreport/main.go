@@ -46,7 +46,21 @@ var cpus = map[string]string{"BenchmarkConcurrent16x12MP": "2", "BenchmarkInflig
 func main() {
 	out := flag.String("out", "bench/RESULTS.md", "report file")
 	count := flag.Int("n", 10, "iterations per benchmark")
+	baseline := flag.String("baseline", "bench/baseline.txt", "go test -bench output of an earlier version to compare with (empty: none)")
 	flag.Parse()
+	var base map[string]result
+	if *baseline != "" {
+		raw, err := os.ReadFile(*baseline)
+		if err != nil {
+			fail(err)
+		}
+		base = map[string]result{}
+		for _, b := range benches {
+			if r, err := parse(b.name, raw); err == nil {
+				base[b.name] = r
+			}
+		}
+	}
 	var rs []result
 	bins := map[string]string{}
 	for _, b := range benches {
@@ -81,7 +95,7 @@ func main() {
 		fmt.Printf("%-24s %8.1f ms/image %8.1f MB peak RSS %8.0f allocs/op\n", b.name, r.msPerImage, r.peak, r.allocsOp)
 		rs = append(rs, r)
 	}
-	if err := os.WriteFile(*out, []byte(render(rs, *count)), 0o644); err != nil {
+	if err := os.WriteFile(*out, []byte(render(rs, *count)+compare(rs, base, *baseline)), 0o644); err != nil {
 		fail(err)
 	}
 	fmt.Println("wrote", *out)
@@ -165,6 +179,31 @@ func render(rs []result, n int) string {
 	fmt.Fprintf(&b, "Push-path throughput on the emulators: %.2f images/s (%.0f ms/image) on 2 cores, most of it the built-in model; the emulators and fake GCS share the machine.\n",
 		push["images/s"], push["ms/image"])
 	b.WriteString("\nRerun: `make bench` (about five minutes). Peak RSS is the process's VmHWM after the benchmark, setup included.\n")
+	return b.String()
+}
+
+// compare renders the benchmarks that also ran in the baseline, side by side.
+func compare(rs []result, base map[string]result, file string) string {
+	if len(base) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n## Against the baseline\n\nFrom `%s` (how it was taken is in its first lines).\n\n", file)
+	b.WriteString("| benchmark | ms/image then | ms/image now | change | peak RSS then (MB) | now (MB) | MiB per in-flight image then | now |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range rs {
+		o, ok := base[r.name]
+		if !ok {
+			continue
+		}
+		per := func(x result) string {
+			if v, ok := x.metrics["MiB/inflight-image"]; ok {
+				return fmt.Sprintf("%.1f", v)
+			}
+			return ""
+		}
+		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %+.0f%% | %.1f | %.1f | %s | %s |\n", r.name, o.msPerImage, r.msPerImage,
+			100*(r.msPerImage/o.msPerImage-1), o.peak, r.peak, per(o), per(r))
+	}
 	return b.String()
 }
 

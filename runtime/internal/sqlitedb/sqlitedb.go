@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -23,7 +24,7 @@ func Open(path, schema string) (*sql.DB, error) {
 	q.Add("_pragma", "synchronous(NORMAL)") // WAL + NORMAL survives process crashes
 	q.Add("_pragma", "foreign_keys(ON)")
 	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	db, err := sql.Open("sqlite", "file:"+uriPath(path)+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -32,4 +33,11 @@ func Open(path, schema string) (*sql.DB, error) {
 		return nil, fmt.Errorf("open %s: schema: %w", path, err)
 	}
 	return db, nil
+}
+
+// uriPath escapes a file path for a SQLite URI filename, where '?' starts the query,
+// '#' a fragment and '%' an escape: unescaped, a data directory named "a#b" would
+// open "a".
+func uriPath(path string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(filepath.ToSlash(path))
 }

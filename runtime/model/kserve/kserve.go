@@ -17,7 +17,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/visionstack/visionstack/runtime/fault"
 	"github.com/visionstack/visionstack/runtime/model"
 )
 
@@ -94,26 +93,23 @@ func (m *Model) Predict(ctx context.Context, instances []model.Instance, params 
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := m.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: kserve %s: %w", model.ErrTransient, m.url, err)
+		return nil, model.Classify(ctx, model.CauseTransient, fmt.Errorf("kserve %s: %w", m.url, err))
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return nil, fmt.Errorf("%w: kserve %s: %w", model.ErrTransient, m.url, err)
+		return nil, model.Classify(ctx, model.CauseTransient, fmt.Errorf("kserve %s: %w", m.url, err))
 	}
-	switch {
-	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-		return nil, fmt.Errorf("%w: kserve %s answered %d: %s", model.ErrTransient, m.url, resp.StatusCode, snippet(raw))
-	case resp.StatusCode != http.StatusOK:
-		return nil, fault.Permanent(fmt.Errorf("kserve %s answered %d: %s", m.url, resp.StatusCode, snippet(raw)))
+	if resp.StatusCode != http.StatusOK {
+		return nil, model.Classify(ctx, model.HTTPCause(resp.StatusCode), fmt.Errorf("kserve %s answered %d: %s", m.url, resp.StatusCode, snippet(raw)))
 	}
 	var ir InferResponse
 	if err := json.Unmarshal(raw, &ir); err != nil {
-		return nil, fault.Permanent(fmt.Errorf("kserve %s: not a v2 response: %w", m.url, err))
+		return nil, fmt.Errorf("%w: kserve %s: not a v2 response: %w", model.ErrConfig, m.url, err)
 	}
 	preds, err := parse(ir, len(instances))
 	if err != nil {
-		return nil, fault.Permanent(fmt.Errorf("kserve %s: %w", m.url, err))
+		return nil, fmt.Errorf("%w: kserve %s: %w", model.ErrConfig, m.url, err)
 	}
 	return preds, nil
 }

@@ -21,7 +21,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/visionstack/visionstack/runtime/fault"
 	"github.com/visionstack/visionstack/runtime/model"
 )
 
@@ -85,7 +84,7 @@ func (m *Model) Predict(ctx context.Context, instances []model.Instance, params 
 		return nil, err
 	}
 	if n := proto.Size(req); n > m.o.MaxRequest {
-		return nil, fault.Permanent(fmt.Errorf("vertex request of %d bytes exceeds %d: lower prepare.payloadLimit", n, m.o.MaxRequest))
+		return nil, fmt.Errorf("%w: vertex request of %d bytes exceeds %d: lower prepare.payloadLimit", model.ErrConfig, n, m.o.MaxRequest)
 	}
 	var resp *aiplatformpb.PredictResponse
 	for attempt := 1; ; attempt++ {
@@ -100,10 +99,7 @@ func (m *Model) Predict(ctx context.Context, instances []model.Instance, params 
 		}
 	}
 	if err != nil {
-		if retryable(err) {
-			return nil, fmt.Errorf("%w: vertex %s: %w", model.ErrTransient, m.o.Endpoint, err)
-		}
-		return nil, fault.Permanent(fmt.Errorf("vertex %s: %w", m.o.Endpoint, err))
+		return nil, model.Classify(ctx, model.GRPCCause(status.Code(err)), fmt.Errorf("vertex %s: %w", m.o.Endpoint, err))
 	}
 	return Parse(resp)
 }
@@ -166,7 +162,7 @@ func Parse(resp *aiplatformpb.PredictResponse) ([]model.Prediction, error) {
 		}
 		var p model.Prediction
 		if err := json.Unmarshal(raw, &p); err != nil {
-			return nil, fault.Permanent(fmt.Errorf("prediction %d is not an AutoML image prediction: %w", i, err))
+			return nil, fmt.Errorf("%w: prediction %d is not an AutoML image prediction: %w", model.ErrConfig, i, err)
 		}
 		out = append(out, p)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http/httptest"
 	"os"
@@ -93,6 +94,11 @@ func instance(t *testing.T) model.Instance {
 
 func dial(t *testing.T, f *fakeVertex, o vertex.Options) *vertex.Model {
 	t.Helper()
+	return dialServer(t, f, o)
+}
+
+func dialServer(t *testing.T, f aiplatformpb.PredictionServiceServer, o vertex.Options) *vertex.Model {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -138,11 +144,13 @@ func TestPredictGivesUpAsTransient(t *testing.T) {
 	}
 }
 
+// A request over the endpoint's cap is not sent; it is the project's setting
+// (prepare.payloadLimit above the endpoint's limit), not the image's fault.
 func TestRequestSizeChecked(t *testing.T) {
 	f := &fakeVertex{inner: builtinModel(t)}
 	m := dial(t, f, vertex.Options{MaxRequest: 1000})
 	_, err := m.Predict(context.Background(), []model.Instance{instance(t)}, model.Parameters{})
-	if !fault.IsPermanent(err) || f.calls.Load() != 0 {
+	if !errors.Is(err, model.ErrConfig) || f.calls.Load() != 0 {
 		t.Fatalf("oversized request: %v, %d calls", err, f.calls.Load())
 	}
 }
