@@ -54,6 +54,10 @@ type Options struct {
 	Admit func(ctx context.Context, pixels int64) (func(), error)
 	// Telemetry records metrics and spans (nil: none).
 	Telemetry *telemetry.Telemetry
+	// Lease of a queue delivery and of a job's claim (default pipeline.DefaultLease),
+	// both renewed while the job runs: after a crash, a restarted run waits at most
+	// this long for what the dead process held.
+	Lease time.Duration
 }
 
 // Env is an opened local environment.
@@ -78,6 +82,9 @@ func Open(cfg *config.Project, dir string, o Options) (_ *Env, err error) {
 	}
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = max(5*time.Second, o.MinBackoff)
+	}
+	if o.Lease <= 0 {
+		o.Lease = pipeline.DefaultLease
 	}
 	e := &Env{Dir: dir}
 	defer func() {
@@ -107,7 +114,7 @@ func Open(cfg *config.Project, dir string, o Options) (_ *Env, err error) {
 	e.closers.Add(e.Meta.Close)
 	e.Queue, err = qlocal.Open(filepath.Join(dir, "queue.db"), qlocal.Options{
 		MaxAttempts: cfg.Delivery.MaxAttempts, MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff,
-		AckDeadline: cfg.Delivery.AckDeadline.Duration, Workers: max(o.Workers, 1), Logger: o.Logger,
+		AckDeadline: o.Lease, Workers: max(o.Workers, 1), Logger: o.Logger,
 	})
 	if err != nil {
 		return nil, err
@@ -121,7 +128,7 @@ func Open(cfg *config.Project, dir string, o Options) (_ *Env, err error) {
 	}
 	e.Pipeline, err = pipeline.New(cfg, pipeline.Deps{
 		Incoming: e.Incoming, Processed: e.Processed, Quarantine: e.Quarantine,
-		Meta: e.Meta, Publisher: e.Queue, ProcessedTopic: ProcessedTopic, Models: models, Logger: o.Logger, Admit: o.Admit,
+		Meta: e.Meta, Publisher: e.Queue, ProcessedTopic: ProcessedTopic, Models: models, Logger: o.Logger, Admit: o.Admit, Lease: o.Lease,
 		Telemetry: o.Telemetry,
 	})
 	if err != nil {

@@ -116,6 +116,10 @@ type Store interface {
 	// Complete records the final state; j.Key must be claimed by c.Claimant, else
 	// ErrLostClaim. j.State must be final.
 	Complete(ctx context.Context, c Claim, j Job) error
+	// Renew extends a held claim to lease from now: the heartbeat of a running job,
+	// so leases can be short and a dead worker's claim frees quickly. ErrLostClaim
+	// when c no longer holds it (expired and taken over, or final).
+	Renew(ctx context.Context, c Claim, lease time.Duration) error
 	// Release gives a claim up (after a transient error) so a retry can take it at once.
 	Release(ctx context.Context, c Claim) error
 	// Get returns one job or ErrNotFound.

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,7 +47,9 @@ type Deps struct {
 	ProcessedTopic string
 	Models         map[string]model.Predictor // by config model reference
 	Claimant       string                     // this worker's id (default host:pid)
-	Lease          time.Duration              // claim lease (default the ack deadline)
+	// Lease of a job's claim (default DefaultLease), renewed by a heartbeat every
+	// third of it while the job runs: a dead worker's claim frees within one lease.
+	Lease time.Duration
 	Logger         *slog.Logger
 	// Admit, when set, is asked before an image is decoded, with the pixels its header
 	// declares; it returns a release func, or an error (wrapping ErrOverloaded) when
@@ -55,6 +58,14 @@ type Deps struct {
 	// Telemetry records metrics and spans (nil: none).
 	Telemetry *telemetry.Telemetry
 }
+
+// DefaultLease is a job claim's lease. Short, because nothing else frees the claim of
+// a worker that died (kill -9, an instance gone): a redelivery waits at most this
+// long; renewed while the job runs, so a long job keeps it.
+const DefaultLease = 30 * time.Second
+
+// busyPoll is how often a delivery that met a live claim looks again.
+const busyPoll = 500 * time.Millisecond
 
 // ErrOverloaded: too many pixels in flight; the caller retries later (HTTP 429).
 var ErrOverloaded = errors.New("overloaded: too many pixels in flight")
@@ -136,7 +147,7 @@ func New(cfg *config.Project, d Deps) (*Pipeline, error) {
 		d.Claimant = fmt.Sprintf("%s:%d", host, os.Getpid())
 	}
 	if d.Lease <= 0 {
-		d.Lease = cfg.Delivery.AckDeadline.Duration
+		d.Lease = DefaultLease
 	}
 	if d.Logger == nil {
 		d.Logger = slog.Default()
@@ -259,15 +270,17 @@ func (p *Pipeline) Process(ctx context.Context, t Task) (_ Outcome, err error) {
 	// Every attempt claims under its own name: two deliveries handled by workers of
 	// the same process must still exclude each other.
 	claimant := p.deps.Claimant + "/" + strconv.FormatUint(attemptSeq.Add(1), 10)
-	claim, err := p.deps.Meta.Claim(ctx, t.Key, t.Source, claimant, p.deps.Lease)
+	claim, err := p.claim(ctx, t, claimant)
 	switch {
 	case errors.Is(err, meta.ErrDone):
 		log.InfoContext(ctx, "already processed; skipping")
 		job, gerr := p.deps.Meta.Get(ctx, t.Key)
 		return Outcome{Job: job, Skipped: true}, gerr
 	case err != nil:
-		return Outcome{}, fmt.Errorf("process %s: %w", t.Key, err) // busy or store down: retry
+		return Outcome{}, fmt.Errorf("process %s: %w", t.Key, err) // store down, or busy past our deadline: retry
 	}
+	ctx, stopBeat := p.heartbeat(ctx, log, claim)
+	defer stopBeat()
 	job := meta.Job{Key: t.Key, Source: t.Source}
 	var out Outcome
 
@@ -315,6 +328,58 @@ func (p *Pipeline) Process(ctx context.Context, t Task) (_ Outcome, err error) {
 		"prepareMs", ms(out.Timings.Prepare), "analyzeMs", ms(out.Timings.Analyze),
 		"transformMs", ms(out.Timings.Transform), "actMs", ms(out.Timings.Act))
 	return out, err
+}
+
+// claim claims t's job. A live claim of another worker is waited out, not answered
+// with an error: the delivery would spend one of the subscription's attempts on a
+// job that is running fine. The other worker either finishes (ErrDone: skip) or dies
+// and its lease runs out (the claim is taken over); ctx bounds the wait.
+func (p *Pipeline) claim(ctx context.Context, t Task, claimant string) (meta.Claim, error) {
+	for {
+		c, err := p.deps.Meta.Claim(ctx, t.Key, t.Source, claimant, p.deps.Lease)
+		if !errors.Is(err, meta.ErrBusy) {
+			return c, err
+		}
+		select {
+		case <-ctx.Done():
+			return c, err
+		case <-time.After(busyPoll):
+		}
+	}
+}
+
+// heartbeat renews c every third of the lease until stop is called. If the claim is
+// lost (the store was unreachable past the lease and another worker took over), the
+// returned context is cancelled: the job stops instead of writing beside the other.
+func (p *Pipeline) heartbeat(ctx context.Context, log *slog.Logger, c meta.Claim) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(p.deps.Lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				err := p.deps.Meta.Renew(ctx, c, p.deps.Lease)
+				switch {
+				case errors.Is(err, meta.ErrLostClaim):
+					log.WarnContext(ctx, "claim lost to another worker; stopping this attempt", "err", err)
+					cancel(err)
+					return
+				case err != nil && ctx.Err() == nil:
+					log.WarnContext(ctx, "claim renewal failed; trying again", "err", err)
+				}
+			}
+		}
+	})
+	return ctx, func() {
+		close(done)
+		wg.Wait()
+		cancel(nil)
+	}
 }
 
 // prepare loads the original, checks it against the queued generation and the

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/visionstack/visionstack/internal/racetest"
 	"github.com/visionstack/visionstack/runtime/blob"
@@ -37,12 +38,17 @@ func (m *flakyModel) Predict(ctx context.Context, in []model.Instance, p model.P
 
 func setup(t *testing.T, m model.Predictor) (*localmode.Env, *pipeline.Pipeline, pipeline.Task) {
 	t.Helper()
+	return setupLease(t, m, 0)
+}
+
+func setupLease(t *testing.T, m model.Predictor, lease time.Duration) (*localmode.Env, *pipeline.Pipeline, pipeline.Task) {
+	t.Helper()
 	cfg, err := config.LoadFile(photos.DemoProject())
 	if err != nil {
 		t.Fatal(err)
 	}
 	env, err := localmode.Open(cfg, t.TempDir(), localmode.Options{Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
-		Models: map[string]model.Predictor{"builtin:faces": m}})
+		Models: map[string]model.Predictor{"builtin:faces": m}, Lease: lease})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,3 +182,56 @@ func TestMalformedMessageIsPermanent(t *testing.T) {
 }
 
 var queueMessage = queue.Message{ID: "1", Data: []byte("not json")}
+
+// slowModel answers after a delay, counting calls.
+type slowModel struct {
+	flakyModel
+	delay time.Duration
+}
+
+func (m *slowModel) Predict(ctx context.Context, in []model.Instance, p model.Parameters) ([]model.Prediction, error) {
+	time.Sleep(m.delay)
+	return m.flakyModel.Predict(ctx, in, p)
+}
+
+// A worker died holding the claim (kill -9): the next delivery takes the job over
+// once the short lease runs out, instead of failing "busy" until the ack deadline.
+func TestOrphanedClaimTakenOverWithinTheLease(t *testing.T) {
+	env, p, task := setupLease(t, &flakyModel{}, time.Second)
+	ctx := context.Background()
+	if _, err := env.Meta.Claim(ctx, task.Key, task.Source, "dead-worker/1", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	out, err := p.Process(ctx, task)
+	if err != nil || out.Job.State != meta.StateDone {
+		t.Fatalf("delivery after the crash = %+v, %v; want done", out.Job, err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("took over after %v, want about the 1 s lease", took)
+	}
+}
+
+// A job that runs for several leases keeps its claim (heartbeat): a second delivery
+// meanwhile waits instead of taking it over or spending an attempt, then skips.
+func TestHeartbeatKeepsALongJobsClaim(t *testing.T) {
+	m := &slowModel{delay: 2500 * time.Millisecond}
+	env, p, task := setupLease(t, m, 600*time.Millisecond)
+	ctx := context.Background()
+	first := make(chan error, 1)
+	go func() { _, err := p.Process(ctx, task); first <- err }()
+	time.Sleep(200 * time.Millisecond)
+	out, err := p.Process(ctx, task)
+	if err != nil || !out.Skipped {
+		t.Fatalf("second delivery = %+v, %v; want it to wait, then skip", out, err)
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if n := m.calls.Load(); n != 1 {
+		t.Errorf("model called %d times: the long job's claim was taken over", n)
+	}
+	if objs, _ := env.Processed.List(ctx, ""); len(objs) != 1 || events(t, env) != 1 {
+		t.Fatalf("%d outputs and %d events, want 1 and 1", len(objs), events(t, env))
+	}
+}

@@ -132,7 +132,26 @@ func (s *Store) Complete(ctx context.Context, c meta.Claim, j meta.Job) error {
 	return nil
 }
 
-// Release lets another attempt claim the job at once.
+// Renew extends c's lease if c still holds the claim.
+func (s *Store) Renew(ctx context.Context, c meta.Claim, lease time.Duration) error {
+	ref := s.ref(c.Key)
+	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *fs.Transaction) error {
+		r, err := load(tx, ref)
+		if err != nil {
+			return err
+		}
+		if r.Claimant != c.Claimant || r.State != string(meta.StateProcessing) {
+			return meta.ErrLostClaim
+		}
+		return tx.Update(ref, []fs.Update{{Path: "claimedTo", Value: s.now().UTC().Add(lease)}})
+	})
+	if err != nil {
+		return fmt.Errorf("renew %s: %w", c.Key, mapErr(err))
+	}
+	return nil
+}
+
+// Release gives c's claim up so that a retry can take it at once.
 func (s *Store) Release(ctx context.Context, c meta.Claim) error {
 	ref := s.ref(c.Key)
 	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *fs.Transaction) error {

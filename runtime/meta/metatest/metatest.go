@@ -84,6 +84,37 @@ func Run(t *testing.T, open func(t *testing.T) meta.Store) {
 		}
 	})
 
+	t.Run("RenewKeepsAShortLease", func(t *testing.T) {
+		s := open(t)
+		c, err := s.Claim(ctx, "k", src, "w1", 300*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 4 { // a heartbeat: well past the first lease, still held
+			time.Sleep(100 * time.Millisecond)
+			if err := s.Renew(ctx, c, 300*time.Millisecond); err != nil {
+				t.Fatalf("renew: %v", err)
+			}
+		}
+		if _, err := s.Claim(ctx, "k", src, "w2", time.Minute); !errors.Is(err, meta.ErrBusy) {
+			t.Fatalf("claim of a renewed job = %v, want ErrBusy", err)
+		}
+		time.Sleep(400 * time.Millisecond) // the heartbeat stops: the claim frees
+		c2, err := s.Claim(ctx, "k", src, "w2", time.Minute)
+		if err != nil {
+			t.Fatalf("claim after the lease ran out = %v", err)
+		}
+		if err := s.Renew(ctx, c, time.Minute); !errors.Is(err, meta.ErrLostClaim) {
+			t.Fatalf("renew by the old claimant = %v, want ErrLostClaim", err)
+		}
+		if err := s.Complete(ctx, c2, meta.Job{State: meta.StateDone}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Renew(ctx, c2, time.Minute); !errors.Is(err, meta.ErrLostClaim) {
+			t.Fatalf("renew of a final job = %v, want ErrLostClaim", err)
+		}
+	})
+
 	t.Run("ReleaseLetsOthersClaim", func(t *testing.T) {
 		s := open(t)
 		c, err := s.Claim(ctx, "k", src, "w1", time.Hour)

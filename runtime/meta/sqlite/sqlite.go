@@ -118,7 +118,21 @@ func (s *Store) Complete(ctx context.Context, c meta.Claim, j meta.Job) error {
 	return nil
 }
 
-// Release lets another attempt claim the job at once.
+// Renew extends c's lease if c still holds the claim.
+func (s *Store) Renew(ctx context.Context, c meta.Claim, lease time.Duration) error {
+	now := s.now()
+	res, err := s.db.ExecContext(ctx, `UPDATE jobs SET claimed_to = ? WHERE key = ? AND claimant = ? AND state = 'processing'`,
+		now.Add(lease).UnixNano(), c.Key, c.Claimant)
+	if err != nil {
+		return fmt.Errorf("renew %s: %w", c.Key, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("renew %s: %w", c.Key, meta.ErrLostClaim)
+	}
+	return nil
+}
+
+// Release gives c's claim up so that a retry can take it at once.
 func (s *Store) Release(ctx context.Context, c meta.Claim) error {
 	_, err := s.db.ExecContext(ctx, `UPDATE jobs SET claimed_to = 0 WHERE key = ? AND claimant = ? AND state = 'processing'`, c.Key, c.Claimant)
 	if err != nil {

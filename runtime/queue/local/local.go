@@ -227,9 +227,28 @@ func (q *Queue) worker(ctx context.Context, topic string, h queue.Handler, until
 			}
 			continue
 		}
+		if m.DeliveryAttempt > q.opts.MaxAttempts && !strings.HasSuffix(topic, DeadLetterSuffix) {
+			// Every earlier delivery ended without an outcome: the handler crashed the
+			// process (or it was killed) each time. Deliver it again and a poison
+			// message loops forever.
+			q.deadLetter(ctx, topic, m, token, fmt.Errorf("delivered %d times without an outcome: the process died during each (a crash on this message?)", m.DeliveryAttempt-1))
+			continue
+		}
 		q.deliver(ctx, topic, m, token, h)
 	}
 	return nil
+}
+
+// deadLetter moves a leased message to topic's dead-letter topic.
+func (q *Queue) deadLetter(ctx context.Context, topic string, m *queue.Message, token string, cause error) {
+	log := m.Logger(q.opts.Logger).With("topic", topic, "messageId", m.ID, "deliveryAttempt", m.DeliveryAttempt)
+	log.Warn("dead-lettering message", "err", cause)
+	a, _ := json.Marshal(queue.DeadLetterAttributes(m, cause, topic))
+	_, err := q.db.ExecContext(context.WithoutCancel(ctx), `UPDATE messages SET topic = ?, attrs = ?, attempts = 0, available_at = ?, lease = '' WHERE id = ? AND lease = ?`,
+		topic+DeadLetterSuffix, string(a), time.Now().UnixNano(), m.ID, token)
+	if err != nil {
+		log.Error("dead-lettering failed; the message will be delivered again", "err", err)
+	}
 }
 
 func (q *Queue) lease(ctx context.Context, topic string) (*queue.Message, string, error) {
@@ -277,7 +296,7 @@ func (q *Queue) deliver(ctx context.Context, topic string, m *queue.Message, tok
 	ext.Add(1)
 	go func() { // extend the lease while the handler runs, as Pub/Sub clients do
 		defer ext.Done()
-		t := time.NewTicker(q.opts.AckDeadline / 2)
+		t := time.NewTicker(q.opts.AckDeadline / 3)
 		defer t.Stop()
 		for {
 			select {
@@ -302,13 +321,7 @@ func (q *Queue) deliver(ctx context.Context, topic string, m *queue.Message, tok
 			log.Error("ack failed; the message will be delivered again", "err", err)
 		}
 	case queue.IsPermanent(err) || (m.DeliveryAttempt >= q.opts.MaxAttempts && !strings.HasSuffix(topic, DeadLetterSuffix)):
-		log.Warn("dead-lettering message", "err", err)
-		a, _ := json.Marshal(queue.DeadLetterAttributes(m, err, topic))
-		_, derr := q.db.ExecContext(bg, `UPDATE messages SET topic = ?, attrs = ?, attempts = 0, available_at = ?, lease = '' WHERE id = ? AND lease = ?`,
-			topic+DeadLetterSuffix, string(a), time.Now().UnixNano(), m.ID, token)
-		if derr != nil {
-			log.Error("dead-lettering failed; the message will be delivered again", "err", derr)
-		}
+		q.deadLetter(bg, topic, m, token, err)
 	default:
 		delay := q.backoff(m.DeliveryAttempt)
 		log.Info("delivery failed; retrying", "err", err, "retryIn", delay.String())

@@ -122,3 +122,43 @@ func TestHandlerPanicIsRetried(t *testing.T) {
 		t.Fatalf("calls = %d, want 2 (panic, then retry)", calls.Load())
 	}
 }
+
+// A message that kills the process every time it is handled: once it was delivered
+// MaxAttempts times without an outcome, the next lease dead-letters it instead of
+// handing it over again (before, it looped forever: attempts were checked only after
+// a handler returned).
+func TestPoisonMessageThatCrashesIsDeadLettered(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "q.db")
+	opts := fastOpts()
+	opts.MaxAttempts = 2
+	q, err := local.Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ctx := context.Background()
+	if _, err := q.Publish(ctx, "jobs", []byte("poison"), nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range opts.MaxAttempts {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestRedeliveryAfterCrash$")
+		cmd.Env = append(os.Environ(), crashEnv+"="+path)
+		var ee *exec.ExitError
+		if err := cmd.Run(); !errors.As(err, &ee) || ee.ExitCode() != 3 {
+			t.Fatalf("crash %d: helper did not crash inside the handler: %v", i+1, err)
+		}
+	}
+	time.Sleep(400 * time.Millisecond) // the dead process's lease runs out
+	var calls atomic.Int32
+	if err := q.Drain(ctx, "jobs", func(context.Context, *queue.Message) error { calls.Add(1); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if calls.Load() != 0 {
+		t.Fatalf("the poison message was handed over again (%d calls)", calls.Load())
+	}
+	dead, err := q.Messages(ctx, "jobs"+local.DeadLetterSuffix)
+	if err != nil || len(dead) != 1 || string(dead[0].Data) != "poison" {
+		t.Fatalf("dead-letter topic = %+v, %v", dead, err)
+	}
+	t.Logf("dead-letter attributes: %v", dead[0].Attributes)
+}
