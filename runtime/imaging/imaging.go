@@ -273,6 +273,9 @@ func open(data []byte, h Header, longSide int, autoOrient bool) (*Image, error) 
 		err = im.ref.RemoveOrientation()
 	}
 	if err == nil {
+		err = im.eightBit()
+	}
+	if err == nil {
 		err = im.fit(longSide)
 	}
 	if err != nil {
@@ -280,6 +283,25 @@ func open(data []byte, h Header, longSide int, autoOrient bool) (*Image, error) 
 		return nil, corrupt(err)
 	}
 	return im, nil
+}
+
+// eightBit converts what every later step expects: 8 bits per sample, sRGB or
+// grey. 16-bit PNGs are common (Go's own encoder writes them), CMYK JPEGs exist.
+func (im *Image) eightBit() error {
+	switch im.ref.Interpretation() {
+	case vips.InterpretationRGB16, vips.InterpretationCMYK:
+		if err := im.ref.ToColorSpace(vips.InterpretationSRGB); err != nil {
+			return err
+		}
+	case vips.InterpretationGrey16:
+		if err := im.ref.ToColorSpace(vips.InterpretationBW); err != nil {
+			return err
+		}
+	}
+	if im.ref.BandFormat() != vips.BandFormatUchar {
+		return im.ref.Cast(vips.BandFormatUchar)
+	}
+	return nil
 }
 
 // fit shrinks the image in place so that its long side is at most longSide. libvips

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,10 +85,12 @@ func ObjectKey(bucket, object string, generation int64) string {
 	return bucket + "/" + object + "#" + strconv.FormatInt(generation, 10)
 }
 
+const contentKeyPrefix = "sha256:"
+
 // ContentKey is the idempotency key of image bytes (sync API, local runs).
 func ContentKey(data []byte) string {
 	sum := sha256.Sum256(data)
-	return "sha256:" + hex.EncodeToString(sum[:])
+	return contentKeyPrefix + hex.EncodeToString(sum[:])
 }
 
 var attemptSeq atomic.Uint64
@@ -387,7 +390,11 @@ func (p *Pipeline) heartbeat(ctx context.Context, log *slog.Logger, c meta.Claim
 // when not nil, gives the admission back.
 func (p *Pipeline) prepare(ctx context.Context, t Task) (data []byte, img *prepare.Image, release func(), err error) {
 	data, attrs, err := p.prep.Load(ctx, p.deps.Incoming, t.Source.Object)
-	if err == nil && t.Source.Generation != 0 && attrs.Generation != t.Source.Generation {
+	// A newer generation of the object: for an object key it is another job, and this
+	// one is superseded. A content key names bytes, not a generation: the same bytes
+	// stored again (a run resubmitting after a crash) are still this job's.
+	if err == nil && t.Source.Generation != 0 && attrs.Generation != t.Source.Generation &&
+		!(strings.HasPrefix(t.Key, contentKeyPrefix) && ContentKey(data) == t.Key) {
 		return nil, nil, nil, fault.Permanent(fmt.Errorf("%w: queued generation %d, found %d", ErrSuperseded, t.Source.Generation, attrs.Generation))
 	}
 	if err != nil {
