@@ -50,8 +50,8 @@ type Deps struct {
 	Claimant       string                     // this worker's id (default host:pid)
 	// Lease of a job's claim (default DefaultLease), renewed by a heartbeat every
 	// third of it while the job runs: a dead worker's claim frees within one lease.
-	Lease time.Duration
-	Logger         *slog.Logger
+	Lease  time.Duration
+	Logger *slog.Logger
 	// Admit, when set, is asked before an image is decoded, with the pixels its header
 	// declares; it returns a release func, or an error (wrapping ErrOverloaded) when
 	// the process cannot take the image now.
