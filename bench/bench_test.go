@@ -222,23 +222,14 @@ func BenchmarkRecord(b *testing.B) {
 // faces, blur, 2048 px out, store, publish, record.
 func BenchmarkPipeline12MP(b *testing.B) {
 	setup(b)
-	env, err := localmode.Open(project, b.TempDir(), localmode.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer env.Close()
+	env := openLocal(b, nil)
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
 		b.StopTimer()
-		obj := fmt.Sprintf("in/%d.jpg", i)
-		attrs, err := env.Incoming.Put(ctx, obj, big, blob.PutOptions{})
-		if err != nil {
-			b.Fatal(err)
-		}
+		task := upload(b, env.Incoming, fmt.Sprintf("in/%d.jpg", i))
 		b.StartTimer()
-		task := pipeline.Task{Key: pipeline.ObjectKey("incoming", obj, attrs.Generation), Source: meta.Source{Bucket: "incoming", Object: obj, Generation: attrs.Generation}}
 		out, err := env.Pipeline.Process(ctx, task)
 		if err != nil || out.Job.State != meta.StateDone {
 			b.Fatalf("process: %v (%s %s)", err, out.Job.State, out.Job.Reason)
@@ -248,7 +239,6 @@ func BenchmarkPipeline12MP(b *testing.B) {
 	// The upload into the incoming bucket ran with the timer off: it is not the job's.
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/image")
 	reportPeakRSS(b)
-	runtime.KeepAlive(env)
 }
 
 // rssKB reads a field (VmRSS, VmHWM) of /proc/self/status in KiB.
@@ -272,26 +262,13 @@ const inflight = 4
 // RSS before it, over 4; the worst batch counts.
 func BenchmarkInflight12MP(b *testing.B) {
 	setup(b)
-	env, err := localmode.Open(project, b.TempDir(), localmode.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer env.Close()
+	env := openLocal(b, nil)
 	ctx := context.Background()
 	worst := 0.0
 	b.ResetTimer()
 	for i := range b.N {
 		b.StopTimer()
-		var tasks []pipeline.Task
-		for k := range inflight {
-			obj := fmt.Sprintf("batch%d/%d.jpg", i, k)
-			a, err := env.Incoming.Put(ctx, obj, big, blob.PutOptions{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			tasks = append(tasks, pipeline.Task{Key: pipeline.ObjectKey("incoming", obj, a.Generation),
-				Source: meta.Source{Bucket: "incoming", Object: obj, Generation: a.Generation}})
-		}
+		tasks := uploadBatch(b, env.Incoming, i, inflight)
 		runtime.GC()
 		if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
 			b.Fatalf("reset the peak RSS: %v", err)
@@ -313,4 +290,23 @@ func BenchmarkInflight12MP(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N*inflight), "ms/image")
 	b.ReportMetric(worst, "MiB/inflight-image")
 	reportPeakRSS(b)
+}
+
+// upload stores the 12 MP image as obj in the incoming bucket and returns its task.
+func upload(b *testing.B, in blob.Bucket, obj string) pipeline.Task {
+	a, err := in.Put(context.Background(), obj, big, blob.PutOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return pipeline.Task{Key: pipeline.ObjectKey(in.Name(), obj, a.Generation),
+		Source: meta.Source{Bucket: in.Name(), Object: obj, Generation: a.Generation}}
+}
+
+// uploadBatch uploads n copies of the 12 MP image for batch i.
+func uploadBatch(b *testing.B, in blob.Bucket, i, n int) []pipeline.Task {
+	var tasks []pipeline.Task
+	for k := range n {
+		tasks = append(tasks, upload(b, in, fmt.Sprintf("batch%d/%d.jpg", i, k)))
+	}
+	return tasks
 }

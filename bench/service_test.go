@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,11 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/visionstack/visionstack/runtime/blob"
 	"github.com/visionstack/visionstack/runtime/imaging"
 	"github.com/visionstack/visionstack/runtime/localmode"
 	"github.com/visionstack/visionstack/runtime/meta"
-	"github.com/visionstack/visionstack/runtime/pipeline"
 	"github.com/visionstack/visionstack/runtime/server"
 	"github.com/visionstack/visionstack/testdata/photos"
 )
@@ -35,8 +32,14 @@ func serveLocal(b *testing.B) (*localmode.Env, *httptest.Server) {
 }
 
 // openLocal opens local backends whose pipeline admits through adm.
+// openLocal opens a local environment for the demo project, with admission control
+// when adm is not nil.
 func openLocal(b *testing.B, adm *server.Admission) *localmode.Env {
-	env, err := localmode.Open(project, b.TempDir(), localmode.Options{Admit: adm.Admit})
+	var o localmode.Options
+	if adm != nil {
+		o.Admit = adm.Admit
+	}
+	env, err := localmode.Open(project, b.TempDir(), o)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -105,16 +108,7 @@ func BenchmarkConcurrent16x12MP(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		b.StopTimer()
-		var tasks []pipeline.Task
-		for k := range 16 {
-			obj := fmt.Sprintf("batch%d/%d.jpg", i, k)
-			a, err := env.Incoming.Put(ctx, obj, big, blob.PutOptions{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			tasks = append(tasks, pipeline.Task{Key: pipeline.ObjectKey("incoming", obj, a.Generation),
-				Source: meta.Source{Bucket: "incoming", Object: obj, Generation: a.Generation}})
-		}
+		tasks := uploadBatch(b, env.Incoming, i, 16)
 		b.StartTimer()
 		var wg sync.WaitGroup
 		for _, t := range tasks {

@@ -8,44 +8,16 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
-	"runtime"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
+	"github.com/visionstack/visionstack/internal/gcpressure"
 	"github.com/visionstack/visionstack/internal/testimg"
 	"github.com/visionstack/visionstack/runtime/fault"
 	"github.com/visionstack/visionstack/runtime/imaging"
 	"github.com/visionstack/visionstack/testdata/photos"
 )
-
-// collectOften runs the collector constantly while the test runs: a buffer libvips
-// still reads after Go stopped referencing it is freed and reused at once.
-func collectOften(t *testing.T) {
-	t.Helper()
-	old := debug.SetGCPercent(1)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-				runtime.GC()
-				_ = make([]byte, 1<<20)
-				time.Sleep(time.Millisecond)
-			}
-		}
-	})
-	t.Cleanup(func() {
-		close(stop)
-		wg.Wait()
-		debug.SetGCPercent(old)
-	})
-}
 
 func samples(t *testing.T) [][]byte {
 	files, _ := filepath.Glob(filepath.Join(photos.Dir(), "faces", "*.jpg"))
@@ -98,7 +70,7 @@ func TestConcurrentJobsUnderGCPressure(t *testing.T) {
 		}
 		want[i] = out
 	}
-	collectOften(t)
+	gcpressure.Constant(t)
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Go(func() {

@@ -7,12 +7,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
-	"runtime/debug"
 	"sync"
 	"testing"
-	"time"
 
+	"github.com/visionstack/visionstack/internal/gcpressure"
 	"github.com/visionstack/visionstack/internal/judge"
 	"github.com/visionstack/visionstack/runtime/blob"
 	"github.com/visionstack/visionstack/runtime/config"
@@ -29,32 +27,6 @@ var crowds = []struct {
 	photo      string
 	cols, rows int
 }{{"grace_hopper.jpg", 4, 3}, {"grace_hopper.jpg", 5, 5}, {"grace_hopper.jpg", 8, 6}, {"astronaut.png", 6, 4}}
-
-// gcPressure makes the collector run all the time while a test runs: a buffer that
-// libvips still reads after Go stopped referencing it is freed and reused at once.
-func gcPressure(t *testing.T) {
-	t.Helper()
-	old := debug.SetGCPercent(1)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-				runtime.GC()
-				_ = make([]byte, 1<<20) // churn, so freed memory is reused
-				time.Sleep(time.Millisecond)
-			}
-		}
-	})
-	t.Cleanup(func() {
-		close(stop)
-		wg.Wait()
-		debug.SetGCPercent(old)
-	})
-}
 
 // processCrowd runs one montage through a fresh local pipeline (maxPredictions 10,
 // far below the crowd) and returns its job and processed bytes.
@@ -95,7 +67,7 @@ func processCrowd(t *testing.T, photo string, cols, rows int) (meta.Job, []byte,
 // while the collector runs constantly: every one done, every face the model found
 // anonymized (maxPredictions does not cap anonymization), the same bytes every run.
 func TestCrowdsUnderGCPressure(t *testing.T) {
-	gcPressure(t)
+	gcpressure.Constant(t)
 	type result struct {
 		job  meta.Job
 		data []byte

@@ -134,18 +134,7 @@ func (s *Store) Complete(ctx context.Context, c meta.Claim, j meta.Job) error {
 
 // Renew extends c's lease if c still holds the claim.
 func (s *Store) Renew(ctx context.Context, c meta.Claim, lease time.Duration) error {
-	ref := s.ref(c.Key)
-	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *fs.Transaction) error {
-		r, err := load(tx, ref)
-		if err != nil {
-			return err
-		}
-		if r.Claimant != c.Claimant || r.State != string(meta.StateProcessing) {
-			return meta.ErrLostClaim
-		}
-		return tx.Update(ref, []fs.Update{{Path: "claimedTo", Value: s.now().UTC().Add(lease)}})
-	})
-	if err != nil {
+	if err := s.setLease(ctx, c, func() time.Time { return s.now().UTC().Add(lease) }, meta.ErrLostClaim); err != nil {
 		return fmt.Errorf("renew %s: %w", c.Key, mapErr(err))
 	}
 	return nil
@@ -153,21 +142,26 @@ func (s *Store) Renew(ctx context.Context, c meta.Claim, lease time.Duration) er
 
 // Release gives c's claim up so that a retry can take it at once.
 func (s *Store) Release(ctx context.Context, c meta.Claim) error {
+	if err := s.setLease(ctx, c, func() time.Time { return time.Unix(0, 0).UTC() }, nil); err != nil {
+		return fmt.Errorf("release %s: %w", c.Key, mapErr(err))
+	}
+	return nil
+}
+
+// setLease moves the end of c's lease to to() if c still holds the claim; otherwise
+// it returns lost (nil: nothing to do).
+func (s *Store) setLease(ctx context.Context, c meta.Claim, to func() time.Time, lost error) error {
 	ref := s.ref(c.Key)
-	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *fs.Transaction) error {
+	return s.client.RunTransaction(ctx, func(ctx context.Context, tx *fs.Transaction) error {
 		r, err := load(tx, ref)
 		if err != nil {
 			return err
 		}
 		if r.Claimant != c.Claimant || r.State != string(meta.StateProcessing) {
-			return nil
+			return lost
 		}
-		return tx.Update(ref, []fs.Update{{Path: "claimedTo", Value: time.Unix(0, 0).UTC()}})
+		return tx.Update(ref, []fs.Update{{Path: "claimedTo", Value: to()}})
 	})
-	if err != nil {
-		return fmt.Errorf("release %s: %w", c.Key, mapErr(err))
-	}
-	return nil
 }
 
 // Get returns one job.
