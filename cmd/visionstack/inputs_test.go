@@ -58,3 +58,40 @@ func TestRunSkipsWhatIsNotARegularFile(t *testing.T) {
 		}
 	}
 }
+
+// Distinct files are distinct images whatever their names: x/p.jpg and y/p.jpg named
+// on the command line, a.png and a.jpg in one folder. Each is processed and has an
+// output of its own (before, one of the first pair ended "superseded" and a.png's
+// output replaced a.jpg's).
+func TestRunDistinctFilesWithClashingNames(t *testing.T) {
+	in := t.TempDir()
+	copyPhoto := func(src, dst string) {
+		data, err := os.ReadFile(filepath.Join(photos.Dir(), "faces", src))
+		must(t, err)
+		must(t, os.MkdirAll(filepath.Dir(dst), 0o755))
+		must(t, os.WriteFile(dst, data, 0o644))
+	}
+	copyPhoto("grace_hopper.jpg", filepath.Join(in, "x", "p.jpg"))
+	copyPhoto("faceapi_sample1.jpg", filepath.Join(in, "y", "p.jpg"))
+	copyPhoto("astronaut.png", filepath.Join(in, "z", "a.png"))
+	copyPhoto("faceapi_sample2.jpg", filepath.Join(in, "z", "a.jpg"))
+	out := filepath.Join(t.TempDir(), "out")
+	stdout, err := runCLI(t, "--root", "../..", "run", "--project", "demo", "--out", out, "--no-progress",
+		filepath.Join(in, "x", "p.jpg"), filepath.Join(in, "y", "p.jpg"), filepath.Join(in, "z"))
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, stdout)
+	}
+	if !strings.Contains(stdout, "4 images: 4 processed, 0 skipped (done before), 0 quarantined, 0 failed") {
+		t.Fatalf("summary:\n%s", stdout)
+	}
+	var outputs []string
+	must(t, filepath.WalkDir(filepath.Join(out, "processed"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && !strings.Contains(p, ".visionstack-meta") {
+			outputs = append(outputs, p)
+		}
+		return err
+	}))
+	if len(outputs) != 4 {
+		t.Fatalf("%d outputs, want 4: %v\n%s", len(outputs), outputs, stdout)
+	}
+}

@@ -5,14 +5,18 @@ package act
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/visionstack/visionstack/runtime/blob"
 	"github.com/visionstack/visionstack/runtime/config"
+	"github.com/visionstack/visionstack/runtime/fault"
 	"github.com/visionstack/visionstack/runtime/meta"
 	"github.com/visionstack/visionstack/runtime/queue"
 	"github.com/visionstack/visionstack/runtime/telemetry"
@@ -54,15 +58,39 @@ type Event struct {
 	Reason  string        `json:"reason,omitempty"`
 }
 
-// OutputName is where the processed image of a source object goes.
+// Metadata an output carries besides its job key: the source object and generation
+// it was made from, so that a newer generation's output wins over an older one's.
+const (
+	SourceMetadata     = "visionstack-source"
+	GenerationMetadata = "visionstack-generation"
+)
+
+// ErrStale: a newer generation of the source object already has its output.
+var ErrStale = errors.New("a newer generation of the source already has its output")
+
+// OutputName is where the processed image (a JPEG) of a source object goes: the same
+// name when it already ends in .jpg or .jpeg, else the name with ".jpg" added, so
+// a.png and a.jpg do not share a.jpg.
 func OutputName(object string) string {
-	return strings.TrimSuffix(object, path.Ext(object)) + ".jpg"
+	switch strings.ToLower(path.Ext(object)) {
+	case ".jpg", ".jpeg":
+		return object
+	}
+	return object + ".jpg"
+}
+
+// keyedName is the fallback when another source object's output holds name: the
+// name with the job key's digest in it, so no job overwrites another's output.
+func keyedName(name, key string) string {
+	sum := sha256.Sum256([]byte(key))
+	ext := path.Ext(name)
+	return strings.TrimSuffix(name, ext) + "." + hex.EncodeToString(sum[:6]) + ext
 }
 
 // Done stores the processed image, publishes, then records the job as done.
 func (a *Actor) Done(ctx context.Context, c meta.Claim, job meta.Job, processed []byte) error {
 	if a.store {
-		out, err := a.put(ctx, a.Processed, OutputName(job.Source.Object), c.Key, processed, "image/jpeg", nil)
+		out, err := a.put(ctx, a.Processed, OutputName(job.Source.Object), c.Key, job.Source, processed, "image/jpeg", nil)
 		if err != nil {
 			return err
 		}
@@ -76,7 +104,7 @@ func (a *Actor) Done(ctx context.Context, c meta.Claim, job meta.Job, processed 
 func (a *Actor) Quarantined(ctx context.Context, c meta.Claim, job meta.Job, original []byte, reason string) error {
 	job.State, job.Reason = meta.StateQuarantined, reason
 	if a.Quarantine != nil && original != nil {
-		out, err := a.put(ctx, a.Quarantine, job.Source.Object, c.Key, original, "application/octet-stream",
+		out, err := a.put(ctx, a.Quarantine, job.Source.Object, c.Key, job.Source, original, "application/octet-stream",
 			map[string]string{"visionstack-reason": truncate(reason, 1024)})
 		if err != nil {
 			return err
@@ -110,32 +138,46 @@ func (a *Actor) finish(ctx context.Context, c meta.Claim, job meta.Job) error {
 }
 
 // put writes an output exactly once per job key: create-if-absent; if an earlier
-// attempt of the same job wrote it, keep that; if another job's output holds the
-// name, replace it only at the generation just read.
-func (a *Actor) put(ctx context.Context, b blob.Bucket, name, key string, data []byte, ctype string, md map[string]string) (meta.Output, error) {
-	metadata := map[string]string{KeyMetadata: key}
+// attempt of the same job wrote it, keep that. Another job's output under the name is
+// replaced only when it was made from an older generation of the same source object
+// (at the generation just read); a newer generation's output is never replaced
+// (ErrStale); any other job's output keeps its name and this one takes a keyed name.
+func (a *Actor) put(ctx context.Context, b blob.Bucket, name, key string, src meta.Source, data []byte, ctype string, md map[string]string) (meta.Output, error) {
+	metadata := map[string]string{KeyMetadata: key, SourceMetadata: src.Bucket + "/" + src.Object,
+		GenerationMetadata: strconv.FormatInt(src.Generation, 10)}
 	for k, v := range md {
 		metadata[k] = v
 	}
-	opts := blob.PutOptions{IfGenerationMatch: blob.DoesNotExist(), ContentType: ctype, Metadata: metadata}
-	attrs, err := b.Put(ctx, name, data, opts)
-	if errors.Is(err, blob.ErrPrecondition) {
-		cur, aerr := b.Attrs(ctx, name)
-		if aerr != nil {
-			return meta.Output{}, fmt.Errorf("store %s/%s: %w", b.Name(), name, aerr)
+	for try := 0; ; try++ {
+		opts := blob.PutOptions{IfGenerationMatch: blob.DoesNotExist(), ContentType: ctype, Metadata: metadata}
+		attrs, err := b.Put(ctx, name, data, opts)
+		if errors.Is(err, blob.ErrPrecondition) {
+			cur, aerr := b.Attrs(ctx, name)
+			if aerr != nil {
+				return meta.Output{}, fmt.Errorf("store %s/%s: %w", b.Name(), name, aerr)
+			}
+			curGen, _ := strconv.ParseInt(cur.Metadata[GenerationMetadata], 10, 64)
+			switch {
+			case cur.Metadata[KeyMetadata] == key:
+				attrs, err = cur, nil // written by an earlier attempt of this job
+			case try < 2 && (cur.Metadata[SourceMetadata] != metadata[SourceMetadata] || try > 0):
+				name = keyedName(name, key) // another object's output: keep it
+				continue
+			case try >= 2:
+				return meta.Output{}, fmt.Errorf("store %s/%s: held by another job's output", b.Name(), name)
+			case curGen > src.Generation:
+				return meta.Output{}, fault.Permanent(fmt.Errorf("store %s/%s: %w (generation %d, this is %d)", b.Name(), name, ErrStale, curGen, src.Generation))
+			default: // an older generation's output of the same object: replace it
+				gen := cur.Generation
+				opts.IfGenerationMatch = &gen
+				attrs, err = b.Put(ctx, name, data, opts)
+			}
 		}
-		if cur.Metadata[KeyMetadata] == key {
-			attrs, err = cur, nil // written by an earlier attempt of this job
-		} else {
-			gen := cur.Generation
-			opts.IfGenerationMatch = &gen
-			attrs, err = b.Put(ctx, name, data, opts)
+		if err != nil {
+			return meta.Output{}, fmt.Errorf("store %s/%s: %w", b.Name(), name, err)
 		}
+		return meta.Output{Bucket: b.Name(), Object: name, Generation: attrs.Generation, Bytes: attrs.Size}, nil
 	}
-	if err != nil {
-		return meta.Output{}, fmt.Errorf("store %s/%s: %w", b.Name(), name, err)
-	}
-	return meta.Output{Bucket: b.Name(), Object: name, Generation: attrs.Generation, Bytes: attrs.Size}, nil
 }
 
 func truncate(s string, n int) string {

@@ -17,8 +17,10 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -210,8 +212,44 @@ func FindInputs(paths []string) ([]Input, error) {
 			return nil, fmt.Errorf("input %s: %w", p, err)
 		}
 	}
+	uniqueObjects(out)
 	sort.Slice(out, func(i, j int) bool { return out[i].Object < out[j].Object })
 	return out, nil
+}
+
+// uniqueObjects renames inputs that would share an object name (files named on the
+// command line by the same base name: x/p.jpg and y/p.jpg): each takes its path,
+// cleaned of leading "/" and "../", and a counter if that still clashes. Distinct
+// files are distinct objects; otherwise the later would replace the earlier.
+func uniqueObjects(ins []Input) {
+	count := map[string]int{}
+	for _, in := range ins {
+		count[in.Object]++
+	}
+	used := map[string]bool{}
+	for _, in := range ins {
+		if count[in.Object] == 1 {
+			used[in.Object] = true
+		}
+	}
+	for i, in := range ins {
+		if count[in.Object] == 1 {
+			continue
+		}
+		var parts []string
+		for _, p := range strings.Split(filepath.ToSlash(filepath.Clean(in.Path)), "/") {
+			if p != "" && p != "." && p != ".." {
+				parts = append(parts, p)
+			}
+		}
+		name := strings.Join(parts, "/")
+		for n := 2; used[name]; n++ {
+			ext := path.Ext(in.Object)
+			name = strings.TrimSuffix(strings.Join(parts, "/"), ext) + "-" + strconv.Itoa(n) + ext
+		}
+		used[name] = true
+		ins[i].Object = name
+	}
 }
 
 // cannotRead says why a file could not be read, without repeating its path.

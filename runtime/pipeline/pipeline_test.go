@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/visionstack/visionstack/internal/racetest"
+	"github.com/visionstack/visionstack/runtime/act"
 	"github.com/visionstack/visionstack/runtime/blob"
 	"github.com/visionstack/visionstack/runtime/config"
+	"github.com/visionstack/visionstack/runtime/fault"
 	"github.com/visionstack/visionstack/runtime/localmode"
 	"github.com/visionstack/visionstack/runtime/meta"
 	"github.com/visionstack/visionstack/runtime/model"
@@ -233,5 +235,39 @@ func TestHeartbeatKeepsALongJobsClaim(t *testing.T) {
 	}
 	if objs, _ := env.Processed.List(ctx, ""); len(objs) != 1 || events(t, env) != 1 {
 		t.Fatalf("%d outputs and %d events, want 1 and 1", len(objs), events(t, env))
+	}
+}
+
+// Two generations of one object in flight: the older finishes last and must not
+// replace the newer's output; it is refused as stale (permanent), and the newer
+// output stays.
+func TestOlderGenerationNeverReplacesNewerOutput(t *testing.T) {
+	env, _, task := setup(t, &flakyModel{})
+	ctx := context.Background()
+	cfg, err := config.LoadFile(photos.DemoProject())
+	if err != nil {
+		t.Fatal(err)
+	}
+	actor := act.New(cfg.Pipeline.Actions, env.Processed, env.Quarantine, env.Meta, env.Queue, localmode.ProcessedTopic)
+	newer := task
+	newer.Source.Generation++
+	newer.Key = pipeline.ObjectKey(newer.Source.Bucket, newer.Source.Object, newer.Source.Generation)
+	finish := func(tk pipeline.Task, data string) error {
+		c, err := env.Meta.Claim(ctx, tk.Key, tk.Source, "w", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return actor.Done(ctx, c, meta.Job{Key: tk.Key, Source: tk.Source}, []byte(data))
+	}
+	if err := finish(newer, "newer"); err != nil {
+		t.Fatal(err)
+	}
+	err = finish(task, "older")
+	if !errors.Is(err, act.ErrStale) || !fault.IsPermanent(err) {
+		t.Fatalf("older generation finishing last = %v, want permanent ErrStale", err)
+	}
+	got, _, err := blob.ReadAll(ctx, env.Processed, act.OutputName(task.Source.Object), 0)
+	if err != nil || string(got) != "newer" {
+		t.Fatalf("output = %q, %v; want the newer generation's", got, err)
 	}
 }
