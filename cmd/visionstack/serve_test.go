@@ -83,7 +83,7 @@ func TestServeSyncThenLocalWorker(t *testing.T) {
 	// The local worker finishes the async part: a processed image appears.
 	var processed []string
 	for range 100 {
-		processed, _ = filepath.Glob(filepath.Join(data, "processed", "sync", "*.jpg"))
+		processed, _ = filepath.Glob(filepath.Join(data, "processed", "sync", "*.jp*g")) // .jpeg sources keep their name
 		if len(processed) == 1 {
 			break
 		}
