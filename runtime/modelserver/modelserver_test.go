@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/visionstack/visionstack/internal/testimg"
 	"github.com/visionstack/visionstack/runtime/model"
 	"github.com/visionstack/visionstack/runtime/model/builtin"
 	"github.com/visionstack/visionstack/runtime/modelserver"
@@ -81,6 +82,11 @@ func TestBadRequests(t *testing.T) {
 		{"no instances", []byte(`{"instances":[]}`), 400},
 		{"not base64", []byte(`{"instances":[{"content":"***"}]}`), 400},
 		{"too large", append(append([]byte(`{"instances":[{"content":"`), bytes.Repeat([]byte("A"), 1_600_000)...), []byte(`"}]}`)...), 413},
+		// Every decode passes the gate: formats libvips would read from a buffer but
+		// the allowlist does not name (a 20000×20000 SVG took 12 s and 900 MB), and
+		// decompression bombs, are refused from their header.
+		{"svg bomb", instanceBody(`<svg xmlns="http://www.w3.org/2000/svg" width="20000" height="20000"><rect width="20000" height="20000"/></svg>`), 400},
+		{"png bomb", instanceBody(string(testimg.PNGBomb(50000, 50000))), 400},
 	} {
 		resp, err := http.Post(hs.URL+"/predict", "application/json", bytes.NewReader(c.body))
 		if err != nil {
@@ -91,4 +97,10 @@ func TestBadRequests(t *testing.T) {
 			t.Errorf("%s: %d, want %d", c.name, resp.StatusCode, c.code)
 		}
 	}
+}
+
+// instanceBody is a predict request with data as its one instance.
+func instanceBody(data string) []byte {
+	body, _ := json.Marshal(modelserver.PredictRequest{Instances: []model.Instance{{Content: base64.StdEncoding.EncodeToString([]byte(data))}}})
+	return body
 }
