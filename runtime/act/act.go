@@ -160,11 +160,11 @@ func (a *Actor) put(ctx context.Context, b blob.Bucket, name, key string, src me
 			switch {
 			case cur.Metadata[KeyMetadata] == key:
 				attrs, err = cur, nil // written by an earlier attempt of this job
-			case try < 2 && (cur.Metadata[SourceMetadata] != metadata[SourceMetadata] || try > 0):
-				name = keyedName(name, key) // another object's output: keep it
-				continue
 			case try >= 2:
 				return meta.Output{}, fmt.Errorf("store %s/%s: held by another job's output", b.Name(), name)
+			case try > 0 || cur.Metadata[SourceMetadata] != metadata[SourceMetadata]:
+				name = keyedName(name, key) // another object's output: keep it
+				continue
 			case curGen > src.Generation:
 				return meta.Output{}, fault.Permanent(fmt.Errorf("store %s/%s: %w (generation %d, this is %d)", b.Name(), name, ErrStale, curGen, src.Generation))
 			default: // an older generation's output of the same object: replace it

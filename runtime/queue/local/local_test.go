@@ -58,13 +58,7 @@ func TestRedeliveryAfterCrash(t *testing.T) {
 	if _, err := q.Publish(ctx, "jobs", []byte("survive"), nil); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestRedeliveryAfterCrash$")
-	cmd.Env = append(os.Environ(), crashEnv+"="+path)
-	err = cmd.Run()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
-		t.Fatalf("helper process did not crash inside the handler: %v", err)
-	}
+	crashInHandler(t, path)
 	if n, _ := q.Pending(ctx, "jobs"); n != 1 {
 		t.Fatalf("after the crash %d messages pending, want 1", n)
 	}
@@ -140,13 +134,8 @@ func TestPoisonMessageThatCrashesIsDeadLettered(t *testing.T) {
 	if _, err := q.Publish(ctx, "jobs", []byte("poison"), nil); err != nil {
 		t.Fatal(err)
 	}
-	for i := range opts.MaxAttempts {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestRedeliveryAfterCrash$")
-		cmd.Env = append(os.Environ(), crashEnv+"="+path)
-		var ee *exec.ExitError
-		if err := cmd.Run(); !errors.As(err, &ee) || ee.ExitCode() != 3 {
-			t.Fatalf("crash %d: helper did not crash inside the handler: %v", i+1, err)
-		}
+	for range opts.MaxAttempts {
+		crashInHandler(t, path)
 	}
 	time.Sleep(400 * time.Millisecond) // the dead process's lease runs out
 	var calls atomic.Int32
@@ -161,4 +150,16 @@ func TestPoisonMessageThatCrashesIsDeadLettered(t *testing.T) {
 		t.Fatalf("dead-letter topic = %+v, %v", dead, err)
 	}
 	t.Logf("dead-letter attributes: %v", dead[0].Attributes)
+}
+
+// crashInHandler runs a process that takes a message of the queue at path and dies
+// inside the handler, like a killed container.
+func crashInHandler(t *testing.T, path string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestRedeliveryAfterCrash$")
+	cmd.Env = append(os.Environ(), crashEnv+"="+path)
+	var ee *exec.ExitError
+	if err := cmd.Run(); !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Fatalf("helper process did not crash inside the handler: %v", err)
+	}
 }
