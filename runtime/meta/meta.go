@@ -98,6 +98,9 @@ type Claim struct {
 	Key      string
 	Claimant string
 	Attempts int // including this one
+	// Done holds the results Prime recorded for the job: analyses the service
+	// already ran (the sync API) and the push path reuses instead of re-running.
+	Done []Result
 }
 
 // Filter selects jobs for List.
@@ -113,6 +116,11 @@ type Store interface {
 	// gives ErrDone; a job another claimant holds with an unexpired lease gives ErrBusy;
 	// an expired claim is taken over (Attempts grows).
 	Claim(ctx context.Context, key string, src Source, claimant string, lease time.Duration) (Claim, error)
+	// Prime records a job before its task is queued, unclaimed, with the results the
+	// service already has (the sync API's), unless the job exists. The push path reads
+	// them back from its Claim, never from a message: a message's content is not
+	// trusted. A primed job nobody processes is found by the reconciler.
+	Prime(ctx context.Context, key string, src Source, done []Result) error
 	// Complete records the final state; j.Key must be claimed by c.Claimant, else
 	// ErrLostClaim. j.State must be final.
 	Complete(ctx context.Context, c Claim, j Job) error

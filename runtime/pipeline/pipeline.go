@@ -71,13 +71,13 @@ const busyPoll = 500 * time.Millisecond
 // ErrOverloaded: too many pixels in flight; the caller retries later (HTTP 429).
 var ErrOverloaded = errors.New("overloaded: too many pixels in flight")
 
-// Task is the message that asks for one image to be processed.
+// Task is the message that asks for one image to be processed. It names the image
+// and nothing else: results the service already has (the sync API's) are recorded
+// in the metadata store with meta.Store.Prime and come back with the claim, so no
+// message can tell the pipeline what an image contains.
 type Task struct {
 	Key    string      `json:"key"`
 	Source meta.Source `json:"source"`
-	// Done holds results the synchronous API already returned; the push path runs
-	// only the analyses missing here.
-	Done []meta.Result `json:"done,omitempty"`
 }
 
 // ObjectKey is the idempotency key of a stored object version.
@@ -250,6 +250,9 @@ func (p *Pipeline) step(ctx context.Context, name string) (context.Context, func
 	}
 }
 
+// Meta is the metadata store, for the synchronous API to prime its jobs.
+func (p *Pipeline) Meta() meta.Store { return p.deps.Meta }
+
 // Analyzer exposes the configured analyses, for the synchronous API.
 func (p *Pipeline) Analyzer() *analyze.Analyzer { return p.analyzer }
 
@@ -302,7 +305,7 @@ func (p *Pipeline) Process(ctx context.Context, t Task) (_ Outcome, err error) {
 	p.tel.Read(ctx, job.Bytes, int64(img.Header.Width)*int64(img.Header.Height))
 
 	sctx, end = p.step(ctx, "analyze")
-	job.Results, err = p.analyzer.Remaining(sctx, img.Base64, img.MimeType, t.Done)
+	job.Results, err = p.analyzer.Remaining(sctx, img.Base64, img.MimeType, claim.Done)
 	out.Timings.Analyze = end(err)
 	if err != nil {
 		return p.fail(ctx, log, claim, job, data, err, out)

@@ -259,18 +259,23 @@ func nonNil(r []meta.Result) []meta.Result {
 }
 
 // handOff stores the original under its content hash (create-if-absent: a repeat
-// upload is one object) and queues the task with the sync results.
+// upload is one object), records the job with the sync results (the push path reads
+// them from the store, never from the message) and queues its task.
 func (s *Server) handOff(ctx context.Context, key, format string, data []byte, done []meta.Result) error {
 	name := SyncPrefix + key[len("sha256:"):] + "." + format
-	attrs, err := s.o.Incoming.Put(ctx, name, data, blob.PutOptions{IfGenerationMatch: blob.DoesNotExist(), ContentType: "image/" + format})
+	attrs, err := s.o.Incoming.Put(ctx, name, data, blob.PutOptions{IfGenerationMatch: blob.DoesNotExist(), ContentType: "image/" + format,
+		Metadata: map[string]string{OriginMetadata: OriginSync}})
 	if errors.Is(err, blob.ErrPrecondition) {
 		attrs, err = s.o.Incoming.Attrs(ctx, name)
 	}
 	if err != nil {
 		return fmt.Errorf("store original: %w", err)
 	}
-	t := pipeline.Task{Key: key, Source: meta.Source{Bucket: s.o.Incoming.Name(), Object: name, Generation: attrs.Generation}, Done: done}
-	return pipeline.Publish(ctx, s.o.Publisher, s.o.WorkTopic, t)
+	src := meta.Source{Bucket: s.o.Incoming.Name(), Object: name, Generation: attrs.Generation}
+	if err := s.o.Pipeline.Meta().Prime(ctx, key, src, done); err != nil {
+		return fmt.Errorf("record sync results: %w", err)
+	}
+	return pipeline.Publish(ctx, s.o.Publisher, s.o.WorkTopic, pipeline.Task{Key: key, Source: src})
 }
 
 // readImage takes raw bytes (any image/* or octet-stream body) or the first file of a
@@ -303,10 +308,19 @@ func (s *Server) readImage(w http.ResponseWriter, r *http.Request) ([]byte, erro
 	return data, nil
 }
 
-// SyncPrefix is where the sync API stores originals in the incoming bucket. Their
-// storage notifications are acked without work: the API queued a task of its own,
-// keyed by content and carrying the sync results.
+// SyncPrefix is where the sync API stores originals in the incoming bucket, named by
+// their content hash. The name is not what marks them (a user's upload under sync/ is
+// processed like any other): the OriginMetadata does, and a content-keyed task is
+// accepted only for the object its hash names.
 const SyncPrefix = "sync/"
+
+// OriginMetadata, set to OriginSync, marks an original the sync API stored: its
+// storage notification is acked without work, since the API primed the job with its
+// results and queued a task of its own, keyed by content.
+const (
+	OriginMetadata = "visionstack-origin"
+	OriginSync     = "sync-api"
+)
 
 // PushEnvelope is what a Pub/Sub push subscription POSTs.
 type PushEnvelope struct {
@@ -380,8 +394,7 @@ func (s *Server) taskFrom(env *PushEnvelope) (pipeline.Task, string, error) {
 		if strings.HasSuffix(object, "/") {
 			return pipeline.Task{}, "folder placeholder " + object, nil
 		}
-		if strings.HasPrefix(object, SyncPrefix) {
-			// Stored by the sync API, which queued its own task with its results.
+		if syncOriginal(env.Message.Data) {
 			return pipeline.Task{}, "stored by the sync API, which queued its own task", nil
 		}
 		if err := blob.ValidateName(object); err != nil {
@@ -393,7 +406,46 @@ func (s *Server) taskFrom(env *PushEnvelope) (pipeline.Task, string, error) {
 	if err := json.Unmarshal(env.Message.Data, &t); err != nil || t.Key == "" || t.Source.Object == "" {
 		return t, "", fmt.Errorf("message is neither a storage notification nor a task")
 	}
-	return t, "", nil
+	return t, "", s.checkTask(t)
+}
+
+// syncOriginal reports whether a JSON_API_V1 notification's object carries the sync
+// API's origin metadata. Whoever can set it could only skip their own upload.
+func syncOriginal(payload []byte) bool {
+	var obj struct {
+		Metadata map[string]string `json:"metadata"`
+	}
+	return json.Unmarshal(payload, &obj) == nil && obj.Metadata[OriginMetadata] == OriginSync
+}
+
+// checkTask accepts only a task the service could have written: its source is in the
+// incoming bucket and its key names that source — the object's version, or the
+// content hash the sync API named the object by. So no message can file one image's
+// results under another key, or reach another key's output.
+func (s *Server) checkTask(t pipeline.Task) error {
+	src := t.Source
+	if src.Bucket != s.o.Incoming.Name() {
+		return fmt.Errorf("task for bucket %q, this service reads %q", src.Bucket, s.o.Incoming.Name())
+	}
+	if err := blob.ValidateName(src.Object); err != nil {
+		return err
+	}
+	if t.Key == pipeline.ObjectKey(src.Bucket, src.Object, src.Generation) {
+		return nil
+	}
+	if sum, ok := strings.CutPrefix(t.Key, "sha256:"); ok && len(sum) == 64 && isLowerHex(sum) && strings.HasPrefix(src.Object, SyncPrefix+sum+".") {
+		return nil
+	}
+	return fmt.Errorf("task key %q does not name its source %s#%d: the service writes no such task", t.Key, src.Object, src.Generation)
+}
+
+func isLowerHex(s string) bool {
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // httpError is an error with its status code.

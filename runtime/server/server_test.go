@@ -287,7 +287,7 @@ func TestPushEdgeCases(t *testing.T) {
 		{"neither notification nor task", pushEnvelope([]byte("{}"), nil, 1), 400},
 		{"delete event acked without work", pushEnvelope(nil, map[string]string{"eventType": "OBJECT_DELETE"}, 1), 204},
 		{"folder placeholder acked", pushEnvelope(nil, notification("up/", 1), 1), 204},
-		{"sync upload's own notification acked", pushEnvelope(nil, notification("sync/abc.jpeg", 1), 1), 204},
+		{"sync API's own original acked", pushEnvelope([]byte(`{"metadata":{"visionstack-origin":"sync-api"}}`), notification("sync/abc.jpeg", 1), 1), 204},
 		{"other bucket", pushEnvelope(nil, map[string]string{"eventType": "OBJECT_FINALIZE", "bucketId": "elsewhere", "objectId": "a.jpg", "objectGeneration": "1"}, 1), 400},
 		{"escaping name", pushEnvelope(nil, notification("../etc/passwd", 1), 1), 400},
 		{"bad image is quarantined and acked", pushEnvelope(nil, notification("up/bad.jpg", a.Generation), 1), 204},

@@ -94,7 +94,11 @@ func (s *Store) Claim(ctx context.Context, key string, src meta.Source, claimant
 		case r.Claimant != claimant && r.ClaimedTo.After(now):
 			return meta.ErrBusy
 		}
-		c = meta.Claim{Key: key, Claimant: claimant, Attempts: r.Attempts + 1}
+		var primed meta.Job
+		if err := json.Unmarshal([]byte(r.Doc), &primed); err != nil {
+			return fmt.Errorf("corrupt job document: %w", err)
+		}
+		c = meta.Claim{Key: key, Claimant: claimant, Attempts: r.Attempts + 1, Done: primed.Results}
 		return tx.Update(ref, []fs.Update{{Path: "claimant", Value: claimant}, {Path: "claimedTo", Value: now.Add(lease)},
 			{Path: "attempts", Value: c.Attempts}, {Path: "updated", Value: now}})
 	})
@@ -102,6 +106,21 @@ func (s *Store) Claim(ctx context.Context, key string, src meta.Source, claimant
 		return meta.Claim{}, fmt.Errorf("claim %s: %w", key, mapErr(err))
 	}
 	return c, nil
+}
+
+// Prime creates the job unclaimed, with done as its results, unless it exists.
+func (s *Store) Prime(ctx context.Context, key string, src meta.Source, done []meta.Result) error {
+	now := s.now().UTC()
+	doc, err := json.Marshal(meta.Job{Key: key, Source: src, State: meta.StateProcessing, Results: done, Created: now})
+	if err != nil {
+		return err
+	}
+	_, err = s.ref(key).Create(ctx, record{Key: key, State: string(meta.StateProcessing), ClaimedTo: time.Unix(0, 0).UTC(),
+		Created: now, Updated: now, Doc: string(doc)})
+	if err != nil && status.Code(err) != codes.AlreadyExists {
+		return fmt.Errorf("prime %s: %w", key, err)
+	}
+	return nil
 }
 
 // Complete records the final state if c still holds the claim.

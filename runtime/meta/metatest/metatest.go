@@ -47,6 +47,40 @@ func Run(t *testing.T, open func(t *testing.T) meta.Store) {
 		}
 	})
 
+	t.Run("PrimedResultsComeWithTheClaim", func(t *testing.T) {
+		s := open(t)
+		done := []meta.Result{{Analysis: "faces", Model: "builtin:faces", Detections: []meta.Detection{{Label: "face", Confidence: 0.9}}}}
+		if err := s.Prime(ctx, "k", src, done); err != nil {
+			t.Fatal(err)
+		}
+		// The first writer wins: a second Prime (a repeat upload) changes nothing.
+		if err := s.Prime(ctx, "k", src, nil); err != nil {
+			t.Fatal(err)
+		}
+		j, err := s.Get(ctx, "k")
+		if err != nil || j.State != meta.StateProcessing || j.Claimant != "" || !j.ClaimedTo.IsZero() || j.Attempts != 0 {
+			t.Fatalf("primed job = %+v, %v; want processing, unclaimed", j, err)
+		}
+		c, err := s.Claim(ctx, "k", src, "w1", time.Minute)
+		if err != nil || c.Attempts != 1 || len(c.Done) != 1 || c.Done[0].Detections[0].Confidence != 0.9 {
+			t.Fatalf("claim of a primed job = %+v, %v; want attempt 1 with the primed results", c, err)
+		}
+		if err := s.Complete(ctx, c, meta.Job{State: meta.StateDone, Results: done}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Prime(ctx, "k", src, nil); err != nil {
+			t.Fatal(err)
+		}
+		if j, _ := s.Get(ctx, "k"); j.State != meta.StateDone || len(j.Results) != 1 {
+			t.Fatalf("Prime changed a final job: %+v", j)
+		}
+		// A job that was never primed brings no results.
+		c, err = s.Claim(ctx, "fresh", src, "w1", time.Minute)
+		if err != nil || len(c.Done) != 0 {
+			t.Fatalf("claim of a fresh job = %+v, %v", c, err)
+		}
+	})
+
 	t.Run("BusyWhileLeased", func(t *testing.T) {
 		s := open(t)
 		if _, err := s.Claim(ctx, "k", src, "w1", time.Minute); err != nil {

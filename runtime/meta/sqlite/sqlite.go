@@ -61,7 +61,10 @@ func (s *Store) Claim(ctx context.Context, key string, src meta.Source, claimant
 	if err != nil {
 		return meta.Claim{}, err
 	}
-	var attempts int
+	var (
+		attempts int
+		stored   string
+	)
 	err = s.db.QueryRowContext(ctx, `
 		INSERT INTO jobs(key, state, claimant, claimed_to, attempts, doc, created, updated)
 		VALUES(?, 'processing', ?, ?, 1, ?, ?, ?)
@@ -69,9 +72,9 @@ func (s *Store) Claim(ctx context.Context, key string, src meta.Source, claimant
 			claimant = excluded.claimant, claimed_to = excluded.claimed_to,
 			attempts = jobs.attempts + 1, updated = excluded.updated
 		WHERE jobs.state = 'processing' AND (jobs.claimed_to <= ? OR jobs.claimant = excluded.claimant)
-		RETURNING attempts`,
+		RETURNING attempts, doc`,
 		key, claimant, now.Add(lease).UnixNano(), string(doc), now.UnixNano(), now.UnixNano(), now.UnixNano(),
-	).Scan(&attempts)
+	).Scan(&attempts, &stored)
 	if errors.Is(err, sql.ErrNoRows) {
 		var state string
 		if err := s.db.QueryRowContext(ctx, `SELECT state FROM jobs WHERE key = ?`, key).Scan(&state); err != nil {
@@ -85,7 +88,28 @@ func (s *Store) Claim(ctx context.Context, key string, src meta.Source, claimant
 	if err != nil {
 		return meta.Claim{}, fmt.Errorf("claim %s: %w", key, err)
 	}
-	return meta.Claim{Key: key, Claimant: claimant, Attempts: attempts}, nil
+	var primed meta.Job
+	if err := json.Unmarshal([]byte(stored), &primed); err != nil {
+		return meta.Claim{}, fmt.Errorf("claim %s: corrupt job document: %w", key, err)
+	}
+	return meta.Claim{Key: key, Claimant: claimant, Attempts: attempts, Done: primed.Results}, nil
+}
+
+// Prime inserts the job unclaimed, with done as its results, unless it exists.
+func (s *Store) Prime(ctx context.Context, key string, src meta.Source, done []meta.Result) error {
+	now := s.now()
+	doc, err := json.Marshal(meta.Job{Key: key, Source: src, State: meta.StateProcessing, Results: done, Created: now.UTC()})
+	if err != nil {
+		return err
+	}
+	_, err = s.db.ExecContext(ctx, `
+		INSERT INTO jobs(key, state, claimant, claimed_to, attempts, doc, created, updated)
+		VALUES(?, 'processing', '', 0, 0, ?, ?, ?) ON CONFLICT(key) DO NOTHING`,
+		key, string(doc), now.UnixNano(), now.UnixNano())
+	if err != nil {
+		return fmt.Errorf("prime %s: %w", key, err)
+	}
+	return nil
 }
 
 // Complete records the final state if c still holds the claim.

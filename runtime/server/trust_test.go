@@ -1,0 +1,148 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/visionstack/visionstack/runtime/blob"
+	"github.com/visionstack/visionstack/runtime/localmode"
+	"github.com/visionstack/visionstack/runtime/meta"
+	"github.com/visionstack/visionstack/runtime/pipeline"
+	"github.com/visionstack/visionstack/runtime/server"
+)
+
+// syncThenQueued sends a photo through the sync API and returns its answer and the
+// task it queued.
+func syncThenQueued(t *testing.T, f *fixture, img []byte) (server.AnalyzeResponse, pipeline.Task, map[string]string) {
+	t.Helper()
+	resp, body := post(t, f.http.URL+"/v1/images:analyze", "image/jpeg", img)
+	if resp.StatusCode != 200 {
+		t.Fatalf("analyze: %d %s", resp.StatusCode, body)
+	}
+	var ar server.AnalyzeResponse
+	if err := json.Unmarshal(body, &ar); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := f.env.Queue.Messages(context.Background(), localmode.WorkTopic)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("queued tasks: %d, %v", len(msgs), err)
+	}
+	var task pipeline.Task
+	if err := json.Unmarshal(msgs[0].Data, &task); err != nil {
+		t.Fatal(err)
+	}
+	return ar, task, msgs[0].Attributes
+}
+
+// forge posts a task the service did not write, as an unauthenticated caller could.
+func forge(t *testing.T, f *fixture, task any) (int, string) {
+	t.Helper()
+	data, _ := json.Marshal(task)
+	resp, body := post(t, f.http.URL+"/v1/pubsub/push", "application/json", pushEnvelope(data, map[string]string{"key": "x"}, 1))
+	return resp.StatusCode, string(body)
+}
+
+// The attack: after an anonymized output is stored, a task naming the same
+// source object under another key, claiming "no faces", must not replace it.
+func TestForgedTaskCannotReplaceAnonymizedOutput(t *testing.T) {
+	f := newFixture(t, 0)
+	ctx := context.Background()
+	ar, task, attrs := syncThenQueued(t, f, photo(t, "grace_hopper.jpg"))
+	data, _ := json.Marshal(task)
+	if resp, body := post(t, f.http.URL+"/v1/pubsub/push", "application/json", pushEnvelope(data, attrs, 1)); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("genuine task: %d %s", resp.StatusCode, body)
+	}
+	before, err := f.env.Meta.Get(ctx, ar.Key)
+	if err != nil || before.State != meta.StateDone || len(before.Outputs) != 1 {
+		t.Fatalf("genuine job: %+v %v", before, err)
+	}
+	out := before.Outputs[0]
+	original, _, _ := blob.ReadAll(ctx, f.env.Processed, out.Object, 0)
+
+	noFaces := []map[string]any{{"analysis": "faces", "model": "builtin:faces", "detections": []any{}}}
+	for name, forged := range map[string]map[string]any{
+		"another content key": {"key": "sha256:" + strings.Repeat("0", 64), "source": task.Source, "done": noFaces},
+		"an object key for the sync object": {"key": pipeline.ObjectKey(task.Source.Bucket, task.Source.Object, task.Source.Generation+1),
+			"source": task.Source, "done": noFaces},
+		"a key that is not a key": {"key": "mine", "source": task.Source, "done": noFaces},
+		"another bucket":          {"key": pipeline.ObjectKey("elsewhere", "a.jpg", 1), "source": meta.Source{Bucket: "elsewhere", Object: "a.jpg", Generation: 1}},
+	} {
+		code, body := forge(t, f, forged)
+		if code != http.StatusBadRequest {
+			t.Errorf("%s: %d %s, want 400", name, code, body)
+		}
+	}
+	after, _, _ := blob.ReadAll(ctx, f.env.Processed, out.Object, 0)
+	if !bytes.Equal(original, after) {
+		t.Fatal("a forged task replaced the anonymized output")
+	}
+	if objs, _ := f.env.Processed.List(ctx, ""); len(objs) != 1 {
+		t.Fatalf("%d outputs after forged tasks, want the 1 genuine one", len(objs))
+	}
+	if jobs, _ := f.env.Meta.List(ctx, meta.Filter{}); len(jobs) != 1 {
+		t.Fatalf("forged tasks left %d job records, want 1: %+v", len(jobs), jobs)
+	}
+}
+
+// A forged task that races the genuine one, with the right key and "no faces" in its
+// done list: the results it carries are never used, so the output is still blurred.
+func TestForgedDoneResultsAreIgnored(t *testing.T) {
+	f := newFixture(t, 0)
+	ctx := context.Background()
+	ar, task, _ := syncThenQueued(t, f, photo(t, "grace_hopper.jpg"))
+	forged := map[string]any{"key": task.Key, "source": task.Source,
+		"done": []map[string]any{{"analysis": "faces", "model": "builtin:faces", "detections": []any{}}}}
+	if code, body := forge(t, f, forged); code != http.StatusNoContent {
+		t.Fatalf("forged task with the genuine key: %d %s", code, body)
+	}
+	j, err := f.env.Meta.Get(ctx, ar.Key)
+	if err != nil || j.State != meta.StateDone {
+		t.Fatalf("job: %+v %v", j, err)
+	}
+	if len(j.Results) != 1 || len(j.Results[0].Detections) == 0 {
+		t.Fatalf("the job recorded the forged results %+v; want the faces the sync API found", j.Results)
+	}
+	if n := f.model.calls.Load(); n != 1 {
+		t.Errorf("model called %d times; the push path must reuse what the sync API itself recorded", n)
+	}
+}
+
+// A user's upload under sync/ is processed like any other; only what the sync API
+// stored (recognised by its metadata) is left to the task the API queued.
+func TestSyncOriginalsRecognisedByMetadataNotName(t *testing.T) {
+	f := newFixture(t, 0)
+	ctx := context.Background()
+	a, err := f.env.Incoming.Put(ctx, "sync/user.jpg", photo(t, "grace_hopper.jpg"), blob.PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := json.Marshal(map[string]any{"kind": "storage#object", "name": "sync/user.jpg"})
+	resp, body := post(t, f.http.URL+"/v1/pubsub/push", "application/json", pushEnvelope(payload, notification("sync/user.jpg", a.Generation), 1))
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("user upload under sync/: %d %s", resp.StatusCode, body)
+	}
+	if j, err := f.env.Meta.Get(ctx, pipeline.ObjectKey("incoming", "sync/user.jpg", a.Generation)); err != nil || j.State != meta.StateDone {
+		t.Fatalf("a user's upload under sync/ was not processed: %+v %v", j, err)
+	}
+
+	ar, task, _ := syncThenQueued(t, f, photo(t, "faceapi_sample1.jpg"))
+	attrs, err := f.env.Incoming.Attrs(ctx, task.Source.Object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, _ = json.Marshal(map[string]any{"kind": "storage#object", "name": task.Source.Object, "metadata": attrs.Metadata})
+	resp, body = post(t, f.http.URL+"/v1/pubsub/push", "application/json", pushEnvelope(payload, notification(task.Source.Object, attrs.Generation), 1))
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("the sync API's own original: %d %s", resp.StatusCode, body)
+	}
+	if _, err := f.env.Meta.Get(ctx, pipeline.ObjectKey("incoming", task.Source.Object, attrs.Generation)); err == nil {
+		t.Fatal("the sync API's original was processed a second time under its object key")
+	}
+	if j, _ := f.env.Meta.Get(ctx, ar.Key); j.State.Final() {
+		t.Fatalf("the notification processed the sync job itself: %+v", j)
+	}
+}
