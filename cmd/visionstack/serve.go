@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"math/rand/v2"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -25,6 +26,8 @@ import (
 	"github.com/visionstack/visionstack/runtime/model/builtin"
 	"github.com/visionstack/visionstack/runtime/models"
 	"github.com/visionstack/visionstack/runtime/modelserver"
+	qlocal "github.com/visionstack/visionstack/runtime/queue/local"
+	"github.com/visionstack/visionstack/runtime/reconcile"
 	"github.com/visionstack/visionstack/runtime/review"
 	"github.com/visionstack/visionstack/runtime/server"
 	"github.com/visionstack/visionstack/runtime/telemetry"
@@ -44,6 +47,7 @@ type serveOptions struct {
 	reviewOn        bool
 	tel             *telemetry.Telemetry
 	cloudTelemetry  string
+	reconcileEvery  time.Duration
 }
 
 func newServeCmd(g *globalOptions) *cobra.Command {
@@ -87,6 +91,7 @@ that drains it. On SIGTERM it stops taking work, finishes what is in flight with
 	cmd.Flags().DurationVar(&o.shutdownTimeout, "shutdown-timeout", 9*time.Second, "time to finish in-flight work after SIGTERM (Cloud Run allows 10s)")
 	cmd.Flags().StringVar(&o.logFormat, "log-format", defaultLogFormat(), "json (Cloud Logging) or text")
 	cmd.Flags().StringVar(&o.review, "review", "auto", "serve the review page on /review/: on, off, auto (on for --backend local; off in the cloud, where it would show every image to whoever may call the service)")
+	cmd.Flags().DurationVar(&o.reconcileEvery, "reconcile-every", 5*time.Minute, "re-queue stuck jobs and dead letters this often (see `visionstack reconcile`; 0: never)")
 	cmd.Flags().StringVar(&o.cloudTelemetry, "cloud-telemetry", "auto", "export metrics to Cloud Monitoring and traces to Cloud Trace: on, off, auto (on for --backend cloud)")
 	return cmd
 }
@@ -193,7 +198,11 @@ func (o *serveOptions) serveLocal(ctx context.Context, cfg *config.Project, log 
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	workerDone := make(chan error, 1)
 	go func() { workerDone <- env.Queue.Receive(workCtx, localmode.WorkTopic, p.Handle) }()
+	stopReconciler := o.startReconciler(ctx, log, reconcile.Options{Meta: env.Meta, Publisher: env.Queue, DeadLetters: env.Queue,
+		WorkTopic: localmode.WorkTopic, DeadLetterSub: localmode.WorkTopic + qlocal.DeadLetterSuffix, Incoming: env.Incoming.Name(),
+		Trusted: true, MaxAttempts: cfg.Delivery.MaxAttempts})
 	return listenAndServe(ctx, o.addr, srv, o.shutdownTimeout, log, srv.Drain, func() {
+		stopReconciler()
 		stopWork()
 		<-workerDone
 	}, fmt.Sprintf("project %s, local backends in %s", cfg.Name, o.dataDir))
@@ -219,8 +228,50 @@ func (o *serveOptions) serveCloud(ctx context.Context, cfg *config.Project, log 
 		WorkTopic: "projects/" + cfg.GCP.Project + "/topics/" + env.WorkTopic, PushAuth: auth,
 		Admission: adm, MaxBody: int64(cfg.Pipeline.Prepare.MaxBytes), Logger: log,
 		Metrics: o.tel.MetricsHandler(), Review: o.reviewHandler(cfg, env.Meta, log, env.Incoming, env.Processed, env.Quarantine)})
-	return listenAndServe(ctx, o.addr, srv, o.shutdownTimeout, log, srv.Drain, nil,
+	n := cfg.Names()
+	stopReconciler := o.startReconciler(ctx, log, reconcile.Options{Meta: env.Meta, Publisher: env.Queue, DeadLetters: env.Queue,
+		WorkTopic:     "projects/" + cfg.GCP.Project + "/topics/" + n.UploadedTopic,
+		DeadLetterSub: "projects/" + cfg.GCP.Project + "/subscriptions/" + n.DeadLetterSub,
+		Incoming:      env.Incoming.Name(), MaxAttempts: cfg.Delivery.MaxAttempts})
+	return listenAndServe(ctx, o.addr, srv, o.shutdownTimeout, log, srv.Drain, stopReconciler,
 		fmt.Sprintf("project %s on GCP project %s (buckets %s…, topic %s)", cfg.Name, cfg.GCP.Project, env.Names.IncomingBucket, env.WorkTopic))
+}
+
+// startReconciler runs a reconcile pass every --reconcile-every (the first one after
+// a random part of it, so instances started together do not sweep together) until
+// the returned stop is called. On Cloud Run it runs only while the instance has CPU;
+// a scheduled `visionstack reconcile --backend cloud` covers an idle service.
+func (o *serveOptions) startReconciler(ctx context.Context, log *slog.Logger, ro reconcile.Options) (stop func()) {
+	if o.reconcileEvery <= 0 {
+		return func() {}
+	}
+	ro.Logger = log
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		wait := time.Duration(rand.Int64N(int64(o.reconcileEvery))) + time.Second
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			wait = o.reconcileEvery
+			r, err := reconcile.Run(ctx, ro)
+			if err != nil && ctx.Err() == nil {
+				log.Warn("reconcile pass failed; next pass in "+wait.String(), "err", err)
+				continue
+			}
+			if len(r.Items) > 0 {
+				log.Info("reconcile pass", "requeued", r.Count(reconcile.Requeued), "removed", r.Count(reconcile.Removed), "reported", r.Count(reconcile.Reported))
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // reviewHandler is the review page, or nil when it is off.

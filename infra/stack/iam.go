@@ -68,6 +68,12 @@ func (b *builder) iam() error {
 		{n + "-pipeline-logs", project("roles/logging.logWriter", pipe, nil)},
 		{n + "-pipeline-traces", project("roles/cloudtrace.agent", pipe, nil)},
 		// Pub/Sub moves dead letters as its service agent, and mints the push OIDC tokens.
+		// The service's reconciler sweeps the dead letter and re-queues what can run.
+		{n + "-pipeline-sweeps-dead-letter", func(name string) error {
+			_, err := pubsub.NewSubscriptionIAMMember(b.ctx, name, &pubsub.SubscriptionIAMMemberArgs{Project: proj,
+				Subscription: b.deadSub.Name, Role: pulumi.String("roles/pubsub.subscriber"), Member: pipe}, b.opts()...)
+			return err
+		}},
 		{n + "-pubsub-agent-publishes-dead-letter", topic(b.deadTopic, "roles/pubsub.publisher", pubsubAgent)},
 		{n + "-pubsub-agent-subscribes-push", func(name string) error {
 			_, err := pubsub.NewSubscriptionIAMMember(b.ctx, name, &pubsub.SubscriptionIAMMemberArgs{Project: proj,

@@ -123,6 +123,15 @@ func TestDeadLetterWiredWithGrants(t *testing.T) {
 			subscribes = true
 		}
 	}
+	sweeps := false
+	for _, g := range m.Of("gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember") {
+		if strings.HasPrefix(str(g.Inputs["member"]), "serviceAccount:"+n.PipelineSA+"@") && str(g.Inputs["subscription"]) == n.DeadLetterSub && str(g.Inputs["role"]) == "roles/pubsub.subscriber" {
+			sweeps = true
+		}
+	}
+	if !sweeps {
+		t.Error("the pipeline's service account cannot sweep the dead-letter subscription (the reconciler needs roles/pubsub.subscriber there)")
+	}
 	if !publishes || !subscribes {
 		t.Fatalf("Pub/Sub service agent grants: publisher on dead letter %v, subscriber on push %v", publishes, subscribes)
 	}
@@ -285,7 +294,7 @@ func TestResourceCountAndTypes(t *testing.T) {
 		"gcp:monitoring/dashboard:Dashboard":                     1,
 		"gcp:storage/bucketIAMMember:BucketIAMMember":            4,
 		"gcp:pubsub/topicIAMMember:TopicIAMMember":               5,
-		"gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember": 1,
+		"gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember": 2,
 		"gcp:projects/iAMMember:IAMMember":                       5,
 		"gcp:serviceaccount/iAMMember:IAMMember":                 1,
 		"gcp:cloudrunv2/serviceIamMember:ServiceIamMember":       1,

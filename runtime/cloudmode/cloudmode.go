@@ -16,7 +16,7 @@ import (
 
 	"github.com/visionstack/visionstack/runtime/blob/gcs"
 	"github.com/visionstack/visionstack/runtime/config"
-	"github.com/visionstack/visionstack/runtime/internal/closers"
+	"github.com/visionstack/visionstack/internal/closers"
 	"github.com/visionstack/visionstack/runtime/meta/firestore"
 	"github.com/visionstack/visionstack/runtime/model"
 	"github.com/visionstack/visionstack/runtime/pipeline"

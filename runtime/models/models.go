@@ -9,7 +9,7 @@ import (
 	"os"
 
 	"github.com/visionstack/visionstack/runtime/config"
-	"github.com/visionstack/visionstack/runtime/internal/closers"
+	"github.com/visionstack/visionstack/internal/closers"
 	"github.com/visionstack/visionstack/runtime/model"
 	"github.com/visionstack/visionstack/runtime/model/builtin"
 	"github.com/visionstack/visionstack/runtime/model/kserve"

@@ -44,6 +44,15 @@ type Queue interface {
 	Close() error
 }
 
+// Sweeper reads what a subscription holds without working on it: the reconciler's
+// view of a dead-letter subscription.
+type Sweeper interface {
+	// Sweep hands each message the subscription holds now to f once; f returns true
+	// to remove (acknowledge) it. Kept messages stay for a later sweep. It returns how
+	// many messages it saw.
+	Sweep(ctx context.Context, subscription string, f func(context.Context, *Message) bool) (int, error)
+}
+
 // ErrClosed is returned after Close.
 var ErrClosed = errors.New("queue closed")
 

@@ -262,9 +262,9 @@ func nonNil(r []meta.Result) []meta.Result {
 // upload is one object), records the job with the sync results (the push path reads
 // them from the store, never from the message) and queues its task.
 func (s *Server) handOff(ctx context.Context, key, format string, data []byte, done []meta.Result) error {
-	name := SyncPrefix + key[len("sha256:"):] + "." + format
+	name := pipeline.SyncPrefix + key[len("sha256:"):] + "." + format
 	attrs, err := s.o.Incoming.Put(ctx, name, data, blob.PutOptions{IfGenerationMatch: blob.DoesNotExist(), ContentType: "image/" + format,
-		Metadata: map[string]string{OriginMetadata: OriginSync}})
+		Metadata: map[string]string{pipeline.OriginMetadata: pipeline.OriginSync}})
 	if errors.Is(err, blob.ErrPrecondition) {
 		attrs, err = s.o.Incoming.Attrs(ctx, name)
 	}
@@ -307,20 +307,6 @@ func (s *Server) readImage(w http.ResponseWriter, r *http.Request) ([]byte, erro
 	}
 	return data, nil
 }
-
-// SyncPrefix is where the sync API stores originals in the incoming bucket, named by
-// their content hash. The name is not what marks them (a user's upload under sync/ is
-// processed like any other): the OriginMetadata does, and a content-keyed task is
-// accepted only for the object its hash names.
-const SyncPrefix = "sync/"
-
-// OriginMetadata, set to OriginSync, marks an original the sync API stored: its
-// storage notification is acked without work, since the API primed the job with its
-// results and queued a task of its own, keyed by content.
-const (
-	OriginMetadata = "visionstack-origin"
-	OriginSync     = "sync-api"
-)
 
 // PushEnvelope is what a Pub/Sub push subscription POSTs.
 type PushEnvelope struct {
@@ -378,74 +364,7 @@ func (s *Server) push(w http.ResponseWriter, r *http.Request) {
 // taskFrom reads a Cloud Storage notification or a task from an envelope. skip, when
 // not empty, says why the message is acked without work.
 func (s *Server) taskFrom(env *PushEnvelope) (pipeline.Task, string, error) {
-	a := env.Message.Attributes
-	if et, ok := a["eventType"]; ok {
-		if et != "OBJECT_FINALIZE" {
-			return pipeline.Task{}, "event " + et, nil
-		}
-		bucket, object := a["bucketId"], a["objectId"]
-		gen, err := strconv.ParseInt(a["objectGeneration"], 10, 64)
-		if bucket == "" || object == "" || err != nil {
-			return pipeline.Task{}, "", fmt.Errorf("storage notification lacks bucketId, objectId or objectGeneration: %v", a)
-		}
-		if bucket != s.o.Incoming.Name() {
-			return pipeline.Task{}, "", fmt.Errorf("notification for bucket %q, this service reads %q", bucket, s.o.Incoming.Name())
-		}
-		if strings.HasSuffix(object, "/") {
-			return pipeline.Task{}, "folder placeholder " + object, nil
-		}
-		if syncOriginal(env.Message.Data) {
-			return pipeline.Task{}, "stored by the sync API, which queued its own task", nil
-		}
-		if err := blob.ValidateName(object); err != nil {
-			return pipeline.Task{}, "", err
-		}
-		return pipeline.Task{Key: pipeline.ObjectKey(bucket, object, gen), Source: meta.Source{Bucket: bucket, Object: object, Generation: gen}}, "", nil
-	}
-	var t pipeline.Task
-	if err := json.Unmarshal(env.Message.Data, &t); err != nil || t.Key == "" || t.Source.Object == "" {
-		return t, "", fmt.Errorf("message is neither a storage notification nor a task")
-	}
-	return t, "", s.checkTask(t)
-}
-
-// syncOriginal reports whether a JSON_API_V1 notification's object carries the sync
-// API's origin metadata. Whoever can set it could only skip their own upload.
-func syncOriginal(payload []byte) bool {
-	var obj struct {
-		Metadata map[string]string `json:"metadata"`
-	}
-	return json.Unmarshal(payload, &obj) == nil && obj.Metadata[OriginMetadata] == OriginSync
-}
-
-// checkTask accepts only a task the service could have written: its source is in the
-// incoming bucket and its key names that source — the object's version, or the
-// content hash the sync API named the object by. So no message can file one image's
-// results under another key, or reach another key's output.
-func (s *Server) checkTask(t pipeline.Task) error {
-	src := t.Source
-	if src.Bucket != s.o.Incoming.Name() {
-		return fmt.Errorf("task for bucket %q, this service reads %q", src.Bucket, s.o.Incoming.Name())
-	}
-	if err := blob.ValidateName(src.Object); err != nil {
-		return err
-	}
-	if t.Key == pipeline.ObjectKey(src.Bucket, src.Object, src.Generation) {
-		return nil
-	}
-	if sum, ok := strings.CutPrefix(t.Key, "sha256:"); ok && len(sum) == 64 && isLowerHex(sum) && strings.HasPrefix(src.Object, SyncPrefix+sum+".") {
-		return nil
-	}
-	return fmt.Errorf("task key %q does not name its source %s#%d: the service writes no such task", t.Key, src.Object, src.Generation)
-}
-
-func isLowerHex(s string) bool {
-	for _, c := range s {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
+	return pipeline.TaskFrom(env.Message.Data, env.Message.Attributes, s.o.Incoming.Name())
 }
 
 // httpError is an error with its status code.

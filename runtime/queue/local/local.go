@@ -146,6 +146,39 @@ func (q *Queue) Drain(ctx context.Context, subscription string, h queue.Handler)
 	return q.receive(ctx, subscription, h, true)
 }
 
+var _ queue.Sweeper = (*Queue)(nil)
+
+// Sweep hands f each message of subscription that no delivery holds now.
+func (q *Queue) Sweep(ctx context.Context, subscription string, f func(context.Context, *queue.Message) bool) (int, error) {
+	rows, err := q.db.QueryContext(ctx, `SELECT id, data, attrs, attempts FROM messages WHERE topic = ? AND (lease = '' OR available_at <= ?) ORDER BY id`,
+		subscription, time.Now().UnixNano())
+	if err != nil {
+		return 0, fmt.Errorf("sweep %s: %w", subscription, err)
+	}
+	var msgs []queue.Message
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("sweep %s: %w", subscription, err)
+		}
+		msgs = append(msgs, m)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("sweep %s: %w", subscription, err)
+	}
+	for i := range msgs {
+		if !f(ctx, &msgs[i]) {
+			continue
+		}
+		if _, err := q.db.ExecContext(ctx, `DELETE FROM messages WHERE id = ?`, msgs[i].ID); err != nil {
+			return i + 1, fmt.Errorf("sweep %s: remove %s: %w", subscription, msgs[i].ID, err)
+		}
+	}
+	return len(msgs), nil
+}
+
 // Pending counts the messages of a topic that still await a successful delivery.
 func (q *Queue) Pending(ctx context.Context, topic string) (int, error) {
 	var n int

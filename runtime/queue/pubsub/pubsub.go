@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	ps "cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
@@ -80,6 +81,57 @@ func (q *Queue) Receive(ctx context.Context, subscription string, h queue.Handle
 		return fmt.Errorf("receive %s: %w", subscription, err)
 	}
 	return nil
+}
+
+var _ queue.Sweeper = (*Queue)(nil)
+
+// SweepIdle ends a Sweep once no new message has arrived for this long.
+var SweepIdle = 3 * time.Second
+
+// Sweep pulls the subscription's messages until none new arrives for SweepIdle.
+// A kept message is held, its lease extended by the client, until the sweep ends and
+// then nacked, so the sweep sees each message once. More than MaxOutstandingMessages
+// kept at once stall the pull: the rest wait for the next sweep.
+func (q *Queue) Sweep(ctx context.Context, subscription string, f func(context.Context, *queue.Message) bool) (int, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu   sync.Mutex
+		seen = map[string]bool{}
+	)
+	idle := time.AfterFunc(SweepIdle, cancel)
+	defer idle.Stop()
+	err := q.client.Subscriber(subscription).Receive(ctx, func(rctx context.Context, m *ps.Message) {
+		mu.Lock()
+		again := seen[m.ID]
+		seen[m.ID] = true
+		if !again {
+			idle.Reset(SweepIdle)
+		}
+		mu.Unlock()
+		if again {
+			<-ctx.Done()
+			m.Nack()
+			return
+		}
+		msg := &queue.Message{ID: m.ID, Data: m.Data, Attributes: m.Attributes, DeliveryAttempt: 1}
+		if m.DeliveryAttempt != nil {
+			msg.DeliveryAttempt = *m.DeliveryAttempt
+		}
+		if f(rctx, msg) {
+			m.Ack()
+			return
+		}
+		<-ctx.Done()
+		m.Nack()
+	})
+	mu.Lock()
+	n := len(seen)
+	mu.Unlock()
+	if err != nil && ctx.Err() == nil {
+		return n, fmt.Errorf("sweep %s: %w", subscription, err)
+	}
+	return n, nil
 }
 
 // deadLetter moves a message that can never succeed to the subscription's

@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	ps "cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
@@ -59,6 +60,7 @@ func TestConformanceOnEmulator(t *testing.T) {
 }
 
 func conformance(t *testing.T, client *ps.Client, deadLetterOnRedelivery bool) {
+	pubsub.SweepIdle = time.Second
 	ctx := context.Background()
 	var n atomic.Int32
 	queuetest.Run(t, func(t *testing.T) queuetest.Harness {

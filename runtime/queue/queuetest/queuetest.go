@@ -62,6 +62,39 @@ func Run(t *testing.T, open func(t *testing.T) Harness) {
 
 	RunPermanent(t, open)
 
+	t.Run("SweepSeesEachOnceAndRemovesWhatItIsTold", func(t *testing.T) {
+		h := open(t)
+		sw, ok := h.Q.(queue.Sweeper)
+		if !ok {
+			t.Fatalf("%T is not a queue.Sweeper", h.Q)
+		}
+		ctx := context.Background()
+		for _, d := range []string{"a", "b", "c"} {
+			if _, err := h.Q.Publish(ctx, h.Topic, []byte(d), map[string]string{"k": d}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sweep := func(remove string) map[string]int {
+			seen := map[string]int{}
+			var mu sync.Mutex
+			if _, err := sw.Sweep(ctx, h.Sub, func(_ context.Context, m *queue.Message) bool {
+				mu.Lock()
+				defer mu.Unlock()
+				seen[string(m.Data)]++
+				return string(m.Data) == remove && m.Attributes["k"] == remove
+			}); err != nil {
+				t.Fatal(err)
+			}
+			return seen
+		}
+		if seen := sweep("b"); len(seen) != 3 || seen["a"] != 1 || seen["b"] != 1 || seen["c"] != 1 {
+			t.Fatalf("first sweep saw %v, want a, b and c once each", seen)
+		}
+		if seen := sweep(""); len(seen) != 2 || seen["a"] != 1 || seen["c"] != 1 {
+			t.Fatalf("second sweep saw %v, want a and c (b was removed), once each", seen)
+		}
+	})
+
 	t.Run("DeadLetterAfterMaxAttempts", func(t *testing.T) {
 		h := open(t)
 		ctx := context.Background()

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	ps "cloud.google.com/go/pubsub/v2"
+	"github.com/spf13/cobra"
+
+	"github.com/visionstack/visionstack/runtime/config"
+	"github.com/visionstack/visionstack/internal/closers"
+	"github.com/visionstack/visionstack/runtime/localmode"
+	"github.com/visionstack/visionstack/runtime/meta/sqlite"
+	"github.com/visionstack/visionstack/runtime/queue/local"
+	"github.com/visionstack/visionstack/runtime/queue/pubsub"
+	"github.com/visionstack/visionstack/runtime/reconcile"
+)
+
+type reconcileOptions struct {
+	backend     string
+	dataDir     string
+	staleAfter  time.Duration
+	maxRequeues int
+	dryRun      bool
+}
+
+func newReconcileCmd(g *globalOptions) *cobra.Command {
+	o := &reconcileOptions{}
+	cmd := &cobra.Command{
+		Use:   "reconcile [NAME]",
+		Short: "Re-queue stuck jobs and dead letters that can still run; report the rest",
+		Long: `reconcile makes one pass over a project's work that delivery alone will not finish:
+  - jobs still "processing" whose claim ran out more than --stale-after ago (a worker
+    died and its message was dead-lettered, or a sync job's task was never queued);
+  - messages in the dead-letter subscription.
+A dead letter whose job is final is removed. One whose job can still run is re-queued
+on the work topic, at most --max-requeues times; after that, and for messages the
+service did not write, it stays in the dead letter and is reported. serve runs the
+same pass every --reconcile-every. Locally it reads out/NAME (or --data); with
+--backend cloud, the project's Firestore database and Pub/Sub (honouring the
+emulator variables).`,
+		Example: "  visionstack reconcile demo --dry-run\n  visionstack reconcile demo --backend cloud",
+		Args:    cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := "demo"
+			if len(args) == 1 {
+				name = args[0]
+			}
+			return o.run(cmd.Context(), g, name)
+		},
+	}
+	cmd.Flags().StringVar(&o.backend, "backend", "local", "local (files under --data) or cloud (Firestore and Pub/Sub)")
+	cmd.Flags().StringVar(&o.dataDir, "data", "", "local backends directory (default out/NAME)")
+	cmd.Flags().DurationVar(&o.staleAfter, "stale-after", reconcile.DefaultStaleAfter, "a processing job untouched this long past its lease is stuck")
+	cmd.Flags().IntVar(&o.maxRequeues, "max-requeues", reconcile.DefaultMaxRequeues, "re-queues of one message before it is only reported")
+	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "say what would be done; change nothing")
+	return cmd
+}
+
+func (o *reconcileOptions) run(ctx context.Context, g *globalOptions, name string) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	cfg, _, err := g.loadProject(name)
+	if err != nil {
+		return err
+	}
+	var cl closers.Stack
+	defer cl.Close()
+	ro, where, err := reconcileBackends(ctx, cfg, o.backend, o.dataDir, &cl)
+	if err != nil {
+		return err
+	}
+	ro.StaleAfter, ro.MaxRequeues, ro.DryRun, ro.Logger = o.staleAfter, o.maxRequeues, o.dryRun, slog.New(slog.DiscardHandler)
+	if o.staleAfter == 0 {
+		ro.StaleAfter = time.Nanosecond // 0 means "every expired claim", not the default
+	}
+	r, err := reconcile.Run(ctx, ro)
+	if err != nil {
+		return err
+	}
+	printReconcile(g.out, cfg.Name, where, r, o.dryRun)
+	return nil
+}
+
+// reconcileBackends opens the store and queue the reconciler needs (not the models).
+func reconcileBackends(ctx context.Context, cfg *config.Project, backend, dir string, cl *closers.Stack) (reconcile.Options, string, error) {
+	o := reconcile.Options{MaxAttempts: cfg.Delivery.MaxAttempts}
+	switch backend {
+	case "local":
+		if dir == "" {
+			dir = filepath.Join("out", cfg.Name)
+		}
+		db := filepath.Join(dir, "visionstack.db")
+		if _, err := os.Stat(db); err != nil {
+			return o, "", fmt.Errorf("no local run of %s in %s: pass --data DIR", cfg.Name, dir)
+		}
+		s, err := sqlite.Open(db)
+		if err != nil {
+			return o, "", err
+		}
+		cl.Add(s.Close)
+		q, err := local.Open(filepath.Join(dir, "queue.db"), local.Options{MaxAttempts: cfg.Delivery.MaxAttempts})
+		if err != nil {
+			return o, "", err
+		}
+		cl.Add(q.Close)
+		o.Meta, o.Publisher, o.DeadLetters = s, q, q
+		o.WorkTopic, o.DeadLetterSub, o.Incoming, o.Trusted = localmode.WorkTopic, localmode.WorkTopic+local.DeadLetterSuffix, "incoming", true
+		return o, "local backends in " + dir, nil
+	case "cloud":
+		s, where, err := (&statusOptions{backend: "cloud"}).open(ctx, cfg)
+		if err != nil {
+			return o, "", err
+		}
+		cl.Add(s.Close)
+		pc, err := ps.NewClient(ctx, cfg.GCP.Project)
+		if err != nil {
+			return o, "", fmt.Errorf("pubsub client: %w", err)
+		}
+		cl.Add(pc.Close)
+		q := pubsub.New(pc, cfg.GCP.Project, nil)
+		cl.Add(q.Close)
+		n := cfg.Names()
+		o.Meta, o.Publisher, o.DeadLetters = s, q, q
+		o.WorkTopic = "projects/" + cfg.GCP.Project + "/topics/" + n.UploadedTopic
+		o.DeadLetterSub = "projects/" + cfg.GCP.Project + "/subscriptions/" + n.DeadLetterSub
+		o.Incoming = n.IncomingBucket
+		return o, where + ", dead letter " + n.DeadLetterSub, nil
+	}
+	return o, "", fmt.Errorf("--backend %q: use local or cloud", backend)
+}
+
+func printReconcile(w io.Writer, project, where string, r reconcile.Report, dry bool) {
+	verb := ""
+	if dry {
+		verb = " (dry run: nothing changed)"
+	}
+	fmt.Fprintf(w, "reconcile %s — %s%s\n", project, where, verb)
+	for _, it := range r.Items {
+		what := it.Key
+		if it.Object != "" {
+			what += " (" + it.Object + ")"
+		}
+		fmt.Fprintf(w, "  %-8s %-11s %s: %s\n", it.Action, it.Kind, what, it.Why)
+	}
+	fmt.Fprintf(w, "%d re-queued, %d removed (already final), %d reported (need a person)\n",
+		r.Count(reconcile.Requeued), r.Count(reconcile.Removed), r.Count(reconcile.Reported))
+}

@@ -1,0 +1,108 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/visionstack/visionstack/runtime/blob"
+	"github.com/visionstack/visionstack/runtime/meta"
+)
+
+// SyncPrefix is where the sync API stores originals in the incoming bucket, named by
+// their content hash. The name is not what marks them (a user's upload under sync/ is
+// processed like any other): the OriginMetadata does, and a content-keyed task is
+// accepted only for the object its hash names.
+const SyncPrefix = "sync/"
+
+// OriginMetadata, set to OriginSync, marks an original the sync API stored: its
+// storage notification is acked without work, since the API primed the job with its
+// results and queued a task of its own, keyed by content.
+const (
+	OriginMetadata = "visionstack-origin"
+	OriginSync     = "sync-api"
+)
+
+// TaskFrom reads a message of the work topic: a Cloud Storage notification
+// (JSON_API_V1) or a task. skip, when not empty, says why it needs no work. A task is
+// accepted only if the service could have written it (CheckTask).
+func TaskFrom(data []byte, attrs map[string]string, incoming string) (Task, string, error) {
+	t, skip, err := DecodeTask(data, attrs, incoming)
+	if err == nil && skip == "" && attrs["eventType"] == "" {
+		err = CheckTask(t, incoming)
+	}
+	return t, skip, err
+}
+
+// DecodeTask is TaskFrom without CheckTask, for a queue only this user writes (local
+// mode, whose tasks are keyed by content under the file's own name).
+func DecodeTask(data []byte, attrs map[string]string, incoming string) (_ Task, skip string, _ error) {
+	if et, ok := attrs["eventType"]; ok {
+		if et != "OBJECT_FINALIZE" {
+			return Task{}, "event " + et, nil
+		}
+		bucket, object := attrs["bucketId"], attrs["objectId"]
+		gen, err := strconv.ParseInt(attrs["objectGeneration"], 10, 64)
+		if bucket == "" || object == "" || err != nil {
+			return Task{}, "", fmt.Errorf("storage notification lacks bucketId, objectId or objectGeneration: %v", attrs)
+		}
+		if bucket != incoming {
+			return Task{}, "", fmt.Errorf("notification for bucket %q, this service reads %q", bucket, incoming)
+		}
+		if strings.HasSuffix(object, "/") {
+			return Task{}, "folder placeholder " + object, nil
+		}
+		if syncOriginal(data) {
+			return Task{}, "stored by the sync API, which queued its own task", nil
+		}
+		if err := blob.ValidateName(object); err != nil {
+			return Task{}, "", err
+		}
+		return Task{Key: ObjectKey(bucket, object, gen), Source: meta.Source{Bucket: bucket, Object: object, Generation: gen}}, "", nil
+	}
+	var t Task
+	if err := json.Unmarshal(data, &t); err != nil || t.Key == "" || t.Source.Object == "" {
+		return t, "", fmt.Errorf("message is neither a storage notification nor a task")
+	}
+	return t, "", nil
+}
+
+// syncOriginal reports whether a JSON_API_V1 notification's object carries the sync
+// API's origin metadata. Whoever can set it could only skip their own upload.
+func syncOriginal(payload []byte) bool {
+	var obj struct {
+		Metadata map[string]string `json:"metadata"`
+	}
+	return json.Unmarshal(payload, &obj) == nil && obj.Metadata[OriginMetadata] == OriginSync
+}
+
+// CheckTask accepts only a task the service could have written: its source is in the
+// incoming bucket and its key names that source — the object's version, or the
+// content hash the sync API named the object by. So no message can file one image's
+// results under another key, or reach another key's output.
+func CheckTask(t Task, incoming string) error {
+	src := t.Source
+	if src.Bucket != incoming {
+		return fmt.Errorf("task for bucket %q, this service reads %q", src.Bucket, incoming)
+	}
+	if err := blob.ValidateName(src.Object); err != nil {
+		return err
+	}
+	if t.Key == ObjectKey(src.Bucket, src.Object, src.Generation) {
+		return nil
+	}
+	if sum, ok := strings.CutPrefix(t.Key, contentKeyPrefix); ok && len(sum) == 64 && isLowerHex(sum) && strings.HasPrefix(src.Object, SyncPrefix+sum+".") {
+		return nil
+	}
+	return fmt.Errorf("task key %q does not name its source %s#%d: the service writes no such task", t.Key, src.Object, src.Generation)
+}
+
+func isLowerHex(s string) bool {
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
