@@ -12,8 +12,8 @@ import (
 	ps "cloud.google.com/go/pubsub/v2"
 	"github.com/spf13/cobra"
 
-	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/internal/closers"
+	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/runtime/localmode"
 	"github.com/visionstack/visionstack/runtime/meta/sqlite"
 	"github.com/visionstack/visionstack/runtime/queue/local"

@@ -14,9 +14,9 @@ import (
 	ps "cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/storage"
 
+	"github.com/visionstack/visionstack/internal/closers"
 	"github.com/visionstack/visionstack/runtime/blob/gcs"
 	"github.com/visionstack/visionstack/runtime/config"
-	"github.com/visionstack/visionstack/internal/closers"
 	"github.com/visionstack/visionstack/runtime/meta/firestore"
 	"github.com/visionstack/visionstack/runtime/model"
 	"github.com/visionstack/visionstack/runtime/pipeline"

@@ -25,10 +25,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/visionstack/visionstack/internal/closers"
 	"github.com/visionstack/visionstack/runtime/blob"
 	"github.com/visionstack/visionstack/runtime/blob/local"
 	"github.com/visionstack/visionstack/runtime/config"
-	"github.com/visionstack/visionstack/internal/closers"
 	"github.com/visionstack/visionstack/runtime/meta"
 	"github.com/visionstack/visionstack/runtime/meta/sqlite"
 	"github.com/visionstack/visionstack/runtime/model"

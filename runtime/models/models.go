@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/internal/closers"
+	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/runtime/model"
 	"github.com/visionstack/visionstack/runtime/model/builtin"
 	"github.com/visionstack/visionstack/runtime/model/kserve"

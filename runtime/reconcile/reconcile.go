@@ -51,8 +51,8 @@ type Options struct {
 	// content under any object name; otherwise a task must pass pipeline.CheckTask.
 	Trusted bool
 	DryRun  bool // report what would be done, change nothing
-	Logger      *slog.Logger
-	Now         func() time.Time
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Action is what the reconciler did with one item.
