@@ -174,6 +174,9 @@ func (o *serveOptions) run(ctx context.Context, g *globalOptions) error {
 	}
 	log.Info("admission control", "maxInflightPixels", o.inflightPixels, "memory", cfg.Serving.Memory)
 	adm := server.NewAdmission(o.inflightPixels, 2*time.Second)
+	// A delivery may wait for room up to half its ack deadline (the rest is for the
+	// work): a 429 would spend one of its attempts.
+	adm.SetDeliveryWait(cfg.Delivery.AckDeadline.Duration / 2)
 	if o.backend == "cloud" {
 		return o.serveCloud(ctx, cfg, log, adm)
 	}

@@ -218,7 +218,7 @@ func (p *Pipeline) Handle(ctx context.Context, m *queue.Message) error {
 // its outcome: ok, skipped, quarantined, or on error retried — dead_lettered when
 // this was the last attempt the subscription allows.
 func (p *Pipeline) Deliver(ctx context.Context, t Task, attempt int) (Outcome, error) {
-	out, err := p.Process(ctx, t)
+	out, err := p.Process(context.WithValue(ctx, deliveryKey{}, true), t)
 	outcome := config.OutcomeOK
 	switch {
 	case err != nil && attempt >= p.maxAttempts:
@@ -232,6 +232,15 @@ func (p *Pipeline) Deliver(ctx context.Context, t Task, attempt int) (Outcome, e
 	}
 	p.tel.Outcome(ctx, outcome)
 	return out, err
+}
+
+type deliveryKey struct{}
+
+// IsDelivery reports whether ctx is a queue delivery's (Deliver): admission control
+// waits longer for it, since turning it away spends one of its attempts.
+func IsDelivery(ctx context.Context) bool {
+	v, _ := ctx.Value(deliveryKey{}).(bool)
+	return v
 }
 
 // step starts a step's span; its end records the step's duration and the span's

@@ -18,7 +18,14 @@ type Admission struct {
 	budget int64
 	used   int64
 	wait   time.Duration // how long a request may queue for room
+	// deliveryWait is how long a queue delivery may wait: longer, because a delivery
+	// turned away spends one of the subscription's attempts on an image that is fine.
+	deliveryWait time.Duration
 }
+
+// DefaultDeliveryWait is how long a delivery waits for room unless SetDeliveryWait
+// says otherwise (serve sets half the ack deadline).
+const DefaultDeliveryWait = 2 * time.Minute
 
 // bytesPerPixel is the measured peak resident memory per admitted pixel of the
 // whole job (12 MP JPEGs, 16 at once; bench/RESULTS.md), rounded up.
@@ -35,7 +42,7 @@ func PixelBudget(memory int64) int64 {
 
 // NewAdmission allows budget pixels at once; requests wait up to wait for room.
 func NewAdmission(budget int64, wait time.Duration) *Admission {
-	a := &Admission{budget: budget, wait: wait}
+	a := &Admission{budget: budget, wait: wait, deliveryWait: DefaultDeliveryWait}
 	a.cond = sync.NewCond(&a.mu)
 	return a
 }
@@ -47,14 +54,27 @@ func (a *Admission) InFlight() int64 {
 	return a.used
 }
 
-// Admit reserves pixels or fails with pipeline.ErrOverloaded after the wait.
+// SetDeliveryWait sets how long a queue delivery (pipeline.IsDelivery) waits for room.
+func (a *Admission) SetDeliveryWait(d time.Duration) {
+	if a != nil && d > 0 {
+		a.deliveryWait = d
+	}
+}
+
+// Admit reserves pixels or fails with pipeline.ErrOverloaded after the wait: the
+// request's (a client can come back) or, for a queue delivery, the longer delivery
+// wait.
 func (a *Admission) Admit(ctx context.Context, pixels int64) (func(), error) {
 	if a == nil || a.budget <= 0 {
 		return func() {}, nil
 	}
 	need := min(pixels, a.budget)
-	deadline := time.Now().Add(a.wait)
-	timer := time.AfterFunc(a.wait, func() { a.mu.Lock(); a.cond.Broadcast(); a.mu.Unlock() })
+	wait := a.wait
+	if pipeline.IsDelivery(ctx) {
+		wait = a.deliveryWait
+	}
+	deadline := time.Now().Add(wait)
+	timer := time.AfterFunc(wait, func() { a.mu.Lock(); a.cond.Broadcast(); a.mu.Unlock() })
 	defer timer.Stop()
 	stop := context.AfterFunc(ctx, func() { a.mu.Lock(); a.cond.Broadcast(); a.mu.Unlock() })
 	defer stop()

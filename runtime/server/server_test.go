@@ -359,3 +359,26 @@ func TestHealthAndDrain(t *testing.T) {
 		t.Fatalf("readyz while draining: %d", resp.StatusCode)
 	}
 }
+
+// A push delivery that finds no room waits for it instead of answering 429: a 429
+// would spend one of the subscription's attempts on a good image.
+func TestPushWaitsForRoomInsteadOf429(t *testing.T) {
+	f := newFixture(t, 0)
+	ctx := context.Background()
+	a, _ := f.env.Incoming.Put(ctx, "up/grace.jpg", photo(t, "grace_hopper.jpg"), blob.PutOptions{})
+	release, err := f.adm.Admit(ctx, 200_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { time.Sleep(500 * time.Millisecond); release() }() // 10× the request wait
+	resp, body := post(t, f.http.URL+"/v1/pubsub/push", "application/json", pushEnvelope(nil, notification("up/grace.jpg", a.Generation), 1))
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("push while the budget was full: %d %s, want 204 once room was made", resp.StatusCode, body)
+	}
+	// The sync API still turns a client away quickly: it can come back.
+	release, _ = f.adm.Admit(ctx, 200_000_000)
+	defer release()
+	if resp, _ := post(t, f.http.URL+"/v1/images:analyze", "image/jpeg", photo(t, "grace_hopper.jpg")); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("sync request over budget: %d, want 429", resp.StatusCode)
+	}
+}
