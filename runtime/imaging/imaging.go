@@ -28,8 +28,9 @@ import (
 
 var startOnce sync.Once
 
-// Init starts libvips once; concurrency ≤ 0 uses one thread per CPU. Later calls
-// are no-ops, so call it early (the CLI does) to choose the thread count.
+// Init starts libvips once, with every loader outside Loaders blocked; concurrency
+// ≤ 0 uses one thread per CPU. Later calls are no-ops, so call it early (the CLI
+// does) to choose the thread count.
 func Init(concurrency int) {
 	startOnce.Do(func() {
 		limitMallocArenas()
@@ -45,6 +46,7 @@ func Init(concurrency int) {
 			}
 		}, vips.LogLevelWarning)
 		vips.Startup(&vips.Config{ConcurrencyLevel: concurrency, MaxCacheFiles: 0, MaxCacheMem: 0, MaxCacheSize: 0})
+		blockLoaders()
 	})
 }
 
