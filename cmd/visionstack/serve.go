@@ -48,6 +48,8 @@ type serveOptions struct {
 	tel             *telemetry.Telemetry
 	cloudTelemetry  string
 	reconcileEvery  time.Duration
+	insecurePush    bool
+	port            string
 }
 
 func newServeCmd(g *globalOptions) *cobra.Command {
@@ -73,9 +75,9 @@ that drains it. On SIGTERM it stops taking work, finishes what is in flight with
 			return o.run(cmd.Context(), g)
 		},
 	}
-	port := os.Getenv("PORT") // Cloud Run sets it
-	if port == "" {
-		port = "8080"
+	o.port = os.Getenv("PORT") // Cloud Run sets it
+	if o.port == "" {
+		o.port = "8080"
 	}
 	backend := "local"
 	if os.Getenv("K_SERVICE") != "" {
@@ -85,7 +87,8 @@ that drains it. On SIGTERM it stops taking work, finishes what is in flight with
 	cmd.Flags().StringVar(&o.pushAudience, "push-audience", os.Getenv("VISIONSTACK_PUSH_AUDIENCE"), "verify push OIDC tokens for this audience ($VISIONSTACK_PUSH_AUDIENCE)")
 	cmd.Flags().StringVar(&o.pushSA, "push-service-account", os.Getenv("VISIONSTACK_PUSH_SERVICE_ACCOUNT"), "the push subscription's service account ($VISIONSTACK_PUSH_SERVICE_ACCOUNT)")
 	cmd.Flags().StringVarP(&o.project, "project", "p", envOr("VISIONSTACK_PROJECT", "demo"), "project name or file ($VISIONSTACK_PROJECT)")
-	cmd.Flags().StringVar(&o.addr, "addr", ":"+port, "listen address ($PORT)")
+	cmd.Flags().StringVar(&o.addr, "addr", "", "listen address (default 127.0.0.1:$PORT locally, :$PORT with --backend cloud; $PORT defaults to 8080)")
+	cmd.Flags().BoolVar(&o.insecurePush, "insecure-push", false, "with --backend cloud, accept push deliveries without a verified OIDC token (emulators and tests only)")
 	cmd.Flags().StringVar(&o.dataDir, "data", "", "local backends directory (default out/NAME)")
 	cmd.Flags().Int64Var(&o.inflightPixels, "max-inflight-pixels", -1, "decoded pixels in flight before 429s (default: from serving.memory; 0: no limit)")
 	cmd.Flags().DurationVar(&o.shutdownTimeout, "shutdown-timeout", 9*time.Second, "time to finish in-flight work after SIGTERM (Cloud Run allows 10s)")
@@ -151,11 +154,34 @@ func (o *serveOptions) run(ctx context.Context, g *globalOptions) error {
 	if err != nil {
 		return err
 	}
+	if o.addr == "" {
+		o.addr = "127.0.0.1:" + o.port // locally nobody else needs to reach it
+		if o.backend == "cloud" {
+			o.addr = ":" + o.port
+		}
+	}
+	if o.backend == "cloud" {
+		// Checked before any client opens: a misconfigured service must not start.
+		if o.pushAudience == "" && !o.insecurePush {
+			return fmt.Errorf("push authentication is off: anyone who can reach /v1/pubsub/push could queue work. " +
+				"Set --push-audience and --push-service-account (the stack sets $VISIONSTACK_PUSH_AUDIENCE and $VISIONSTACK_PUSH_SERVICE_ACCOUNT), " +
+				"or pass --insecure-push against emulators")
+		}
+		if reviewOn && cfg.Serving.Public {
+			return fmt.Errorf("--review on with serving.public: true would show every image to anyone on the internet; turn one of them off")
+		}
+	}
 	gcpProject := ""
 	if cloudTel {
 		gcpProject = cfg.GCP.Project
 	}
 	log := g.serviceLogger(o.logFormat, gcpProject)
+	switch {
+	case o.backend == "cloud" && o.pushAudience == "":
+		log.Warn("push authentication is OFF (--insecure-push): /v1/pubsub/push accepts deliveries from anyone who can reach the service")
+	case o.backend == "local" && !loopback(o.addr):
+		log.Warn("listening beyond this machine with no authentication: the sync API, the push endpoint and the review page are open to the network", "addr", o.addr)
+	}
 	tel, err := telemetry.New(ctx, telemetry.Options{Project: cfg.Name, GCPProject: gcpProject})
 	if err != nil {
 		return err
@@ -204,7 +230,7 @@ func (o *serveOptions) serveLocal(ctx context.Context, cfg *config.Project, log 
 	stopReconciler := o.startReconciler(ctx, log, reconcile.Options{Meta: env.Meta, Publisher: env.Queue, DeadLetters: env.Queue,
 		WorkTopic: localmode.WorkTopic, DeadLetterSub: localmode.WorkTopic + qlocal.DeadLetterSuffix, Incoming: env.Incoming.Name(),
 		Trusted: true, MaxAttempts: cfg.Delivery.MaxAttempts})
-	return listenAndServe(ctx, o.addr, srv, o.shutdownTimeout, log, srv.Drain, func() {
+	return listenAndServe(ctx, o.addr, srv, serviceLimits(cfg.Delivery.AckDeadline.Duration), o.shutdownTimeout, log, srv.Drain, func() {
 		stopReconciler()
 		stopWork()
 		<-workerDone
@@ -236,7 +262,7 @@ func (o *serveOptions) serveCloud(ctx context.Context, cfg *config.Project, log 
 		WorkTopic:     "projects/" + cfg.GCP.Project + "/topics/" + n.UploadedTopic,
 		DeadLetterSub: "projects/" + cfg.GCP.Project + "/subscriptions/" + n.DeadLetterSub,
 		Incoming:      env.Incoming.Name(), MaxAttempts: cfg.Delivery.MaxAttempts})
-	return listenAndServe(ctx, o.addr, srv, o.shutdownTimeout, log, srv.Drain, stopReconciler,
+	return listenAndServe(ctx, o.addr, srv, serviceLimits(cfg.Delivery.AckDeadline.Duration), o.shutdownTimeout, log, srv.Drain, stopReconciler,
 		fmt.Sprintf("project %s on GCP project %s (buckets %s…, topic %s)", cfg.Name, cfg.GCP.Project, env.Names.IncomingBucket, env.WorkTopic))
 }
 
@@ -282,7 +308,21 @@ func (o *serveOptions) reviewHandler(cfg *config.Project, store meta.Store, log 
 	if !o.reviewOn {
 		return nil
 	}
-	return review.New(review.Options{Project: cfg, Meta: store, Buckets: buckets, Logger: log})
+	return review.New(review.Options{Project: cfg, Meta: store, Buckets: buckets, Logger: log,
+		RawOriginals: o.backend == "local" && loopback(o.addr)})
+}
+
+// loopback reports whether addr only listens on this machine.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // pushAuth builds OIDC verification of push requests when an audience is given.
@@ -300,14 +340,28 @@ func (o *serveOptions) pushAuth(ctx context.Context) (*server.PushAuth, error) {
 	return &server.PushAuth{Validator: v, Audience: o.pushAudience, ServiceAccount: o.pushSA}, nil
 }
 
+// connLimits bound how long a connection may take: a client that trickles its
+// headers or body, or never reads the answer, cannot hold a connection (and the
+// memory behind it) for ever.
+type connLimits struct {
+	Read  time.Duration // the whole request, body included
+	Write time.Duration // from the end of the headers to the end of the answer: the work
+	Idle  time.Duration // between requests on a kept-alive connection
+}
+
+// serviceLimits are serve's: a push delivery may work until its ack deadline.
+func serviceLimits(ackDeadline time.Duration) connLimits {
+	return connLimits{Read: time.Minute, Write: ackDeadline + 30*time.Second, Idle: 2 * time.Minute}
+}
+
 // listenAndServe serves h until ctx ends, then drains: onDrain runs first (readiness
 // off), the server finishes in-flight requests within timeout, then onStop runs.
-func listenAndServe(ctx context.Context, addr string, h http.Handler, timeout time.Duration, log *slog.Logger, onDrain, onStop func(), what string) error {
+func listenAndServe(ctx context.Context, addr string, h http.Handler, lim connLimits, timeout time.Duration, log *slog.Logger, onDrain, onStop func(), what string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: min(10*time.Second, lim.Read), ReadTimeout: lim.Read, WriteTimeout: lim.Write, IdleTimeout: lim.Idle}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String(), "serving", what)
@@ -363,7 +417,7 @@ Vertex client can be pointed at it locally.`,
 			routes := modelserver.RoutesFromEnv()
 			log := g.serviceLogger(logFormat, "")
 			return listenAndServe(ctx, ":"+routes.Port, modelserver.Handler(m, routes, "builtin-"+r.Target, log),
-				9*time.Second, log, nil, nil, fmt.Sprintf("%s on %s, health %s", ref, routes.Predict, routes.Health))
+				connLimits{Read: time.Minute, Write: 2 * time.Minute, Idle: 2 * time.Minute}, 9*time.Second, log, nil, nil, fmt.Sprintf("%s on %s, health %s", ref, routes.Predict, routes.Health))
 		},
 	}
 	serve.Flags().StringVar(&ref, "model", "builtin:faces", "built-in model to serve")

@@ -38,6 +38,11 @@ type Options struct {
 	// Limit of images on a page (default 48).
 	Limit  int
 	Logger *slog.Logger
+	// RawOriginals serves originals byte for byte (with their EXIF/GPS and unblurred
+	// faces) and quarantined ones as downloads. Only for a page nobody else can reach
+	// (serve on a loopback address); otherwise originals are served only as previews:
+	// re-encoded, fitted, metadata stripped.
+	RawOriginals bool
 }
 
 // MaxLimit caps ?limit=, the images on one page.
@@ -329,6 +334,16 @@ func (h *Handler) image(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "this job has no "+kind+" image", http.StatusNotFound)
 		return
 	}
+	download, preview := r.URL.Query().Get("download") == "1", r.URL.Query().Get("w") != ""
+	switch {
+	case kind == "original" && j.State == meta.StateQuarantined && !download:
+		// Whatever made it quarantined, it is never decoded, not even for a preview.
+		http.Error(w, "a quarantined original is offered only as a download", http.StatusForbidden)
+		return
+	case kind == "original" && !preview && !h.o.RawOriginals:
+		http.Error(w, "originals are served byte for byte only where nobody else can reach this page (serve on a loopback address); ask for a preview (w=) or read the bucket", http.StatusForbidden)
+		return
+	}
 	var data []byte
 	var o meta.Output
 	for _, o = range candidates { // the first that can be read
@@ -341,7 +356,7 @@ func (h *Handler) image(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ct := http.DetectContentType(data)
-	if r.URL.Query().Get("download") == "1" {
+	if download {
 		w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", path.Base(o.Object)))
 		ct = "application/octet-stream"
 	} else if !strings.HasPrefix(ct, "image/") {
@@ -349,7 +364,7 @@ func (h *Handler) image(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not an image ("+ct+")", http.StatusUnsupportedMediaType)
 		return
 	}
-	if ws := r.URL.Query().Get("w"); ws != "" && ct != "application/octet-stream" {
+	if ws := r.URL.Query().Get("w"); preview && ct != "application/octet-stream" {
 		// A preview: originals can be 50 MP; the page needs a few hundred pixels.
 		// Oriented like the boxes, metadata stripped.
 		size, err := strconv.Atoi(ws)

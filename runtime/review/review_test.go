@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/visionstack/visionstack/internal/testimg"
 	"github.com/visionstack/visionstack/runtime/blob"
@@ -128,7 +129,7 @@ func newRun(dir string) (*run, error) {
 	if err != nil || len(jobs) != len(ins) {
 		return nil, fmt.Errorf("%d jobs for %d inputs: %v", len(jobs), len(ins), err)
 	}
-	h := review.New(review.Options{Project: cfg, Meta: env.Meta, Buckets: []blob.Bucket{env.Incoming, env.Processed, env.Quarantine}})
+	h := review.New(review.Options{Project: cfg, Meta: env.Meta, Buckets: []blob.Bucket{env.Incoming, env.Processed, env.Quarantine}, RawOriginals: true})
 	return &run{env: env, srv: httptest.NewServer(h), jobs: jobs}, nil
 }
 
@@ -235,7 +236,7 @@ func TestImagesServedOnlyForJobsAndOnlyImages(t *testing.T) {
 			}
 		case strings.HasSuffix(j.Source.Object, "notes.jpg"):
 			// Quarantined HTML posing as a JPEG is never handed to the browser as such.
-			if resp, _ := img(j.Key, "original"); resp.StatusCode != http.StatusUnsupportedMediaType {
+			if resp, _ := img(j.Key, "original"); resp.StatusCode != http.StatusForbidden {
 				t.Errorf("HTML upload served: %d", resp.StatusCode)
 			}
 			resp, body := get(t, r.srv.URL+"/review/image?"+url.Values{"key": {j.Key}, "kind": {"original"}, "download": {"1"}}.Encode())
@@ -269,3 +270,61 @@ func TestImagesServedOnlyForJobsAndOnlyImages(t *testing.T) {
 }
 
 func abs(x float64) float64 { return max(x, -x) }
+
+// A quarantined original is only ever a download: never decoded, not even a valid
+// image quarantined for another reason. Where the page may be reachable by others
+// (RawOriginals off: the cloud, a non-loopback address), originals are served only
+// as previews — re-encoded, metadata stripped — and never byte for byte.
+func TestReviewNeverDecodesQuarantinedNorLeaksRawOriginals(t *testing.T) {
+	r := runSamples(t)
+	ctx := context.Background()
+	var done meta.Job
+	for _, j := range r.jobs {
+		if j.State == meta.StateDone {
+			done = j
+			break
+		}
+	}
+	// A good photo quarantined for a reason other than its bytes.
+	key := "test/quarantined-good-photo#1"
+	c, err := r.env.Meta.Claim(ctx, key, done.Source, "t", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.env.Meta.Complete(ctx, c, meta.Job{State: meta.StateQuarantined, Source: done.Source, Reason: "forced by the test"}); err != nil {
+		t.Fatal(err)
+	}
+	q := func(base string, v url.Values) int {
+		resp, _ := get(t, base+"/review/image?"+v.Encode())
+		return resp.StatusCode
+	}
+	for _, v := range []url.Values{{"key": {key}, "kind": {"original"}, "w": {"200"}}, {"key": {key}, "kind": {"original"}}} {
+		if code := q(r.srv.URL, v); code != http.StatusForbidden {
+			t.Errorf("quarantined original %v: %d, want 403 (downloads only)", v, code)
+		}
+	}
+	if code := q(r.srv.URL, url.Values{"key": {key}, "kind": {"original"}, "download": {"1"}}); code != 200 {
+		t.Errorf("quarantined original as a download on a local page: %d, want 200", code)
+	}
+
+	cfg, err := config.LoadFile(photos.DemoProject())
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := httptest.NewServer(review.New(review.Options{Project: cfg, Meta: r.env.Meta,
+		Buckets: []blob.Bucket{r.env.Incoming, r.env.Processed, r.env.Quarantine}}))
+	defer shared.Close()
+	if code := q(shared.URL, url.Values{"key": {done.Key}, "kind": {"original"}}); code != http.StatusForbidden {
+		t.Errorf("raw original on a page others may reach: %d, want 403", code)
+	}
+	if code := q(shared.URL, url.Values{"key": {key}, "kind": {"original"}, "download": {"1"}}); code != http.StatusForbidden {
+		t.Errorf("quarantined download on a page others may reach: %d, want 403", code)
+	}
+	resp, body := get(t, shared.URL+"/review/image?"+url.Values{"key": {done.Key}, "kind": {"original"}, "w": {"200"}}.Encode())
+	if _, format, err := image.DecodeConfig(strings.NewReader(body)); resp.StatusCode != 200 || format != "jpeg" || err != nil {
+		t.Errorf("preview of an original on a shared page: %d %s %v", resp.StatusCode, format, err)
+	}
+	if strings.Contains(body, "Exif") {
+		t.Error("the preview carries EXIF metadata")
+	}
+}

@@ -47,6 +47,16 @@ func NewAdmission(budget int64, wait time.Duration) *Admission {
 	return a
 }
 
+// Full reports whether the whole budget is in use, so a new request could only wait.
+func (a *Admission) Full() bool {
+	if a == nil || a.budget <= 0 {
+		return false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.used >= a.budget
+}
+
 // InFlight is the pixels currently admitted.
 func (a *Admission) InFlight() int64 {
 	a.mu.Lock()

@@ -200,6 +200,16 @@ type errorBody struct {
 
 func (s *Server) analyze(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	// Decided before a byte of the body is read: a body that cannot fit, or a request
+	// that would only queue behind a full budget, costs no memory and no read time.
+	if s.o.MaxBody > 0 && r.ContentLength > s.o.MaxBody {
+		s.fail(w, r, &httpError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("image of %d bytes is larger than %d bytes", r.ContentLength, s.o.MaxBody)})
+		return
+	}
+	if s.o.Admission.Full() {
+		s.fail(w, r, fmt.Errorf("%w: no room left; try again after Retry-After", pipeline.ErrOverloaded))
+		return
+	}
 	data, err := s.readImage(w, r)
 	if err != nil {
 		s.fail(w, r, err)

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,11 +10,13 @@ import (
 	"io"
 	"log/slog"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -380,5 +383,44 @@ func TestPushWaitsForRoomInsteadOf429(t *testing.T) {
 	defer release()
 	if resp, _ := post(t, f.http.URL+"/v1/images:analyze", "image/jpeg", photo(t, "grace_hopper.jpg")); resp.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("sync request over budget: %d, want 429", resp.StatusCode)
+	}
+}
+
+// rawRequest sends a request's headers and the first bytes of a body it promises to
+// be much longer, then waits for an answer: a server that reads the body first never
+// answers.
+func rawRequest(t *testing.T, url, headers string) string {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte(headers + "\r\n\xff\xd8\xff")); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return "no answer: " + err.Error()
+	}
+	return line
+}
+
+// The sync API decides from the headers, before reading the body: a Content-Length
+// over the cap is 413 and a full budget 429, at once.
+func TestSyncDecidesBeforeReadingTheBody(t *testing.T) {
+	f := newFixture(t, 0)
+	req := "POST /v1/images:analyze HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n"
+	if got := rawRequest(t, f.http.URL, fmt.Sprintf(req, 200<<20)); !strings.Contains(got, " 413 ") {
+		t.Errorf("a 200 MiB Content-Length: %q, want 413 before the body is read", got)
+	}
+	release, err := f.adm.Admit(context.Background(), 200_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if got := rawRequest(t, f.http.URL, fmt.Sprintf(req, 1<<20)); !strings.Contains(got, " 429 ") {
+		t.Errorf("full budget: %q, want 429 before the body is read", got)
 	}
 }
