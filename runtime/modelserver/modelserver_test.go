@@ -87,6 +87,9 @@ func TestBadRequests(t *testing.T) {
 		// decompression bombs, are refused from their header.
 		{"svg bomb", instanceBody(`<svg xmlns="http://www.w3.org/2000/svg" width="20000" height="20000"><rect width="20000" height="20000"/></svg>`), 400},
 		{"png bomb", instanceBody(string(testimg.PNGBomb(50000, 50000))), 400},
+		{"pdf", instanceBody("%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj 2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj 3 0 obj<</Type/Page/MediaBox[0 0 20000 20000]/Parent 2 0 R>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF"), 400},
+		{"truncated jpeg", instanceBody("\xff\xd8\xff\xe0\x00\x10JFIF"), 400},
+		{"gif of 65535×65535", instanceBody("GIF89a\xff\xff\xff\xff\x00\x00\x00"), 400},
 	} {
 		resp, err := http.Post(hs.URL+"/predict", "application/json", bytes.NewReader(c.body))
 		if err != nil {

@@ -339,12 +339,21 @@ func (s *Server) push(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	var env PushEnvelope
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 10<<20)).Decode(&env); err != nil {
-		s.fail(w, r, badRequest("not a Pub/Sub push envelope: "+err.Error()))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxPushBody))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		s.fail(w, r, &httpError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("push envelope larger than %d bytes: no message of this service is", MaxPushBody)})
 		return
 	}
-	task, skip, err := s.taskFrom(&env)
+	if err != nil {
+		s.fail(w, r, badRequest("read push envelope: "+err.Error()))
+		return
+	}
+	env, task, skip, err := DecodePush(body, s.o.Incoming.Name())
+	if env == nil {
+		s.fail(w, r, badRequest(err.Error()))
+		return
+	}
 	// The work continues the trace of whoever queued it (the sync API's request).
 	ctx := telemetry.Extract(r.Context(), env.Message.Attributes)
 	r = r.WithContext(ctx)
@@ -371,10 +380,21 @@ func (s *Server) push(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// taskFrom reads a Cloud Storage notification or a task from an envelope. skip, when
-// not empty, says why the message is acked without work.
-func (s *Server) taskFrom(env *PushEnvelope) (pipeline.Task, string, error) {
-	return pipeline.TaskFrom(env.Message.Data, env.Message.Attributes, s.o.Incoming.Name())
+// MaxPushBody caps a push envelope. The service's own messages are a few hundred
+// bytes (a task, or a storage notification's object resource).
+const MaxPushBody = 1 << 20
+
+// DecodePush reads a push envelope and the task in it: a Cloud Storage notification
+// or a task the service could have written (pipeline.TaskFrom). env is nil when the
+// body is not an envelope at all; skip, when not empty, says why the message needs
+// no work.
+func DecodePush(body []byte, incoming string) (env *PushEnvelope, t pipeline.Task, skip string, err error) {
+	env = &PushEnvelope{}
+	if err := json.Unmarshal(body, env); err != nil {
+		return nil, t, "", fmt.Errorf("not a Pub/Sub push envelope: %w", err)
+	}
+	t, skip, err = pipeline.TaskFrom(env.Message.Data, env.Message.Attributes, incoming)
+	return env, t, skip, err
 }
 
 // httpError is an error with its status code.
