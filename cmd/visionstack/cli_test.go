@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 )
 
 // runCLI runs the visionstack command with args and returns stdout+stderr.
@@ -103,4 +105,30 @@ func TestRunWithoutImages(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no image files") {
 		t.Fatalf("run on an empty folder = %v", err)
 	}
+}
+
+// Every user-facing command has its README section.
+func TestREADMEDocumentsEveryCommand(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var walk func(prefix string, cmds []*cobra.Command)
+	walk = func(prefix string, cmds []*cobra.Command) {
+		for _, c := range cmds {
+			if c.Hidden || c.Name() == "help" || c.Name() == "completion" {
+				continue
+			}
+			path := prefix + " " + c.Name()
+			if c.HasSubCommands() {
+				walk(path, c.Commands())
+				continue
+			}
+			if !strings.Contains(string(readme), "`"+path) {
+				t.Errorf("README has no section for `%s`", path)
+			}
+		}
+	}
+	var out strings.Builder
+	walk("visionstack", newRootCmd(&out, &out).Commands())
 }
