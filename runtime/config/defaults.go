@@ -25,6 +25,7 @@ const (
 	DefaultMinBackoff          = 10 * time.Second
 	DefaultMaxBackoff          = 600 * time.Second
 	DefaultAckDeadline         = 300 * time.Second
+	DefaultLease               = 15 * time.Second
 	DefaultDriftThreshold      = 0.2
 	DefaultDriftWindow         = 500
 	DefaultDriftBaselineImages = 200
@@ -83,6 +84,7 @@ func (p *Project) ApplyDefaults() {
 	setIfZero(&d.MinBackoff.Duration, DefaultMinBackoff)
 	setIfZero(&d.MaxBackoff.Duration, DefaultMaxBackoff)
 	setIfZero(&d.AckDeadline.Duration, DefaultAckDeadline)
+	setIfZero(&d.Lease.Duration, DefaultLease)
 
 	s := &p.Serving
 	setIfZero(&s.CPU, 1)

@@ -173,6 +173,9 @@ type Delivery struct {
 	MaxBackoff Duration `yaml:"maxBackoff,omitempty" json:"maxBackoff,omitempty"`
 	// AckDeadline is also the push timeout (10s..600s, default 300s).
 	AckDeadline Duration `yaml:"ackDeadline,omitempty" json:"ackDeadline,omitempty"`
+	// Lease of a job's claim (3s..ackDeadline/2, default 15s), renewed every third of
+	// it while the job runs: a worker that dies holds its jobs at most this long.
+	Lease Duration `yaml:"lease,omitempty" json:"lease,omitempty"`
 }
 
 // Serving sizes the Cloud Run service.

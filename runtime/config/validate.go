@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 )
 
 var (
@@ -286,6 +287,9 @@ func (v *validator) delivery(d *Delivery) {
 	}
 	if s := d.AckDeadline.Seconds(); s < 10 || s > 600 {
 		v.add("delivery.ackDeadline", "%s: must be 10s-600s (it is also the push timeout)", d.AckDeadline)
+	}
+	if d.Lease.Duration < 3*time.Second || d.Lease.Duration > d.AckDeadline.Duration/2 {
+		v.add("delivery.lease", "%s: must be 3s to half the ackDeadline (a delivery that meets a dead worker's claim waits it out within its deadline)", d.Lease)
 	}
 }
 

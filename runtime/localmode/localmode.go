@@ -56,7 +56,7 @@ type Options struct {
 	Admit func(ctx context.Context, pixels int64) (func(), error)
 	// Telemetry records metrics and spans (nil: none).
 	Telemetry *telemetry.Telemetry
-	// Lease of a queue delivery and of a job's claim (default pipeline.DefaultLease),
+	// Lease of a queue delivery and of a job's claim (default the project's delivery.lease),
 	// both renewed while the job runs: after a crash, a restarted run waits at most
 	// this long for what the dead process held.
 	Lease time.Duration
@@ -84,6 +84,9 @@ func Open(cfg *config.Project, dir string, o Options) (_ *Env, err error) {
 	}
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = max(5*time.Second, o.MinBackoff)
+	}
+	if o.Lease <= 0 {
+		o.Lease = cfg.Delivery.Lease.Duration
 	}
 	if o.Lease <= 0 {
 		o.Lease = pipeline.DefaultLease

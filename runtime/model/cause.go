@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
+	"time"
 
 	"google.golang.org/grpc/codes"
 
@@ -68,4 +70,40 @@ func Classify(ctx context.Context, cause Cause, err error) error {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	return fmt.Errorf("%w: %w", ErrTransient, err)
+}
+
+// Backoff bounds the retries of one model call.
+type Backoff struct {
+	Attempts int           // tries in all (default 4)
+	Min, Max time.Duration // first delay (default 200ms), cap (default 5s)
+}
+
+// Retry calls f until it succeeds, fails in a way retry says will not pass, or has
+// been tried b.Attempts times, waiting a doubling delay with jitter between calls: a
+// model's brief 429 or 503 costs a few hundred milliseconds, not a delivery attempt.
+func Retry(ctx context.Context, b Backoff, retry func(error) bool, f func() error) error {
+	if b.Attempts <= 0 {
+		b.Attempts = 4
+	}
+	if b.Min <= 0 {
+		b.Min = 200 * time.Millisecond
+	}
+	if b.Max < b.Min {
+		b.Max = max(5*time.Second, b.Min)
+	}
+	for attempt := 1; ; attempt++ {
+		err := f()
+		if err == nil || attempt >= b.Attempts || !retry(err) {
+			return err
+		}
+		d := b.Min << (attempt - 1)
+		if d > b.Max || d <= 0 {
+			d = b.Max
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w (after %v)", ErrTransient, ctx.Err(), err)
+		case <-time.After(d/2 + time.Duration(rand.Int64N(int64(d/2)+1))):
+		}
+	}
 }

@@ -60,10 +60,11 @@ type Deps struct {
 	Telemetry *telemetry.Telemetry
 }
 
-// DefaultLease is a job claim's lease. Short, because nothing else frees the claim of
-// a worker that died (kill -9, an instance gone): a redelivery waits at most this
-// long; renewed while the job runs, so a long job keeps it.
-const DefaultLease = 30 * time.Second
+// DefaultLease is a job claim's lease unless the project's delivery.lease says
+// otherwise. Short, because nothing else frees the claim of a worker that died (kill
+// -9, an instance gone): a redelivery waits at most this long; renewed while the job
+// runs, so a long job keeps it.
+const DefaultLease = config.DefaultLease
 
 // busyPoll is how often a delivery that met a live claim looks again.
 const busyPoll = 500 * time.Millisecond
@@ -148,6 +149,9 @@ func New(cfg *config.Project, d Deps) (*Pipeline, error) {
 	if d.Claimant == "" {
 		host, _ := os.Hostname()
 		d.Claimant = fmt.Sprintf("%s:%d", host, os.Getpid())
+	}
+	if d.Lease <= 0 {
+		d.Lease = cfg.Delivery.Lease.Duration
 	}
 	if d.Lease <= 0 {
 		d.Lease = DefaultLease

@@ -49,6 +49,7 @@ func TestErrorsClassifiedByCause(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			m.WithBackoff(model.Backoff{Attempts: 1}) // the cause of one answer
 			_, err = m.Predict(context.Background(), []model.Instance{{Content: "aGk="}}, model.Parameters{})
 			if got := causeOf(t, err); got != cause {
 				t.Errorf("%d: cause %d, want %d (%v)", code, got, cause, err)

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,8 +23,9 @@ import (
 
 // Model is a v2-protocol model as a model.Predictor.
 type Model struct {
-	url    string // …/v2/models/NAME
-	client *http.Client
+	url     string // …/v2/models/NAME
+	client  *http.Client
+	backoff model.Backoff
 }
 
 var _ model.Predictor = (*Model)(nil)
@@ -38,6 +40,12 @@ func New(modelURL string, client *http.Client) (*Model, error) {
 		client = &http.Client{Timeout: 60 * time.Second}
 	}
 	return &Model{url: strings.TrimSuffix(modelURL, "/"), client: client}, nil
+}
+
+// WithBackoff sets the retries of a transient failure (default model.Backoff's).
+func (m *Model) WithBackoff(b model.Backoff) *Model {
+	m.backoff = b
+	return m
 }
 
 // Tensor is one v2 input or output.
@@ -86,6 +94,27 @@ func (m *Model) Predict(ctx context.Context, instances []model.Instance, params 
 		Inputs:     []Tensor{{Name: "image", Shape: []int{len(instances)}, Datatype: "BYTES", Data: data}},
 		Parameters: map[string]any{"confidenceThreshold": params.ConfidenceThreshold, "maxPredictions": params.MaxPredictions},
 	})
+	var raw []byte
+	err := model.Retry(ctx, m.backoff, func(err error) bool { return errors.Is(err, model.ErrTransient) && !errors.Is(err, model.ErrConfig) }, func() (err error) {
+		raw, err = m.infer(ctx, body)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var ir InferResponse
+	if err := json.Unmarshal(raw, &ir); err != nil {
+		return nil, fmt.Errorf("%w: kserve %s: not a v2 response: %w", model.ErrConfig, m.url, err)
+	}
+	preds, err := parse(ir, len(instances))
+	if err != nil {
+		return nil, fmt.Errorf("%w: kserve %s: %w", model.ErrConfig, m.url, err)
+	}
+	return preds, nil
+}
+
+// infer makes one call; its error is classified by cause.
+func (m *Model) infer(ctx context.Context, body []byte) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.url+"/infer", bytes.NewReader(body))
 	if err != nil {
 		return nil, err
@@ -103,15 +132,7 @@ func (m *Model) Predict(ctx context.Context, instances []model.Instance, params 
 	if resp.StatusCode != http.StatusOK {
 		return nil, model.Classify(ctx, model.HTTPCause(resp.StatusCode), fmt.Errorf("kserve %s answered %d: %s", m.url, resp.StatusCode, snippet(raw)))
 	}
-	var ir InferResponse
-	if err := json.Unmarshal(raw, &ir); err != nil {
-		return nil, fmt.Errorf("%w: kserve %s: not a v2 response: %w", model.ErrConfig, m.url, err)
-	}
-	preds, err := parse(ir, len(instances))
-	if err != nil {
-		return nil, fmt.Errorf("%w: kserve %s: %w", model.ErrConfig, m.url, err)
-	}
-	return preds, nil
+	return raw, nil
 }
 
 func snippet(b []byte) string {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/visionstack/visionstack/runtime/fault"
 	"github.com/visionstack/visionstack/runtime/model"
@@ -102,17 +103,28 @@ func TestPredictBothOutputStyles(t *testing.T) {
 	}
 }
 
-func TestErrorsClassified(t *testing.T) {
-	hs, _ := v2Server(t, false, 1)
+// A brief 503 is retried inside the call (it must not cost a delivery attempt); one
+// that lasts past the attempts is transient.
+func TestTransientRetriedThenClassified(t *testing.T) {
+	hs, calls := v2Server(t, false, 2)
 	m, _ := kserve.New(hs.URL+"/v2/models/faces", nil)
+	m.WithBackoff(model.Backoff{Attempts: 4, Min: time.Millisecond, Max: 5 * time.Millisecond})
+	if _, err := m.Predict(context.Background(), []model.Instance{instance(t)}, model.Parameters{}); err != nil || calls.Load() != 3 {
+		t.Fatalf("two 503s then an answer: %v after %d calls, want success after 3", err, calls.Load())
+	}
+	hs, calls = v2Server(t, false, 100)
+	m, _ = kserve.New(hs.URL+"/v2/models/faces", nil)
+	m.WithBackoff(model.Backoff{Attempts: 3, Min: time.Millisecond, Max: 5 * time.Millisecond})
 	_, err := m.Predict(context.Background(), []model.Instance{instance(t)}, model.Parameters{})
-	if !errors.Is(err, model.ErrTransient) {
-		t.Fatalf("503 = %v, want transient", err)
+	if !errors.Is(err, model.ErrTransient) || calls.Load() != 3 {
+		t.Fatalf("a lasting 503 = %v after %d calls, want transient after 3", err, calls.Load())
 	}
-	if _, err := m.Predict(context.Background(), []model.Instance{instance(t)}, model.Parameters{}); err != nil {
-		t.Fatalf("after the 503: %v", err)
-	}
-	_, err = m.Predict(context.Background(), []model.Instance{{Content: "***"}}, model.Parameters{})
+}
+
+func TestErrorsClassified(t *testing.T) {
+	hs, _ := v2Server(t, false, 0)
+	m, _ := kserve.New(hs.URL+"/v2/models/faces", nil)
+	_, err := m.Predict(context.Background(), []model.Instance{{Content: "***"}}, model.Parameters{})
 	if !fault.IsPermanent(err) {
 		t.Fatalf("400 = %v, want permanent", err)
 	}

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -87,17 +86,10 @@ func (m *Model) Predict(ctx context.Context, instances []model.Instance, params 
 		return nil, fmt.Errorf("%w: vertex request of %d bytes exceeds %d: lower prepare.payloadLimit", model.ErrConfig, n, m.o.MaxRequest)
 	}
 	var resp *aiplatformpb.PredictResponse
-	for attempt := 1; ; attempt++ {
+	err = model.Retry(ctx, model.Backoff{Attempts: m.o.Attempts, Min: m.o.MinBackoff, Max: m.o.MaxBackoff}, retryable, func() (err error) {
 		resp, err = m.client.Predict(ctx, req)
-		if err == nil || attempt >= m.o.Attempts || !retryable(err) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %w", model.ErrTransient, ctx.Err())
-		case <-time.After(backoff(attempt, m.o.MinBackoff, m.o.MaxBackoff)):
-		}
-	}
+		return err
+	})
 	if err != nil {
 		return nil, model.Classify(ctx, model.GRPCCause(status.Code(err)), fmt.Errorf("vertex %s: %w", m.o.Endpoint, err))
 	}
@@ -110,15 +102,6 @@ func retryable(err error) bool {
 		return true
 	}
 	return errors.Is(err, context.DeadlineExceeded)
-}
-
-// backoff doubles from min, capped at max, with full jitter (a random share of it).
-func backoff(attempt int, min, max time.Duration) time.Duration {
-	d := min << (attempt - 1)
-	if d > max || d <= 0 {
-		d = max
-	}
-	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
 }
 
 // Request builds a PredictRequest in the AutoML image shape.
