@@ -34,6 +34,23 @@ type builder struct {
 	run            *cloudrunv2.Service
 	db             *firestore.Database
 	vertexEndpoint *vertex.AiEndpoint
+	gcsAgentEmail  *pulumi.StringOutput
+	pubsubAgent    pulumi.StringOutput // IAM member of the Pub/Sub service agent
+	pushGrants     []pulumi.Resource   // what the push subscription needs before it exists
+}
+
+// gcsAgent is the Cloud Storage service agent's e-mail. The look-up waits for the
+// APIs (a plain invoke would run before anything is enabled on a fresh project).
+func (b *builder) gcsAgent() pulumi.StringOutput {
+	if b.gcsAgentEmail == nil {
+		out := b.ctx.InvokeOutput("gcp:storage/getProjectServiceAccount:getProjectServiceAccount",
+			storage.GetProjectServiceAccountOutputArgs{Project: pulumi.String(b.cfg.GCP.Project)},
+			storage.GetProjectServiceAccountResultOutput{},
+			pulumi.InvokeOutputOptions{InvokeOptions: []pulumi.InvokeOption{pulumi.DependsOn(b.apis)}}).(storage.GetProjectServiceAccountResultOutput)
+		e := out.EmailAddress()
+		b.gcsAgentEmail = &e
+	}
+	return *b.gcsAgentEmail
 }
 
 // opts are the options of a child resource: parented to the component, after the APIs.

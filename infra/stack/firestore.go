@@ -7,13 +7,22 @@ import (
 	"github.com/visionstack/visionstack/runtime/config"
 )
 
+// deleteProtection is the database's protection state: on unless the project says
+// gcp.deleteProtection: false (then `visionstack destroy` can delete it).
+func deleteProtection(on *bool) string {
+	if on != nil && !*on {
+		return "DELETE_PROTECTION_DISABLED"
+	}
+	return "DELETE_PROTECTION_ENABLED"
+}
+
 // database: a Firestore database of its own, with the index the job list needs.
 func (b *builder) database() error {
 	var err error
 	b.db, err = firestore.NewDatabase(b.ctx, b.names.Database, &firestore.DatabaseArgs{
 		Project: pulumi.String(b.cfg.GCP.Project), Name: pulumi.String(b.names.Database),
 		LocationId: pulumi.String(b.cfg.GCP.Region), Type: pulumi.String("FIRESTORE_NATIVE"),
-		DeleteProtectionState: pulumi.String("DELETE_PROTECTION_ENABLED"),
+		DeleteProtectionState: pulumi.String(deleteProtection(b.cfg.GCP.DeleteProtection)),
 	}, b.opts()...)
 	if err != nil {
 		return err

@@ -4,11 +4,11 @@ import (
 	"fmt"
 
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/cloudrunv2"
-	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/organizations"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/projects"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/pubsub"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/serviceaccount"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/storage"
+	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/vertex"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
@@ -43,53 +43,52 @@ func (b *builder) iam() error {
 			return err
 		}
 	}
-	proj0, err := organizations.LookupProject(b.ctx, &organizations.LookupProjectArgs{ProjectId: &b.cfg.GCP.Project})
-	if err != nil {
-		return fmt.Errorf("look up project %s: %w", b.cfg.GCP.Project, err)
-	}
-	pubsubAgent := pulumi.String(fmt.Sprintf("serviceAccount:service-%s@gcp-sa-pubsub.iam.gserviceaccount.com", proj0.Number))
+	pubsubAgent := b.pubsubAgent
 	n := b.cfg.Name
+	db := fmt.Sprintf("projects/%s/databases/%s", b.cfg.GCP.Project, b.names.Database)
 	grants := []grant{
 		// The pipeline reads originals, writes outputs and quarantine, publishes tasks and events.
 		{n + "-pipeline-reads-incoming", bucket(b.incoming, "roles/storage.objectViewer", pipe)},
 		{n + "-pipeline-writes-incoming", bucket(b.incoming, "roles/storage.objectCreator", pipe)}, // sync API stores originals
-		{n + "-pipeline-writes-processed", bucket(b.processed, "roles/storage.objectAdmin", pipe)},
-		{n + "-pipeline-writes-quarantine", bucket(b.quarantine, "roles/storage.objectAdmin", pipe)},
+		{n + "-pipeline-writes-processed", bucket(b.processed, "roles/storage.objectUser", pipe)},
+		{n + "-pipeline-writes-quarantine", bucket(b.quarantine, "roles/storage.objectUser", pipe)},
 		{n + "-pipeline-publishes-processed", topic(b.processedTopic, "roles/pubsub.publisher", pipe)},
 		{n + "-pipeline-publishes-uploaded", topic(b.uploadedTopic, "roles/pubsub.publisher", pipe)},
 		{n + "-pipeline-publishes-dead-letter", topic(b.deadTopic, "roles/pubsub.publisher", pipe)}, // permanent errors go there at once
-		// Firestore has no per-database IAM: a condition narrows the grant to this database.
+		// Firestore has no per-database IAM: a condition narrows the grant to this
+		// database and its documents — exactly, so "D-meta" of another stack is not "D…".
 		{n + "-pipeline-firestore", project("roles/datastore.user", pipe, &projects.IAMMemberConditionArgs{
 			Title:      pulumi.String("only the " + b.names.Database + " database"),
-			Expression: pulumi.Sprintf(`resource.name.startsWith("projects/%s/databases/%s")`, b.cfg.GCP.Project, b.names.Database),
+			Expression: pulumi.String(fmt.Sprintf(`resource.name == "%s" || resource.name.startsWith("%s/")`, db, db)),
 		})},
-		{n + "-pipeline-vertex", project("roles/aiplatform.user", pipe, nil)},
+		// Predictions on this stack's endpoint only, not on every endpoint of the project.
+		{n + "-pipeline-vertex", func(name string) error {
+			_, err := vertex.NewAiEndpointIamMember(b.ctx, name, &vertex.AiEndpointIamMemberArgs{Project: proj,
+				Location: pulumi.String(b.cfg.GCP.Region), Endpoint: b.vertexEndpoint.Name, Role: pulumi.String("roles/aiplatform.user"), Member: pipe}, b.opts()...)
+			return err
+		}},
 		{n + "-pipeline-metrics", project("roles/monitoring.metricWriter", pipe, nil)},
 		{n + "-pipeline-logs", project("roles/logging.logWriter", pipe, nil)},
 		{n + "-pipeline-traces", project("roles/cloudtrace.agent", pipe, nil)},
-		// Pub/Sub moves dead letters as its service agent, and mints the push OIDC tokens.
 		// The service's reconciler sweeps the dead letter and re-queues what can run.
 		{n + "-pipeline-sweeps-dead-letter", func(name string) error {
 			_, err := pubsub.NewSubscriptionIAMMember(b.ctx, name, &pubsub.SubscriptionIAMMemberArgs{Project: proj,
 				Subscription: b.deadSub.Name, Role: pulumi.String("roles/pubsub.subscriber"), Member: pipe}, b.opts()...)
 			return err
 		}},
-		{n + "-pubsub-agent-publishes-dead-letter", topic(b.deadTopic, "roles/pubsub.publisher", pubsubAgent)},
+		// Pub/Sub acks dead-lettered messages as its service agent (the grants the push
+		// subscription needs before it exists are in pushPrerequisites).
 		{n + "-pubsub-agent-subscribes-push", func(name string) error {
 			_, err := pubsub.NewSubscriptionIAMMember(b.ctx, name, &pubsub.SubscriptionIAMMemberArgs{Project: proj,
 				Subscription: b.pushSub.Name, Role: pulumi.String("roles/pubsub.subscriber"), Member: pubsubAgent}, b.opts()...)
 			return err
 		}},
-		{n + "-pubsub-agent-mints-invoker-tokens", func(name string) error {
-			_, err := serviceaccount.NewIAMMember(b.ctx, name, &serviceaccount.IAMMemberArgs{ServiceAccountId: b.invokerSA.Name,
-				Role: pulumi.String("roles/iam.serviceAccountTokenCreator"), Member: pubsubAgent}, b.opts()...)
-			return err
-		}},
-		// Only the invoker account may call the service, unless the project asks for a public API.
-		{n + "-invoker-runs-service", b.runInvoker(saMember(b.invokerSA))},
 	}
 	if b.cfg.Serving.Public {
-		grants = append(grants, grant{n + "-public-runs-service", b.runInvoker(pulumi.String("allUsers"))})
+		grants = append(grants, grant{n + "-public-runs-service", func(name string) error {
+			_, err := b.runInvoker(name, pulumi.String("allUsers"))
+			return err
+		}})
 	}
 	for _, g := range grants {
 		if err := g.make(g.name); err != nil {
@@ -99,10 +98,40 @@ func (b *builder) iam() error {
 	return nil
 }
 
-func (b *builder) runInvoker(member pulumi.StringInput) func(string) error {
-	return func(name string) error {
-		_, err := cloudrunv2.NewServiceIamMember(b.ctx, name, &cloudrunv2.ServiceIamMemberArgs{Project: pulumi.String(b.cfg.GCP.Project),
-			Location: pulumi.String(b.cfg.GCP.Region), Name: b.run.Name, Role: pulumi.String("roles/run.invoker"), Member: member}, b.opts()...)
+// runInvoker lets member call the Cloud Run service.
+func (b *builder) runInvoker(name string, member pulumi.StringInput) (*cloudrunv2.ServiceIamMember, error) {
+	return cloudrunv2.NewServiceIamMember(b.ctx, name, &cloudrunv2.ServiceIamMemberArgs{Project: pulumi.String(b.cfg.GCP.Project),
+		Location: pulumi.String(b.cfg.GCP.Region), Name: b.run.Name, Role: pulumi.String("roles/run.invoker"), Member: member}, b.opts()...)
+}
+
+// pushPrerequisites makes the Pub/Sub service agent exist (ServiceIdentity: on a
+// fresh project it may not yet, and a grant to it fails) and grants what the push
+// subscription needs before it is created: the agent publishes dead letters and
+// mints the invoker's OIDC tokens, and the invoker may call the service.
+func (b *builder) pushPrerequisites() error {
+	n := b.cfg.Name
+	proj := pulumi.String(b.cfg.GCP.Project)
+	agent, err := projects.NewServiceIdentity(b.ctx, n+"-pubsub-agent", &projects.ServiceIdentityArgs{
+		Project: proj, Service: pulumi.String("pubsub.googleapis.com")}, b.opts()...)
+	if err != nil {
 		return err
 	}
+	b.pubsubAgent = agent.Member
+	dl, err := pubsub.NewTopicIAMMember(b.ctx, n+"-pubsub-agent-publishes-dead-letter", &pubsub.TopicIAMMemberArgs{Project: proj,
+		Topic: b.deadTopic.Name, Role: pulumi.String("roles/pubsub.publisher"), Member: agent.Member}, b.opts()...)
+	if err != nil {
+		return err
+	}
+	tokens, err := serviceaccount.NewIAMMember(b.ctx, n+"-pubsub-agent-mints-invoker-tokens", &serviceaccount.IAMMemberArgs{
+		ServiceAccountId: b.invokerSA.Name, Role: pulumi.String("roles/iam.serviceAccountTokenCreator"), Member: agent.Member}, b.opts()...)
+	if err != nil {
+		return err
+	}
+	// Only the invoker account may call the service, unless the project asks for a public API.
+	invoker, err := b.runInvoker(n+"-invoker-runs-service", saMember(b.invokerSA))
+	if err != nil {
+		return err
+	}
+	b.pushGrants = []pulumi.Resource{dl, tokens, invoker}
+	return nil
 }

@@ -1,8 +1,6 @@
 package stack
 
 import (
-	"fmt"
-
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/pubsub"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/storage"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -27,13 +25,9 @@ func (b *builder) topics() error {
 	}
 	// Cloud Storage publishes as its service agent: it needs publisher on the topic
 	// before the notification can be created.
-	gcsAgent, err := storage.GetProjectServiceAccount(b.ctx, &storage.GetProjectServiceAccountArgs{Project: &b.cfg.GCP.Project})
-	if err != nil {
-		return fmt.Errorf("look up the Cloud Storage service agent: %w", err)
-	}
 	grant, err := pubsub.NewTopicIAMMember(b.ctx, b.names.UploadedTopic+"-gcs-publisher", &pubsub.TopicIAMMemberArgs{
 		Project: pulumi.String(b.cfg.GCP.Project), Topic: b.uploadedTopic.Name, Role: pulumi.String("roles/pubsub.publisher"),
-		Member: pulumi.String("serviceAccount:" + gcsAgent.EmailAddress),
+		Member: pulumi.Sprintf("serviceAccount:%s", b.gcsAgent()),
 	}, b.opts()...)
 	if err != nil {
 		return err
@@ -80,6 +74,6 @@ func (b *builder) subscriptions() error {
 		},
 		ExpirationPolicy: pubsub.SubscriptionExpirationPolicyArgs{Ttl: pulumi.String("")},
 		Labels:           b.labels(),
-	}, b.opts()...)
+	}, b.opts(pulumi.DependsOn(b.pushGrants))...) // a push before its grants fails, and dead letters are lost
 	return err
 }

@@ -39,19 +39,36 @@ func (b *builder) monitoring() error {
 	type cond struct {
 		name, filter, denominator, aligner, reducer string
 		threshold                                   float64
+		reads                                       *config.Metric // a runtime metric: declared before the alert
 	}
 	conds := []cond{
 		{"5xx ratio", run + ` AND metric.type="run.googleapis.com/request_count" AND metric.labels.response_code_class="5xx"`,
-			run + ` AND metric.type="run.googleapis.com/request_count"`, "ALIGN_RATE", "REDUCE_SUM", Alert5xxRatio},
-		{"p95 latency", run + ` AND metric.type="run.googleapis.com/request_latencies"`, "", "ALIGN_PERCENTILE_95", "REDUCE_MAX", AlertP95LatencyMS},
-		{"oldest unacked message", sub(b.names.PushSubscription) + ` AND metric.type="pubsub.googleapis.com/subscription/oldest_unacked_message_age"`, "", "ALIGN_MAX", "REDUCE_MAX", AlertOldestUnackedS},
-		{"dead-lettered messages", sub(b.names.DeadLetterSub) + ` AND metric.type="pubsub.googleapis.com/subscription/num_undelivered_messages"`, "", "ALIGN_MAX", "REDUCE_MAX", AlertDeadLetterCount},
+			run + ` AND metric.type="run.googleapis.com/request_count"`, "ALIGN_RATE", "REDUCE_SUM", Alert5xxRatio, nil},
+		{"p95 latency", run + ` AND metric.type="run.googleapis.com/request_latencies"`, "", "ALIGN_PERCENTILE_95", "REDUCE_MAX", AlertP95LatencyMS, nil},
+		{"oldest unacked message", sub(b.names.PushSubscription) + ` AND metric.type="pubsub.googleapis.com/subscription/oldest_unacked_message_age"`, "", "ALIGN_MAX", "REDUCE_MAX", AlertOldestUnackedS, nil},
+		{"dead-lettered messages", sub(b.names.DeadLetterSub) + ` AND metric.type="pubsub.googleapis.com/subscription/num_undelivered_messages"`, "", "ALIGN_MAX", "REDUCE_MAX", AlertDeadLetterCount, nil},
 	}
+	// An undeployed endpoint or a missing role: every image is retried until it is fixed.
+	conds = append(conds, cond{"model configuration errors", fmt.Sprintf(`metric.type="%s" AND metric.labels.kind="config" AND metric.labels.project="%s"`,
+		config.MetricModelErrors.CloudType(), b.cfg.Name), "", "ALIGN_DELTA", "REDUCE_SUM", 0, &config.MetricModelErrors})
 	for _, d := range b.cfg.Monitoring.Drift.Each() {
 		conds = append(conds, cond{"prediction drift (" + d.Analysis + ")", fmt.Sprintf(`metric.type="%s" AND metric.labels.analysis="%s" AND metric.labels.project="%s"`,
-			config.MetricDriftPSI.CloudType(), d.Analysis, b.cfg.Name), "", "ALIGN_MAX", "REDUCE_MAX", d.Threshold})
+			config.MetricDriftPSI.CloudType(), d.Analysis, b.cfg.Name), "", "ALIGN_MAX", "REDUCE_MAX", d.Threshold, &config.MetricDriftPSI})
 	}
+	descriptors := map[string]pulumi.Resource{}
 	for _, c := range conds {
+		var after []pulumi.ResourceOption
+		if c.reads != nil {
+			d, ok := descriptors[c.reads.Name]
+			if !ok {
+				var err error
+				if d, err = b.descriptor(*c.reads); err != nil {
+					return err
+				}
+				descriptors[c.reads.Name] = d
+			}
+			after = append(after, pulumi.DependsOn([]pulumi.Resource{d}))
+		}
 		th := monitoring.AlertPolicyConditionConditionThresholdArgs{
 			Filter: pulumi.String(c.filter), Comparison: pulumi.String("COMPARISON_GT"), ThresholdValue: pulumi.Float64(c.threshold),
 			Duration: pulumi.String("300s"),
@@ -67,7 +84,7 @@ func (b *builder) monitoring() error {
 			Project: proj, DisplayName: pulumi.String("visionstack " + b.cfg.Name + ": " + c.name), Combiner: pulumi.String("OR"),
 			Conditions:           monitoring.AlertPolicyConditionArray{monitoring.AlertPolicyConditionArgs{DisplayName: pulumi.String(c.name), ConditionThreshold: th}},
 			NotificationChannels: channels, UserLabels: b.labels(),
-		}, b.opts()...)
+		}, b.opts(after...)...)
 		if err != nil {
 			return err
 		}
@@ -78,6 +95,31 @@ func (b *builder) monitoring() error {
 	}
 	_, err = monitoring.NewDashboard(b.ctx, b.cfg.Name+"-dashboard", &monitoring.DashboardArgs{Project: proj, DashboardJson: pulumi.String(string(dash))}, b.opts()...)
 	return err
+}
+
+// descriptor declares one of the runtime's metrics in Cloud Monitoring. Until the
+// runtime writes it, the metric does not exist, and an alert on it is refused
+// ("Cannot find metric(s) that match type"): on a fresh project the first `up`
+// would stop there. The runtime's exporter writes the same type, kind and labels.
+func (b *builder) descriptor(m config.Metric) (*monitoring.MetricDescriptor, error) {
+	kind, value := "CUMULATIVE", "INT64"
+	switch m.Kind {
+	case config.Gauge:
+		kind, value = "GAUGE", "DOUBLE"
+	case config.Histogram:
+		value = "DISTRIBUTION"
+	case config.UpDown:
+		kind = "GAUGE"
+	}
+	labels := monitoring.MetricDescriptorLabelArray{monitoring.MetricDescriptorLabelArgs{Key: pulumi.String("project"), ValueType: pulumi.String("STRING")}}
+	for _, l := range m.Labels {
+		labels = append(labels, monitoring.MetricDescriptorLabelArgs{Key: pulumi.String(l), ValueType: pulumi.String("STRING")})
+	}
+	return monitoring.NewMetricDescriptor(b.ctx, b.cfg.Name+"-"+m.Name, &monitoring.MetricDescriptorArgs{
+		Project: pulumi.String(b.cfg.GCP.Project), Type: pulumi.String(m.CloudType()), MetricKind: pulumi.String(kind),
+		ValueType: pulumi.String(value), Unit: pulumi.String(m.Unit), Description: pulumi.String(m.Description),
+		DisplayName: pulumi.String(m.Name), Labels: labels,
+	}, b.opts()...)
 }
 
 // dashboard is a Cloud Monitoring dashboard: service traffic and latency, queue

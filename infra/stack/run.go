@@ -2,6 +2,8 @@ package stack
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/cloudrunv2"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
@@ -15,16 +17,19 @@ func (b *builder) service() error {
 	if image == "" {
 		image = PlaceholderImage
 	}
-	env := cloudrunv2.ServiceTemplateContainerEnvArray{}
-	for k, v := range map[string]pulumi.StringInput{
+	vars := map[string]pulumi.StringInput{
 		"VISIONSTACK_PROJECT":              pulumi.String(b.cfg.Name),
 		"VISIONSTACK_FIRESTORE_DATABASE":   pulumi.String(b.names.Database),
 		"VISIONSTACK_VERTEX_ENDPOINT":      b.vertexEndpoint.ID(),
 		"VISIONSTACK_PUSH_AUDIENCE":        pulumi.String(PushAudience(b.cfg.Name)),
 		"VISIONSTACK_PUSH_SERVICE_ACCOUNT": b.invokerSA.Email,
 		"GOMEMLIMIT":                       pulumi.String(fmt.Sprintf("%dMiB", s.MemoryBytes()*7/10>>20)),
-	} {
-		env = append(env, cloudrunv2.ServiceTemplateContainerEnvArgs{Name: pulumi.String(k), Value: v})
+	}
+	// In name order: a map's order changes from run to run, and so would the service
+	// (a diff on every preview, a new revision on every up).
+	env := cloudrunv2.ServiceTemplateContainerEnvArray{}
+	for _, k := range slices.Sorted(maps.Keys(vars)) {
+		env = append(env, cloudrunv2.ServiceTemplateContainerEnvArgs{Name: pulumi.String(k), Value: vars[k]})
 	}
 	ingress := "INGRESS_TRAFFIC_ALL" // Pub/Sub push arrives from outside the VPC; IAM guards it
 	var err error

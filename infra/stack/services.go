@@ -10,6 +10,8 @@ var APIs = []string{
 	"run.googleapis.com", "pubsub.googleapis.com", "storage.googleapis.com", "firestore.googleapis.com",
 	"aiplatform.googleapis.com", "artifactregistry.googleapis.com", "monitoring.googleapis.com",
 	"iam.googleapis.com", "logging.googleapis.com",
+	"cloudresourcemanager.googleapis.com", // project IAM members
+	"cloudtrace.googleapis.com",           // the runtime exports traces
 }
 
 func (b *builder) services() error {

@@ -227,7 +227,7 @@ func TestNamesLegalForLongestName(t *testing.T) {
 		"gcp:pubsub/subscription:Subscription":       {"name", 255},
 		"gcp:firestore/database:Database":            {"name", 63},
 		"gcp:artifactregistry/repository:Repository": {"repositoryId", 63},
-		"gcp:vertex/aiEndpoint:AiEndpoint":           {"name", 10},
+		"gcp:vertex/aiEndpoint:AiEndpoint":           {"name", 9},
 	}
 	for typ, l := range limits {
 		rs := m.Of(typ)
@@ -290,12 +290,15 @@ func TestResourceCountAndTypes(t *testing.T) {
 		"gcp:firestore/index:Index":                              1,
 		"gcp:artifactregistry/repository:Repository":             1,
 		"gcp:monitoring/notificationChannel:NotificationChannel": 1,
-		"gcp:monitoring/alertPolicy:AlertPolicy":                 5, // 5xx, latency, backlog, dead letters, drift
+		"gcp:monitoring/alertPolicy:AlertPolicy":                 6, // 5xx, latency, backlog, dead letters, model config errors, drift
+		"gcp:monitoring/metricDescriptor:MetricDescriptor":       2, // the runtime metrics alerts read: model errors, drift PSI
+		"gcp:projects/serviceIdentity:ServiceIdentity":           1, // the Pub/Sub agent
+		"gcp:vertex/aiEndpointIamMember:AiEndpointIamMember":     1,
 		"gcp:monitoring/dashboard:Dashboard":                     1,
 		"gcp:storage/bucketIAMMember:BucketIAMMember":            4,
 		"gcp:pubsub/topicIAMMember:TopicIAMMember":               5,
 		"gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember": 2,
-		"gcp:projects/iAMMember:IAMMember":                       5,
+		"gcp:projects/iAMMember:IAMMember":                       4,
 		"gcp:serviceaccount/iAMMember:IAMMember":                 1,
 		"gcp:cloudrunv2/serviceIamMember:ServiceIamMember":       1,
 	}

@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/kms"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/storage"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
@@ -14,6 +15,19 @@ const (
 // buckets: private, uniform access, public access prevention enforced; processed is
 // versioned; incoming expires; CMEK when a key is given.
 func (b *builder) buckets() error {
+	var after []pulumi.ResourceOption
+	if b.args.KMSKey != "" {
+		// Cloud Storage encrypts as its service agent: without this grant, creating a
+		// CMEK bucket fails with 403.
+		grant, err := kms.NewCryptoKeyIAMMember(b.ctx, b.cfg.Name+"-gcs-uses-kms-key", &kms.CryptoKeyIAMMemberArgs{
+			CryptoKeyId: pulumi.String(b.args.KMSKey), Role: pulumi.String("roles/cloudkms.cryptoKeyEncrypterDecrypter"),
+			Member: pulumi.Sprintf("serviceAccount:%s", b.gcsAgent()),
+		}, b.opts()...)
+		if err != nil {
+			return err
+		}
+		after = append(after, pulumi.DependsOn([]pulumi.Resource{grant}))
+	}
 	mk := func(name string, versioned bool, rules storage.BucketLifecycleRuleArray) (*storage.Bucket, error) {
 		args := &storage.BucketArgs{
 			Project: pulumi.String(b.cfg.GCP.Project), Name: pulumi.String(name), Location: pulumi.String(b.cfg.GCP.Region),
@@ -24,7 +38,7 @@ func (b *builder) buckets() error {
 		if b.args.KMSKey != "" {
 			args.Encryption = storage.BucketEncryptionArgs{DefaultKmsKeyName: pulumi.String(b.args.KMSKey)}
 		}
-		return storage.NewBucket(b.ctx, name, args, b.opts()...)
+		return storage.NewBucket(b.ctx, name, args, b.opts(after...)...)
 	}
 	var err error
 	if b.incoming, err = mk(b.names.IncomingBucket, false, storage.BucketLifecycleRuleArray{
@@ -35,7 +49,8 @@ func (b *builder) buckets() error {
 	}
 	if b.processed, err = mk(b.names.ProcessedBucket, true, storage.BucketLifecycleRuleArray{
 		storage.BucketLifecycleRuleArgs{Action: storage.BucketLifecycleRuleActionArgs{Type: pulumi.String("Delete")},
-			Condition: storage.BucketLifecycleRuleConditionArgs{DaysSinceNoncurrentTime: pulumi.Int(ProcessedNoncurrentDays)}},
+			// NoAge: without it the provider sends age 0, and "older than 0 days" is every object.
+			Condition: storage.BucketLifecycleRuleConditionArgs{DaysSinceNoncurrentTime: pulumi.Int(ProcessedNoncurrentDays), NoAge: pulumi.Bool(true)}},
 	}); err != nil {
 		return err
 	}

@@ -9,11 +9,12 @@ import (
 )
 
 // EndpointID is the numeric id of a project's Vertex AI endpoint: stable, derived
-// from the project names, 10 digits without a leading zero (Vertex's rule).
+// from the project names, 9 digits without a leading zero (a numeric endpoint id
+// may have at most 9).
 func EndpointID(gcpProject, name string) string {
 	h := fnv.New64a()
 	fmt.Fprintf(h, "%s/%s", gcpProject, name)
-	return fmt.Sprint(1_000_000_000 + h.Sum64()%9_000_000_000)
+	return fmt.Sprint(100_000_000 + h.Sum64()%900_000_000)
 }
 
 // endpoint: the Vertex AI endpoint models are deployed to (by `visionstack model

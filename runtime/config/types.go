@@ -54,6 +54,9 @@ type GCP struct {
 	Project string `yaml:"project" json:"project" jsonschema:"required,pattern=^[a-z][a-z0-9-]{4\\,28}[a-z0-9]$"`
 	// Region for Cloud Run, Vertex AI, buckets and Artifact Registry, e.g. europe-west3.
 	Region string `yaml:"region" json:"region" jsonschema:"required"`
+	// DeleteProtection of the Firestore database (default true): while on,
+	// `visionstack destroy` cannot delete it. Set false, `up`, then destroy.
+	DeleteProtection *bool `yaml:"deleteProtection,omitempty" json:"deleteProtection,omitempty"`
 }
 
 // Pipeline lists the four steps.
