@@ -8,7 +8,7 @@ OUT       ?= out/demo
 FUZZTIME  ?= 100000x
 PKGS      := ./...
 
-.PHONY: all deps deps-runtime build demo test test-short race fuzz bench chaos schema vet clean image screenshot
+.PHONY: all deps deps-runtime build demo test test-short race fuzz bench chaos e2e-gcp schema vet clean image screenshot
 IMAGE     ?= visionstack:dev
 
 all: build
@@ -54,6 +54,10 @@ bench: deps ## step benchmarks on a 12 MP JPEG → bench/RESULTS.md
 chaos: deps ## serve on the emulators, 320 images, a model failing 1 in 5, 4 kill -9 → bench/CHAOS.md (~10 min)
 	VISIONSTACK_CHAOS_IMAGES=320 VISIONSTACK_CHAOS_KILLS=4 VISIONSTACK_CHAOS_REPORT=$(CURDIR)/bench/CHAOS.md \
 		$(GO) test -count=1 -timeout 60m -run '^TestChaos$$' -v ./cmd/visionstack
+
+e2e-gcp: ## a first deploy on a real GCP project: VISIONSTACK_E2E_GCP_PROJECT=P make e2e-gcp (README "Deploy a project")
+	@test -n "$$VISIONSTACK_E2E_GCP_PROJECT" || { echo "set VISIONSTACK_E2E_GCP_PROJECT to a GCP project where you hold the deployer's roles"; exit 1; }
+	$(GO) test -count=1 -timeout 60m -run '^TestFirstDeployOnARealProject$$' -v ./cmd/visionstack
 
 schema: ## regenerate runtime/config/project.schema.json from the Go types
 	$(GO) test ./runtime/config -run TestSchemaUpToDate -update

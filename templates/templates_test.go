@@ -37,3 +37,32 @@ func TestRenderedFilesParse(t *testing.T) {
 		t.Errorf("cloudbuild.yaml:\n%s", cb)
 	}
 }
+
+// The first CI run of a new project creates the stack (and so its Artifact Registry
+// repository) with the placeholder image before it pushes: a push to a repository
+// that does not exist fails.
+func TestFirstCIRunCreatesTheRegistryBeforePushing(t *testing.T) {
+	files, err := templates.Render(templates.Params{Name: "foo", GCPProject: "foo-prod", Region: "europe-west1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		var push, bootstrap string
+		switch f.Path {
+		case ".github/workflows/deploy-foo.yaml":
+			push, bootstrap = "docker push", "visionstack up $PROJECT\n"
+		case "projects/foo/cloudbuild.yaml":
+			push, bootstrap = "args: [push,", "visionstack up ${_PROJECT}\n"
+		default:
+			continue
+		}
+		s := string(f.Data)
+		b, p := strings.Index(s, bootstrap), strings.Index(s, push)
+		if b < 0 || p < 0 || b > p {
+			t.Errorf("%s: the first `up` without --image (at %d) must come before the push (at %d)", f.Path, b, p)
+		}
+		if !strings.Contains(s, "artifacts repositories describe") {
+			t.Errorf("%s: the bootstrap `up` should run only while the repository does not exist", f.Path)
+		}
+	}
+}
