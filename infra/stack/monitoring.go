@@ -148,6 +148,7 @@ func (b *builder) dashboard() map[string]any {
 		chart("Pixels decoded", own(config.MetricPixels), "ALIGN_RATE"),
 		chart("Prediction drift (PSI)", own(config.MetricDriftPSI), "ALIGN_MAX"),
 		chart("Prediction drift (KS)", own(config.MetricDriftKS), "ALIGN_MAX"),
+		chart("Anonymization re-checks (clean, re-anonymized, quarantined)", own(config.MetricRechecks), "ALIGN_RATE"),
 	}
 	return map[string]any{"displayName": "visionstack " + b.cfg.Name, "gridLayout": map[string]any{"columns": "2", "widgets": widgets}}
 }

@@ -66,6 +66,9 @@ func (p *Project) ApplyDefaults() {
 			if b.Padding == nil {
 				b.Padding = ptr(DefaultPadding)
 			}
+			if b.Verify == nil {
+				b.Verify = ptr(true)
+			}
 			setIfZero(&b.Method, DefaultBlurMethod)
 		}
 		if d := t.Downscale; d != nil {

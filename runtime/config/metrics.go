@@ -51,13 +51,22 @@ var (
 		Description: "Pixels of original images decoded"}
 	MetricDriftPSI = Metric{Name: "visionstack.drift.psi", Unit: "1", Kind: Gauge, Labels: []string{"analysis"},
 		Description: "Population stability index of an analysis' predictions, recent window vs baseline (largest of labels, boxes per image, confidences)"}
+	MetricRechecks = Metric{Name: "visionstack.anonymization.rechecks", Unit: "{image}", Kind: Counter, Labels: []string{"result"},
+		Description: "Anonymized images looked at again for faces, by result: clean, reanonymized (a face the analysis missed was found and anonymized) or quarantined (a face remained)"}
 	MetricDriftKS = Metric{Name: "visionstack.drift.ks", Unit: "1", Kind: Gauge, Labels: []string{"analysis"},
 		Description: "Kolmogorov-Smirnov D of an analysis' confidences, recent window vs baseline"}
 )
 
 // Metrics lists every metric, for documentation and tests.
 var Metrics = []Metric{MetricStepDuration, MetricJobs, MetricModelDuration, MetricModelErrors, MetricInflight,
-	MetricBytes, MetricPixels, MetricDriftPSI, MetricDriftKS}
+	MetricBytes, MetricPixels, MetricDriftPSI, MetricDriftKS, MetricRechecks}
+
+// Results of the anonymization re-check, the values of MetricRechecks' result label.
+const (
+	RecheckClean        = "clean"
+	RecheckReanonymized = "reanonymized"
+	RecheckQuarantined  = "quarantined"
+)
 
 // CloudMetricPrefix is where Cloud Monitoring keeps metrics written through
 // OpenTelemetry.

@@ -134,6 +134,10 @@ type Blur struct {
 	Method string `yaml:"method,omitempty" json:"method,omitempty" jsonschema:"enum=pixelate,enum=gaussian,enum=fill"`
 	// Labels limits the blur to these labels (default: all).
 	Labels []string `yaml:"labels,omitempty" json:"labels,omitempty"`
+	// Verify (default true) looks for faces again in the anonymized image, with the
+	// built-in detector at a lower threshold, and anonymizes what it finds; an image
+	// that cannot be made clean is quarantined ("face remained after anonymization").
+	Verify *bool `yaml:"verify,omitempty" json:"verify,omitempty"`
 }
 
 // StripMetadata removes EXIF (including GPS), XMP, IPTC and comments.

@@ -87,6 +87,9 @@ type Job struct {
 	Bytes     int64     `json:"bytes,omitempty"`
 	Results   []Result  `json:"results,omitempty"`
 	Outputs   []Output  `json:"outputs,omitempty"`
+	// Rechecked counts the faces the anonymization re-check found and anonymized
+	// that the analysis had missed or left visible.
+	Rechecked int `json:"rechecked,omitempty"`
 	Claimant  string    `json:"claimant,omitempty"`
 	ClaimedTo time.Time `json:"claimedTo,omitzero"`
 	Created   time.Time `json:"created"`

@@ -28,6 +28,7 @@ import (
 	"github.com/visionstack/visionstack/runtime/fault"
 	"github.com/visionstack/visionstack/runtime/meta"
 	"github.com/visionstack/visionstack/runtime/model"
+	"github.com/visionstack/visionstack/runtime/model/builtin"
 	"github.com/visionstack/visionstack/runtime/prepare"
 	"github.com/visionstack/visionstack/runtime/queue"
 	"github.com/visionstack/visionstack/runtime/telemetry"
@@ -160,11 +161,20 @@ func New(cfg *config.Project, d Deps) (*Pipeline, error) {
 		d.Logger = slog.Default()
 	}
 	autoOrient := cfg.Pipeline.Prepare.AutoOrient == nil || *cfg.Pipeline.Prepare.AutoOrient
+	tr := transform.New(cfg.Pipeline.Transforms, autoOrient)
+	if tr.NeedsVerifier() {
+		// A second opinion on every anonymized image, whatever model the analysis used.
+		v, err := builtin.New(builtin.DefaultParams)
+		if err != nil {
+			return nil, err
+		}
+		tr.SetVerifier(v)
+	}
 	p := &Pipeline{
 		deps:        d,
 		prep:        prepare.New(cfg.Pipeline.Prepare),
 		analyzer:    an,
-		transformer: transform.New(cfg.Pipeline.Transforms, autoOrient),
+		transformer: tr,
 		actor:       act.New(cfg.Pipeline.Actions, d.Processed, d.Quarantine, d.Meta, d.Publisher, d.ProcessedTopic),
 		log:         d.Logger,
 		tel:         d.Telemetry,
@@ -327,9 +337,19 @@ func (p *Pipeline) Process(ctx context.Context, t Task) (_ Outcome, err error) {
 	_, end = p.step(ctx, "transform")
 	processed, err := p.transformer.Apply(img.Decoded, job.Results)
 	out.Timings.Transform = end(err)
+	switch {
+	case errors.Is(err, transform.ErrFaceRemained):
+		p.tel.Recheck(ctx, config.RecheckQuarantined)
+	case err == nil && processed.Verified && processed.Rechecked > 0:
+		p.tel.Recheck(ctx, config.RecheckReanonymized)
+		log.WarnContext(ctx, "the re-check found faces the analysis missed; anonymized them too", "faces", processed.Rechecked)
+	case err == nil && processed.Verified:
+		p.tel.Recheck(ctx, config.RecheckClean)
+	}
 	if err != nil {
 		return p.fail(ctx, log, claim, job, data, err, out)
 	}
+	job.Rechecked = processed.Rechecked
 
 	sctx, end = p.step(ctx, "act")
 	err = p.actor.Done(sctx, claim, job, processed.Data)

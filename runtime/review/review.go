@@ -108,6 +108,7 @@ type card struct {
 	Download                   string // a quarantined original, as a file: never rendered
 	Boxes                      []box
 	Detections                 int
+	Rechecked                  int // faces the anonymization re-check added
 	Faces                      int
 	Drifted                    bool
 	PSI                        float64
@@ -241,7 +242,8 @@ func (h *Handler) build(ctx context.Context, filter string, limit int) (*page, e
 }
 
 func (h *Handler) card(j meta.Job) card {
-	c := card{Key: j.Key, Object: j.Source.Object, State: string(j.State), Reason: j.Reason, Updated: j.Updated, Width: j.Width, Height: j.Height}
+	c := card{Key: j.Key, Object: j.Source.Object, State: string(j.State), Reason: j.Reason, Updated: j.Updated, Width: j.Width, Height: j.Height,
+		Rechecked: j.Rechecked}
 	img := func(kind string) string {
 		return "/review/image?" + url.Values{"key": {j.Key}, "kind": {kind}, "w": {strconv.Itoa(PreviewSize)}}.Encode()
 	}

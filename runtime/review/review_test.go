@@ -328,3 +328,30 @@ func TestReviewNeverDecodesQuarantinedNorLeaksRawOriginals(t *testing.T) {
 		t.Error("the preview carries EXIF metadata")
 	}
 }
+
+// The page says when the anonymization re-check found faces the analysis missed.
+func TestPageShowsRecheckedFaces(t *testing.T) {
+	r := runSamples(t)
+	ctx := context.Background()
+	var done meta.Job
+	for _, j := range r.jobs {
+		if j.State == meta.StateDone {
+			done = j
+			break
+		}
+	}
+	key := "test/rechecked#1"
+	c, err := r.env.Meta.Claim(ctx, key, done.Source, "t", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := done
+	j.Key, j.Rechecked = key, 2
+	if err := r.env.Meta.Complete(ctx, c, j); err != nil {
+		t.Fatal(err)
+	}
+	_, body := get(t, r.srv.URL+"/review/?limit=500")
+	if !strings.Contains(body, "the re-check found 2 faces the analysis missed") {
+		t.Fatal("the page does not show the re-check's finds")
+	}
+}

@@ -59,6 +59,7 @@ type Telemetry struct {
 
 	steps, modelDur               metric.Float64Histogram
 	jobs, modelErr, bytes, pixels metric.Int64Counter
+	rechecks                      metric.Int64Counter
 	inflight                      metric.Int64UpDownCounter
 	driftPSI, driftKS             metric.Float64Gauge
 	shutdown                      []func(context.Context) error
@@ -149,6 +150,7 @@ func (t *Telemetry) instruments(m metric.Meter) error {
 	t.steps, t.modelDur = hist(config.MetricStepDuration), hist(config.MetricModelDuration)
 	t.jobs, t.modelErr = counter(config.MetricJobs), counter(config.MetricModelErrors)
 	t.bytes, t.pixels = counter(config.MetricBytes), counter(config.MetricPixels)
+	t.rechecks = counter(config.MetricRechecks)
 	t.driftPSI, t.driftKS = gauge(config.MetricDriftPSI), gauge(config.MetricDriftKS)
 	var err error
 	t.inflight, err = m.Int64UpDownCounter(config.MetricInflight.Name, metric.WithUnit(config.MetricInflight.Unit),
@@ -224,6 +226,13 @@ func (t *Telemetry) ModelCall(ctx context.Context, analysis, model string, d tim
 	t.modelDur.Record(ctx, d.Seconds(), t.attrs(a, m))
 	if kind != "" {
 		t.modelErr.Add(ctx, 1, t.attrs(a, m, attribute.String("kind", kind)))
+	}
+}
+
+// Recheck counts one anonymization re-check by result (config.Recheck…).
+func (t *Telemetry) Recheck(ctx context.Context, result string) {
+	if t != nil {
+		t.rechecks.Add(ctx, 1, t.attrs(attribute.String("result", result)))
 	}
 }
 

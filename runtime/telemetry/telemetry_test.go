@@ -89,6 +89,7 @@ func TestCloudExportersSendWhatTheStackReads(t *testing.T) {
 	tel.Inflight(sctx, 1)
 	tel.Read(sctx, 1000, 640*480)
 	tel.Drift(sctx, "faces", drift.Report{PSI: 0.31, KS: 0.4})
+	tel.Recheck(sctx, config.RecheckReanonymized)
 	span.End()
 	if err := tel.Shutdown(ctx); err != nil { // flushes both exporters
 		t.Fatal(err)

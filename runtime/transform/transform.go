@@ -7,11 +7,13 @@
 package transform
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
 
 	"github.com/visionstack/visionstack/runtime/config"
+	"github.com/visionstack/visionstack/runtime/fault"
 	"github.com/visionstack/visionstack/runtime/imaging"
 	"github.com/visionstack/visionstack/runtime/meta"
 )
@@ -23,14 +25,30 @@ type Transformer struct {
 	longSide   int // 0: keep the original size
 	quality    int
 	autoOrient bool
+	verifier   Verifier
 }
+
+// Verifier looks for faces in an anonymized image: a second opinion, so a face the
+// analysis missed is not published.
+type Verifier interface {
+	Faces(img *imaging.Image) ([]meta.Box, error)
+}
+
+// ErrFaceRemained: a face was still found after every re-anonymization round. The
+// image is quarantined: failing closed, an unblurred face is never published.
+var ErrFaceRemained = errors.New("face remained after anonymization")
+
+// maxRechecks bounds the verification rounds.
+const maxRechecks = 3
 
 // Output is the processed image.
 type Output struct {
-	Data    []byte
-	Width   int
-	Height  int
-	Regions int // anonymized
+	Data      []byte
+	Width     int
+	Height    int
+	Regions   int // anonymized, the re-check's included
+	Rechecked int // faces the verification found that the analysis had missed (or left visible)
+	Verified  bool
 }
 
 // New builds a Transformer from the project's transforms (defaults applied).
@@ -48,6 +66,19 @@ func New(ts []config.Transform, autoOrient bool) *Transformer {
 	}
 	return t
 }
+
+// NeedsVerifier reports whether a blur asks for the verification pass.
+func (t *Transformer) NeedsVerifier() bool {
+	for _, b := range t.blurs {
+		if b.Verify == nil || *b.Verify {
+			return true
+		}
+	}
+	return false
+}
+
+// SetVerifier sets the detector of the verification pass.
+func (t *Transformer) SetVerifier(v Verifier) { t.verifier = v }
 
 // Regions returns the pixel rectangles to anonymize in a w×h image.
 func (t *Transformer) Regions(results []meta.Result, w, h int) []imaging.Rect {
@@ -103,17 +134,92 @@ func (t *Transformer) Apply(decoded *imaging.Image, results []meta.Result) (Outp
 		return Output{}, fmt.Errorf("transform: %w", err)
 	}
 	defer img.Close()
-	n := 0
+	var done []imaging.Rect
 	for _, b := range t.blurs { // each blur with its own method
 		rects := regions(b, results, img.Width(), img.Height())
 		if err := img.Anonymize(rects, b.Method); err != nil {
 			return Output{}, fmt.Errorf("transform: %w", err)
 		}
-		n += len(rects)
+		done = append(done, rects...)
+	}
+	out := Output{Regions: len(done)}
+	if b, ok := t.verifying(); ok {
+		n, err := t.verify(img, b, done)
+		if err != nil {
+			return Output{}, err
+		}
+		out.Rechecked, out.Regions, out.Verified = n, out.Regions+n, true
 	}
 	data, err := img.JPEG(t.quality, t.strip)
 	if err != nil {
 		return Output{}, fmt.Errorf("transform: %w", err)
 	}
-	return Output{Data: data, Width: img.Width(), Height: img.Height(), Regions: n}, nil
+	out.Data, out.Width, out.Height = data, img.Width(), img.Height()
+	return out, nil
+}
+
+// verifying returns the blur whose settings the verification pass uses.
+func (t *Transformer) verifying() (config.Blur, bool) {
+	if t.verifier == nil {
+		return config.Blur{}, false
+	}
+	for _, b := range t.blurs {
+		if b.Verify == nil || *b.Verify {
+			return b, true
+		}
+	}
+	return config.Blur{}, false
+}
+
+// verify looks for faces in the anonymized image and anonymizes each it finds: one
+// outside every region with the blur's method, one still visible inside a region with
+// a solid fill (which no detector can read a face in), until a round finds nothing.
+// A detection mostly inside a filled box is the detector reading the box's edge, not
+// a face. It returns how many regions it added, or ErrFaceRemained.
+func (t *Transformer) verify(img *imaging.Image, b config.Blur, done []imaging.Rect) (int, error) {
+	var filled []imaging.Rect
+	added := 0
+	for round := 0; ; round++ {
+		boxes, err := t.verifier.Faces(img)
+		if err != nil {
+			return 0, fmt.Errorf("transform: verify: %w", err)
+		}
+		var fresh, again []imaging.Rect
+		for _, box := range boxes {
+			r := padded(box, *b.Padding, img.Width(), img.Height())
+			switch {
+			case coveredBy(r, filled):
+			case coveredBy(r, done):
+				again = append(again, r)
+			default:
+				fresh = append(fresh, r)
+			}
+		}
+		if len(fresh)+len(again) == 0 {
+			return added, nil
+		}
+		if round == maxRechecks {
+			return 0, fault.Permanent(fmt.Errorf("%w: %d found after %d rounds", ErrFaceRemained, len(fresh)+len(again), maxRechecks))
+		}
+		if err := img.Anonymize(fresh, b.Method); err != nil {
+			return 0, fmt.Errorf("transform: %w", err)
+		}
+		if err := img.Anonymize(again, "fill"); err != nil {
+			return 0, fmt.Errorf("transform: %w", err)
+		}
+		done, filled = append(done, fresh...), append(filled, again...)
+		added += len(fresh) + len(again)
+	}
+}
+
+// coveredBy reports whether half of r or more lies inside one of rs.
+func coveredBy(r imaging.Rect, rs []imaging.Rect) bool {
+	for _, o := range rs {
+		x0, y0 := max(r.X, o.X), max(r.Y, o.Y)
+		x1, y1 := min(r.X+r.W, o.X+o.W), min(r.Y+r.H, o.Y+o.H)
+		if x1 > x0 && y1 > y0 && 2*(x1-x0)*(y1-y0) >= r.W*r.H {
+			return true
+		}
+	}
+	return false
 }

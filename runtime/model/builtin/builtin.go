@@ -22,6 +22,7 @@ import (
 	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/runtime/fault"
 	"github.com/visionstack/visionstack/runtime/imaging"
+	"github.com/visionstack/visionstack/runtime/meta"
 	"github.com/visionstack/visionstack/runtime/model"
 )
 
@@ -107,6 +108,33 @@ func decodeGray(data []byte) ([]uint8, int, int, error) {
 	}
 	defer img.Close()
 	return img.Gray()
+}
+
+// VerifySide and VerifyConfidence: the verification pass looks at the anonymized image
+// at the model input's size, with a lower threshold than an analysis uses.
+const (
+	VerifySide       = 1024
+	VerifyConfidence = 0.35
+)
+
+// Faces finds faces in an image already in memory (the verification pass over an
+// anonymized image), as normalised boxes.
+func (m *Model) Faces(img *imaging.Image) ([]meta.Box, error) {
+	small, err := img.Fit(VerifySide, imaging.CropNone)
+	if err != nil {
+		return nil, err
+	}
+	defer small.Close()
+	pix, w, h, err := small.Gray()
+	if err != nil {
+		return nil, err
+	}
+	p := m.DetectGray(pix, w, h, model.Parameters{ConfidenceThreshold: VerifyConfidence})
+	boxes := make([]meta.Box, len(p.BBoxes))
+	for i, b := range p.BBoxes {
+		boxes[i] = meta.Box{XMin: b[0], XMax: b[1], YMin: b[2], YMax: b[3]}
+	}
+	return boxes, nil
 }
 
 // DetectGray runs the cascade on 8-bit luminance pixels.

@@ -1,0 +1,156 @@
+package transform_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/visionstack/visionstack/internal/judge"
+	"github.com/visionstack/visionstack/runtime/fault"
+	"github.com/visionstack/visionstack/runtime/imaging"
+	"github.com/visionstack/visionstack/runtime/meta"
+	"github.com/visionstack/visionstack/runtime/model/builtin"
+	"github.com/visionstack/visionstack/runtime/transform"
+	"github.com/visionstack/visionstack/testdata/photos"
+)
+
+// scripted is a verifier that answers from a script, one answer per round.
+type scripted struct {
+	rounds [][]meta.Box
+	calls  int
+}
+
+func (s *scripted) Faces(*imaging.Image) ([]meta.Box, error) {
+	s.calls++
+	if s.calls > len(s.rounds) {
+		return nil, nil
+	}
+	return s.rounds[s.calls-1], nil
+}
+
+func decodeGrace(t *testing.T, tr *transform.Transformer) *imaging.Image {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(photos.Dir(), "faces", "grace_hopper.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, _, err := imaging.Limits{}.Decode(data, tr.LongSide(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dec.Close)
+	return dec
+}
+
+// The re-check's rounds: a face outside every region is anonymized, one still seen
+// inside a region is filled, a detection on a filled box is the box's edge; a face
+// that keeps appearing fails closed, permanently, so the image is quarantined.
+func TestRecheckRounds(t *testing.T) {
+	face := meta.Box{XMin: 0.3, XMax: 0.6, YMin: 0.2, YMax: 0.5}
+	other := meta.Box{XMin: 0.05, XMax: 0.15, YMin: 0.05, YMax: 0.15}
+	analysed := []meta.Result{{Analysis: "faces", Detections: []meta.Detection{{Label: "face", Confidence: 0.9, Box: &face}}}}
+	for _, c := range []struct {
+		name      string
+		rounds    [][]meta.Box
+		rechecked int
+		remained  bool
+	}{
+		{"clean at once", nil, 0, false},
+		{"a missed face, then clean", [][]meta.Box{{other}}, 1, false},
+		{"a face still visible in its region is filled, then its edge is ignored", [][]meta.Box{{face}, {face}}, 1, false},
+		{"faces that keep coming fail closed", [][]meta.Box{{other}, {{XMin: 0.7, XMax: 0.8, YMin: 0.7, YMax: 0.8}},
+			{{XMin: 0.8, XMax: 0.9, YMin: 0.1, YMax: 0.2}}, {{XMin: 0.1, XMax: 0.2, YMin: 0.8, YMax: 0.9}}}, 0, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tr := newTransformer(imaging.MethodPixelate)
+			v := &scripted{rounds: c.rounds}
+			tr.SetVerifier(v)
+			out, err := tr.Apply(decodeGrace(t, tr), analysed)
+			if c.remained {
+				if !errors.Is(err, transform.ErrFaceRemained) || !fault.IsPermanent(err) {
+					t.Fatalf("err = %v, want a permanent ErrFaceRemained", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !out.Verified || out.Rechecked != c.rechecked || out.Regions != 1+c.rechecked {
+				t.Fatalf("verified %v, rechecked %d, regions %d; want rechecked %d", out.Verified, out.Rechecked, out.Regions, c.rechecked)
+			}
+		})
+	}
+}
+
+// An analysis that missed a face (here: found nothing at all) no longer publishes it:
+// the re-check finds it and anonymizes it, and OpenCV sees no face there afterwards.
+func TestRecheckAnonymizesAFaceTheAnalysisMissed(t *testing.T) {
+	judge.Require(t)
+	truth, err := photos.FaceTruth()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var grace photos.Truth
+	for _, tc := range truth {
+		if filepath.Base(tc.File) == "grace_hopper.jpg" {
+			grace = tc
+		}
+	}
+	v, err := builtin.New(builtin.DefaultParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := newTransformer(imaging.MethodPixelate)
+	tr.SetVerifier(v)
+	dec := decodeGrace(t, tr)
+	out, err := tr.Apply(dec, []meta.Result{{Analysis: "faces", Detections: []meta.Detection{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Rechecked < 1 {
+		t.Fatalf("the re-check found %d faces in a photo with one face the analysis missed", out.Rechecked)
+	}
+	dir := t.TempDir()
+	ref, err := dec.JPEG(95, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	item := judge.Item{Processed: filepath.Join(dir, "p.jpg"), Reference: filepath.Join(dir, "r.jpg")}
+	if err := os.WriteFile(item.Processed, out.Data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(item.Reference, ref, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fit, _, err := imaging.Limits{}.Thumbnail(mustRead(t, grace.File), 1024, imaging.CropNone, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sx, sy := float64(out.Width)/float64(fit.Width()), float64(out.Height)/float64(fit.Height())
+	fit.Close()
+	for _, b := range grace.Boxes {
+		item.Boxes = append(item.Boxes, [4]int{int(b[0] * sx), int(b[1] * sy), int(b[2] * sx), int(b[3] * sy)})
+	}
+	res := judge.Run(t, []judge.Item{item})
+	for _, r := range res.Results {
+		for _, b := range r.Boxes {
+			if b.FacesInReference == 0 {
+				t.Fatalf("the judge sees no face in the original box %v: the test photo changed?", b.Box)
+			}
+			if b.FacesInProcessed > 0 {
+				t.Errorf("face still detectable in %v after the re-check", b.Box)
+			}
+		}
+	}
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(fmt.Errorf("read %s: %w", p, err))
+	}
+	return b
+}
