@@ -76,20 +76,20 @@ type Output struct {
 
 // Job is everything recorded about one image.
 type Job struct {
-	Key       string    `json:"key"` // bucket/object#generation or sha256:…
-	Source    Source    `json:"source"`
-	State     State     `json:"state"`
-	Attempts  int       `json:"attempts"`
-	Reason    string    `json:"reason,omitempty"` // why it was quarantined
-	Format    string    `json:"format,omitempty"`
-	Width     int       `json:"width,omitempty"` // oriented original
-	Height    int       `json:"height,omitempty"`
-	Bytes     int64     `json:"bytes,omitempty"`
-	Results   []Result  `json:"results,omitempty"`
-	Outputs   []Output  `json:"outputs,omitempty"`
+	Key      string   `json:"key"` // bucket/object#generation or sha256:…
+	Source   Source   `json:"source"`
+	State    State    `json:"state"`
+	Attempts int      `json:"attempts"`
+	Reason   string   `json:"reason,omitempty"` // why it was quarantined
+	Format   string   `json:"format,omitempty"`
+	Width    int      `json:"width,omitempty"` // oriented original
+	Height   int      `json:"height,omitempty"`
+	Bytes    int64    `json:"bytes,omitempty"`
+	Results  []Result `json:"results,omitempty"`
+	Outputs  []Output `json:"outputs,omitempty"`
 	// Rechecked counts the faces the anonymization re-check found and anonymized
 	// that the analysis had missed or left visible.
-	Rechecked int `json:"rechecked,omitempty"`
+	Rechecked int       `json:"rechecked,omitempty"`
 	Claimant  string    `json:"claimant,omitempty"`
 	ClaimedTo time.Time `json:"claimedTo,omitzero"`
 	Created   time.Time `json:"created"`
