@@ -14,11 +14,12 @@
 #                 from Google's apt repository (packages.cloud.google.com), which must
 #                 be configured for apt on machines that do not already have it
 #   chromium      headless browser the review page's browser test drives (chromedp)
+#   imagemagick   the peer `make bench` compares with (Google's Cloud Run sample method)
 set -euo pipefail
 pkgs=(libvips-dev pkg-config gcc)
 if [ "${1:-all}" != "runtime" ]; then
 	pkgs+=(python3-opencv opencv-data openjdk-17-jre-headless
-		google-cloud-cli-firestore-emulator google-cloud-cli-pubsub-emulator chromium)
+		google-cloud-cli-firestore-emulator google-cloud-cli-pubsub-emulator chromium imagemagick)
 fi
 need=()
 for pkg in "${pkgs[@]}"; do

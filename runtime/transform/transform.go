@@ -29,9 +29,10 @@ type Transformer struct {
 }
 
 // Verifier looks for faces in an anonymized image: a second opinion, so a face the
-// analysis missed is not published.
+// analysis missed is not published. within, when not nil, limits the search to those
+// normalised areas and their surroundings (what the last round changed).
 type Verifier interface {
-	Faces(img *imaging.Image) ([]meta.Box, error)
+	Faces(img *imaging.Image, within []meta.Box) ([]meta.Box, error)
 }
 
 // ErrFaceRemained: a face was still found after every re-anonymization round. The
@@ -178,9 +179,10 @@ func (t *Transformer) verifying() (config.Blur, bool) {
 // a face. It returns how many regions it added, or ErrFaceRemained.
 func (t *Transformer) verify(img *imaging.Image, b config.Blur, done []imaging.Rect) (int, error) {
 	var filled []imaging.Rect
+	var changed []meta.Box // nil: the first round looks everywhere
 	added := 0
 	for round := 0; ; round++ {
-		boxes, err := t.verifier.Faces(img)
+		boxes, err := t.verifier.Faces(img, changed)
 		if err != nil {
 			return 0, fmt.Errorf("transform: verify: %w", err)
 		}
@@ -209,7 +211,16 @@ func (t *Transformer) verify(img *imaging.Image, b config.Blur, done []imaging.R
 		}
 		done, filled = append(done, fresh...), append(filled, again...)
 		added += len(fresh) + len(again)
+		changed = changed[:0:0]
+		for _, r := range append(fresh, again...) {
+			changed = append(changed, normalised(r, img.Width(), img.Height()))
+		}
 	}
+}
+
+func normalised(r imaging.Rect, w, h int) meta.Box {
+	return meta.Box{XMin: float64(r.X) / float64(w), XMax: float64(r.X+r.W) / float64(w),
+		YMin: float64(r.Y) / float64(h), YMax: float64(r.Y+r.H) / float64(h)}
 }
 
 // coveredBy reports whether half of r or more lies inside one of rs.

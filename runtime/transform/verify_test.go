@@ -22,7 +22,7 @@ type scripted struct {
 	calls  int
 }
 
-func (s *scripted) Faces(*imaging.Image) ([]meta.Box, error) {
+func (s *scripted) Faces(*imaging.Image, []meta.Box) ([]meta.Box, error) {
 	s.calls++
 	if s.calls > len(s.rounds) {
 		return nil, nil

@@ -118,8 +118,10 @@ const (
 )
 
 // Faces finds faces in an image already in memory (the verification pass over an
-// anonymized image), as normalised boxes.
-func (m *Model) Faces(img *imaging.Image) ([]meta.Box, error) {
+// anonymized image), as normalised boxes: everywhere, or (within not nil) only around
+// those areas — after a round changed only them, nothing elsewhere can have changed,
+// and scanning a few crops instead of the frame keeps later rounds cheap.
+func (m *Model) Faces(img *imaging.Image, within []meta.Box) ([]meta.Box, error) {
 	small, err := img.Fit(VerifySide, imaging.CropNone)
 	if err != nil {
 		return nil, err
@@ -129,20 +131,49 @@ func (m *Model) Faces(img *imaging.Image) ([]meta.Box, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := m.DetectGray(pix, w, h, model.Parameters{ConfidenceThreshold: VerifyConfidence})
-	boxes := make([]meta.Box, len(p.BBoxes))
-	for i, b := range p.BBoxes {
-		boxes[i] = meta.Box{XMin: b[0], XMax: b[1], YMin: b[2], YMax: b[3]}
+	params := model.Parameters{ConfidenceThreshold: VerifyConfidence}
+	minSize := max(m.params.MinSizePx, int(m.params.MinSizeFrac*float64(min(w, h))))
+	var boxes []meta.Box
+	add := func(p model.Prediction, ox, oy, sw, sh int) {
+		for _, b := range p.BBoxes {
+			boxes = append(boxes, meta.Box{XMin: (float64(ox) + b[0]*float64(sw)) / float64(w), XMax: (float64(ox) + b[1]*float64(sw)) / float64(w),
+				YMin: (float64(oy) + b[2]*float64(sh)) / float64(h), YMax: (float64(oy) + b[3]*float64(sh)) / float64(h)})
+		}
+	}
+	if within == nil {
+		add(m.detect(pix, w, h, minSize, params), 0, 0, w, h)
+		return boxes, nil
+	}
+	for _, a := range within {
+		// The area and half its size around it, at least two smallest faces across.
+		mx := max(int((a.XMax-a.XMin)*float64(w)/2), minSize)
+		my := max(int((a.YMax-a.YMin)*float64(h)/2), minSize)
+		x0, x1 := max(0, int(a.XMin*float64(w))-mx), min(w, int(a.XMax*float64(w))+mx)
+		y0, y1 := max(0, int(a.YMin*float64(h))-my), min(h, int(a.YMax*float64(h))+my)
+		sw, sh := x1-x0, y1-y0
+		if sw < minSize || sh < minSize {
+			continue
+		}
+		sub := make([]uint8, sw*sh)
+		for y := range sh {
+			copy(sub[y*sw:(y+1)*sw], pix[(y0+y)*w+x0:(y0+y)*w+x1])
+		}
+		add(m.detect(sub, sw, sh, minSize, params), x0, y0, sw, sh)
 	}
 	return boxes, nil
 }
 
 // DetectGray runs the cascade on 8-bit luminance pixels.
 func (m *Model) DetectGray(pix []uint8, w, h int, params model.Parameters) model.Prediction {
+	return m.detect(pix, w, h, max(m.params.MinSizePx, int(m.params.MinSizeFrac*float64(min(w, h)))), params)
+}
+
+// detect runs the cascade for faces of minSize pixels and up.
+func (m *Model) detect(pix []uint8, w, h, minSize int, params model.Parameters) model.Prediction {
 	p := m.params
 	short := min(w, h)
 	cp := pigo.CascadeParams{
-		MinSize:     max(p.MinSizePx, int(p.MinSizeFrac*float64(short))),
+		MinSize:     min(minSize, short),
 		MaxSize:     short,
 		ShiftFactor: p.ShiftFactor,
 		ScaleFactor: p.ScaleFactor,
