@@ -132,7 +132,9 @@ func Run(ctx context.Context, o Options) (Report, error) {
 
 // stuckJobs re-queues processing jobs whose claim ran out long ago.
 func (o *Options) stuckJobs(ctx context.Context, r *Report) error {
-	jobs, err := o.Meta.List(ctx, meta.Filter{State: meta.StateProcessing, Oldest: true})
+	// Newest first: the order the stack's Firestore index (state, updated desc) serves;
+	// an oldest-first query on a state would need another index.
+	jobs, err := o.Meta.List(ctx, meta.Filter{State: meta.StateProcessing})
 	if err != nil {
 		return fmt.Errorf("reconcile: list processing jobs: %w", err)
 	}
