@@ -61,7 +61,7 @@ func BenchmarkTelemetryPerJob(b *testing.B) {
 				tel.Step(sctx, step, 50*time.Millisecond)
 				s.End()
 			}
-			tel.ModelCall(jctx, "faces", "builtin:faces", 250*time.Millisecond, "")
+			tel.ModelCall(jctx, "faces", "builtin:faces", "pigo-facefinder/1", 250*time.Millisecond, "")
 			tel.Read(jctx, 3_000_000, 12_000_000)
 			tel.Drift(jctx, "faces", mon.Observe(obs()))
 			tel.Outcome(jctx, config.OutcomeOK)

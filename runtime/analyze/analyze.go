@@ -34,11 +34,12 @@ func (an Analysis) limits() (ask, keep int) {
 // Analyzer runs analyses.
 type Analyzer struct {
 	analyses []Analysis
-	observe  func(ctx context.Context, spec config.Analysis, took time.Duration, err error)
+	observe  func(ctx context.Context, spec config.Analysis, took time.Duration, version string, err error)
 }
 
 // Observe sets a function told of every model call (metrics); set it before use.
-func (a *Analyzer) Observe(f func(ctx context.Context, spec config.Analysis, took time.Duration, err error)) {
+// version is the model version that answered ("" on an error or when it did not say).
+func (a *Analyzer) Observe(f func(ctx context.Context, spec config.Analysis, took time.Duration, version string, err error)) {
 	a.observe = f
 }
 
@@ -109,7 +110,11 @@ func (a *Analyzer) one(ctx context.Context, an Analysis, payload, mime string) (
 		err = fmt.Errorf("%w: %w", model.ErrTransient, err)
 	}
 	if a.observe != nil {
-		a.observe(ctx, s, latency, err)
+		version := ""
+		if err == nil && len(preds) > 0 {
+			version = preds[0].Version
+		}
+		a.observe(ctx, s, latency, version, err)
 	}
 	if err != nil {
 		return meta.Result{}, fmt.Errorf("analyze %s with %s: %w", s.Name, s.Model, err)
@@ -122,7 +127,7 @@ func (a *Analyzer) one(ctx context.Context, an Analysis, payload, mime string) (
 		return meta.Result{}, fmt.Errorf("%w: analyze %s: %w", model.ErrConfig, s.Name, err)
 	}
 	return meta.Result{Analysis: s.Name, Model: s.Model, Detections: Detections(preds[0], *s.MinConfidence, keep),
-		LatencyMS: float64(latency.Microseconds()) / 1000}, nil
+		LatencyMS: float64(latency.Microseconds()) / 1000, ModelVersion: preds[0].Version, DeployedModel: preds[0].Deployed}, nil
 }
 
 // Detections converts a validated prediction, keeping those at or above minConf,

@@ -39,8 +39,8 @@ var (
 		Description: "Time of one pipeline step (prepare, analyze, transform, act) for one image"}
 	MetricJobs = Metric{Name: "visionstack.jobs", Unit: "{job}", Kind: Counter, Labels: []string{"outcome"},
 		Description: "Deliveries handled, by outcome: ok, skipped, retried, quarantined, dead_lettered"}
-	MetricModelDuration = Metric{Name: "visionstack.model.duration", Unit: "s", Kind: Histogram, Labels: []string{"analysis", "model"},
-		Description: "Time of one model call"}
+	MetricModelDuration = Metric{Name: "visionstack.model.duration", Unit: "s", Kind: Histogram, Labels: []string{"analysis", "model", "model_version"},
+		Description: "Time of one model call, by the model version that answered (empty when it failed or did not say)"}
 	MetricModelErrors = Metric{Name: "visionstack.model.errors", Unit: "{error}", Kind: Counter, Labels: []string{"analysis", "model", "kind"},
 		Description: "Failed model calls, by kind: transient (retried), config (the deployment or access: retried, alert-worthy) or permanent (the image)"}
 	MetricInflight = Metric{Name: "visionstack.jobs.inflight", Unit: "{job}", Kind: UpDown,

@@ -64,6 +64,10 @@ type Result struct {
 	Model      string      `json:"model"`
 	Detections []Detection `json:"detections"`
 	LatencyMS  float64     `json:"latencyMs"`
+	// ModelVersion and DeployedModel say which version of the model produced this
+	// result, and which deployment served it (empty when the model did not say).
+	ModelVersion  string `json:"modelVersion,omitempty"`
+	DeployedModel string `json:"deployedModel,omitempty"`
 }
 
 // Output is an object the pipeline wrote.

@@ -28,6 +28,12 @@ type Prediction struct {
 	DisplayNames []string     `json:"displayNames"`
 	Confidences  []float64    `json:"confidences"`
 	BBoxes       [][4]float64 `json:"bboxes,omitempty"`
+	// Version of the model that answered, and the deployment that served it, from
+	// the response around the predictions (not part of the AutoML prediction itself):
+	// Vertex's modelVersionId and deployedModelId, KServe's model_version and
+	// model_name, the built-in model's own version.
+	Version  string `json:"-"`
+	Deployed string `json:"-"`
 }
 
 // Predictor is a model endpoint.

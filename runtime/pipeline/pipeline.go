@@ -180,7 +180,7 @@ func New(cfg *config.Project, d Deps) (*Pipeline, error) {
 		tel:         d.Telemetry,
 		maxAttempts: cfg.Delivery.MaxAttempts,
 	}
-	an.Observe(func(ctx context.Context, s config.Analysis, took time.Duration, err error) {
+	an.Observe(func(ctx context.Context, s config.Analysis, took time.Duration, version string, err error) {
 		kind := ""
 		switch {
 		case err == nil:
@@ -191,7 +191,7 @@ func New(cfg *config.Project, d Deps) (*Pipeline, error) {
 		default:
 			kind = "permanent"
 		}
-		p.tel.ModelCall(ctx, s.Name, s.Model, took, kind)
+		p.tel.ModelCall(ctx, s.Name, s.Model, version, took, kind)
 	})
 	// The window starts from the store's recent history, so a restarted instance
 	// warns as the running ones do.

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -108,7 +109,8 @@ type card struct {
 	Download                   string // a quarantined original, as a file: never rendered
 	Boxes                      []box
 	Detections                 int
-	Rechecked                  int // faces the anonymization re-check added
+	Rechecked                  int      // faces the anonymization re-check added
+	Versions                   []string // model versions that produced the results
 	Faces                      int
 	Drifted                    bool
 	PSI                        float64
@@ -134,6 +136,7 @@ type marker struct{ X, Y float64 }
 type page struct {
 	Project   string
 	Filter    string
+	Version   string // ?version=: only images a model version produced results for
 	Filters   []filterLink
 	Cards     []card
 	Counts    map[string]int
@@ -169,7 +172,8 @@ func (h *Handler) page(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	p, err := h.build(ctx, filter, limit)
+	version := r.URL.Query().Get("version")
+	p, err := h.build(ctx, filter, version, limit)
 	if err != nil {
 		h.o.Logger.ErrorContext(ctx, "review page", "err", err)
 		http.Error(w, "review page: "+err.Error(), http.StatusServiceUnavailable)
@@ -187,8 +191,8 @@ func (h *Handler) page(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(buf.Bytes())
 }
 
-func (h *Handler) build(ctx context.Context, filter string, limit int) (*page, error) {
-	p := &page{Project: h.o.Project.Name, Filter: filter, Counts: map[string]int{}, Generated: time.Now().UTC()}
+func (h *Handler) build(ctx context.Context, filter, version string, limit int) (*page, error) {
+	p := &page{Project: h.o.Project.Name, Filter: filter, Version: version, Counts: map[string]int{}, Generated: time.Now().UTC()}
 	for _, f := range []struct{ name, label string }{{FilterAll, "all"}, {FilterQuarantined, "quarantined"}, {FilterFaces, "faces found"}, {FilterDrifted, "drifted window"}} {
 		u := "/review/"
 		if f.name != "" {
@@ -216,6 +220,9 @@ func (h *Handler) build(ctx context.Context, filter string, limit int) (*page, e
 	case FilterFaces, FilterDrifted:
 		f.Limit = 20 * limit // filtered here: read a margin
 	}
+	if version != "" {
+		f.Limit = 20 * limit
+	}
 	jobs, err := h.o.Meta.List(ctx, f)
 	if err != nil {
 		return nil, err
@@ -226,7 +233,8 @@ func (h *Handler) build(ctx context.Context, filter string, limit int) (*page, e
 			c.Drifted, c.PSI = pt.Drifted, pt.PSI
 		}
 		p.Counts[c.State]++
-		if (filter == FilterFaces && c.Faces == 0) || (filter == FilterDrifted && !c.Drifted) || len(p.Cards) >= limit {
+		if (filter == FilterFaces && c.Faces == 0) || (filter == FilterDrifted && !c.Drifted) || len(p.Cards) >= limit ||
+			(version != "" && !slices.Contains(c.Versions, version)) {
 			continue
 		}
 		p.Cards = append(p.Cards, c)
@@ -236,6 +244,9 @@ func (h *Handler) build(ctx context.Context, filter string, limit int) (*page, e
 		if filter != "" {
 			q.Set("filter", filter)
 		}
+		if version != "" {
+			q.Set("version", version)
+		}
 		p.More = "/review/?" + q.Encode()
 	}
 	return p, nil
@@ -244,6 +255,11 @@ func (h *Handler) build(ctx context.Context, filter string, limit int) (*page, e
 func (h *Handler) card(j meta.Job) card {
 	c := card{Key: j.Key, Object: j.Source.Object, State: string(j.State), Reason: j.Reason, Updated: j.Updated, Width: j.Width, Height: j.Height,
 		Rechecked: j.Rechecked}
+	for _, r := range j.Results {
+		if r.ModelVersion != "" && !slices.Contains(c.Versions, r.ModelVersion) {
+			c.Versions = append(c.Versions, r.ModelVersion)
+		}
+	}
 	img := func(kind string) string {
 		return "/review/image?" + url.Values{"key": {j.Key}, "kind": {kind}, "w": {strconv.Itoa(PreviewSize)}}.Encode()
 	}

@@ -355,3 +355,36 @@ func TestPageShowsRecheckedFaces(t *testing.T) {
 		t.Fatal("the page does not show the re-check's finds")
 	}
 }
+
+// Each card says which model version produced its results, and ?version= keeps only
+// the images a version produced results for.
+func TestPageFiltersByModelVersion(t *testing.T) {
+	r := runSamples(t)
+	ctx := context.Background()
+	var done meta.Job
+	for _, j := range r.jobs {
+		if j.State == meta.StateDone {
+			done = j
+			break
+		}
+	}
+	key := "test/canary-version#1"
+	c, err := r.env.Meta.Claim(ctx, key, done.Source, "t", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := done
+	j.Key = key
+	j.Results = []meta.Result{{Analysis: "faces", Model: "vertex:endpoint", ModelVersion: "faces@7", Detections: []meta.Detection{}}}
+	if err := r.env.Meta.Complete(ctx, c, j); err != nil {
+		t.Fatal(err)
+	}
+	_, all := get(t, r.srv.URL+"/review/?limit=500")
+	if !strings.Contains(all, ">faces@7</a>") || !strings.Contains(all, "version=faces%407") || !strings.Contains(all, ">pigo-facefinder/1</a>") {
+		t.Fatal("cards do not show their model versions")
+	}
+	_, only := get(t, r.srv.URL+"/review/?version=faces@7")
+	if n := strings.Count(only, "<article"); n != 1 || !strings.Contains(only, key) {
+		t.Fatalf("?version=faces@7 shows %d cards, want the 1 image that version produced", n)
+	}
+}

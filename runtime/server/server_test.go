@@ -185,6 +185,9 @@ func TestSyncAnalyzeThenAsyncRemainder(t *testing.T) {
 	if err != nil || j.State != meta.StateDone || len(j.Outputs) != 1 {
 		t.Fatalf("job after push: %+v %v", j, err)
 	}
+	if len(j.Results) != 1 || j.Results[0].ModelVersion != builtin.Version || ar.Results[0].ModelVersion != builtin.Version {
+		t.Errorf("results do not say which model version produced them: job %+v, sync answer %+v", j.Results, ar.Results)
+	}
 	if n := f.model.calls.Load(); n != 1 {
 		t.Errorf("model called %d times; the push path must reuse the sync result", n)
 	}

@@ -218,12 +218,12 @@ func (t *Telemetry) Outcome(ctx context.Context, outcome string) {
 }
 
 // ModelCall records a model call; kind is "" on success, else transient or permanent.
-func (t *Telemetry) ModelCall(ctx context.Context, analysis, model string, d time.Duration, kind string) {
+func (t *Telemetry) ModelCall(ctx context.Context, analysis, model, version string, d time.Duration, kind string) {
 	if t == nil {
 		return
 	}
 	a, m := attribute.String("analysis", analysis), attribute.String("model", model)
-	t.modelDur.Record(ctx, d.Seconds(), t.attrs(a, m))
+	t.modelDur.Record(ctx, d.Seconds(), t.attrs(a, m, attribute.String("model_version", version)))
 	if kind != "" {
 		t.modelErr.Add(ctx, 1, t.attrs(a, m, attribute.String("kind", kind)))
 	}

@@ -85,7 +85,7 @@ func TestCloudExportersSendWhatTheStackReads(t *testing.T) {
 	sctx, span := tel.Tracer().Start(ctx, "process")
 	tel.Step(sctx, "prepare", 40*time.Millisecond)
 	tel.Outcome(sctx, config.OutcomeQuarantined)
-	tel.ModelCall(sctx, "faces", "builtin:faces", 120*time.Millisecond, "transient")
+	tel.ModelCall(sctx, "faces", "builtin:faces", "pigo-facefinder/1", 120*time.Millisecond, "transient")
 	tel.Inflight(sctx, 1)
 	tel.Read(sctx, 1000, 640*480)
 	tel.Drift(sctx, "faces", drift.Report{PSI: 0.31, KS: 0.4})

@@ -32,6 +32,10 @@ var facefinder []byte
 // Label of every detection.
 const Label = "face"
 
+// Version of the built-in model: the cascade and the parameters. Bump it whenever
+// either changes, so results and drift baselines say which one produced them.
+const Version = "pigo-facefinder/1"
+
 // Params tune the detector; DefaultParams are what was measured best on the samples.
 type Params struct {
 	MinSizeFrac float64   // smallest face, as a fraction of the shorter side
@@ -187,7 +191,7 @@ func (m *Model) detect(pix []uint8, w, h, minSize int, params model.Parameters) 
 	sort.Slice(dets, func(i, j int) bool { return dets[i].Q > dets[j].Q })
 	dets = dropNested(dets)
 
-	pred := model.Prediction{IDs: []string{}, DisplayNames: []string{}, Confidences: []float64{}, BBoxes: [][4]float64{}}
+	pred := model.Prediction{IDs: []string{}, DisplayNames: []string{}, Confidences: []float64{}, BBoxes: [][4]float64{}, Version: Version}
 	for _, d := range dets {
 		conf := 1 - math.Exp(-float64(d.Q)/p.QScale)
 		if conf < params.ConfidenceThreshold {

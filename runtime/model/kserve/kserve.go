@@ -64,8 +64,9 @@ type InferRequest struct {
 
 // InferResponse is the v2 answer.
 type InferResponse struct {
-	ModelName string   `json:"model_name"`
-	Outputs   []Tensor `json:"outputs"`
+	ModelName    string   `json:"model_name"`
+	ModelVersion string   `json:"model_version,omitempty"`
+	Outputs      []Tensor `json:"outputs"`
 }
 
 // Ready asks the server's readiness endpoint.
@@ -109,6 +110,9 @@ func (m *Model) Predict(ctx context.Context, instances []model.Instance, params 
 	preds, err := parse(ir, len(instances))
 	if err != nil {
 		return nil, fmt.Errorf("%w: kserve %s: %w", model.ErrConfig, m.url, err)
+	}
+	for i := range preds {
+		preds[i].Version, preds[i].Deployed = ir.ModelVersion, ir.ModelName
 	}
 	return preds, nil
 }

@@ -132,3 +132,19 @@ func TestErrorsClassified(t *testing.T) {
 		t.Fatal("accepted a URL without /v2/models/")
 	}
 }
+
+// The model version a v2 server reports is kept with each prediction.
+func TestModelVersionKept(t *testing.T) {
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		doc := `{"ids":["0"],"displayNames":["face"],"confidences":[0.9],"bboxes":[[0.1,0.2,0.3,0.4]]}`
+		data, _ := json.Marshal([]string{doc})
+		_ = json.NewEncoder(w).Encode(kserve.InferResponse{ModelName: "faces", ModelVersion: "2",
+			Outputs: []kserve.Tensor{{Name: "predictions", Shape: []int{1}, Datatype: "BYTES", Data: data}}})
+	}))
+	defer hs.Close()
+	m, _ := kserve.New(hs.URL+"/v2/models/faces", nil)
+	preds, err := m.Predict(context.Background(), []model.Instance{{Content: "aGk="}}, model.Parameters{})
+	if err != nil || len(preds) != 1 || preds[0].Version != "2" || preds[0].Deployed != "faces" {
+		t.Fatalf("%+v %v", preds, err)
+	}
+}

@@ -147,6 +147,10 @@ func Parse(resp *aiplatformpb.PredictResponse) ([]model.Prediction, error) {
 		if err := json.Unmarshal(raw, &p); err != nil {
 			return nil, fmt.Errorf("%w: prediction %d is not an AutoML image prediction: %w", model.ErrConfig, i, err)
 		}
+		p.Version, p.Deployed = resp.GetModelVersionId(), resp.GetDeployedModelId()
+		if m := resp.GetModel(); m != "" && p.Version != "" {
+			p.Version = m + "@" + p.Version // projects/P/locations/L/models/M@3
+		}
 		out = append(out, p)
 	}
 	return out, nil

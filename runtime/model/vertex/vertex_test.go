@@ -179,3 +179,20 @@ func TestRESTClientAgainstModelServe(t *testing.T) {
 		t.Fatalf("REST predict: %+v %v (%s)", preds, err, resp.DeployedModelId)
 	}
 }
+
+// Every prediction says which model version answered and which deployment served it.
+func TestParseRecordsTheModelVersion(t *testing.T) {
+	v, err := structpb.NewValue(map[string]any{"ids": []any{"0"}, "displayNames": []any{"face"}, "confidences": []any{0.9},
+		"bboxes": []any{[]any{0.1, 0.2, 0.3, 0.4}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	preds, err := vertex.Parse(&aiplatformpb.PredictResponse{Predictions: []*structpb.Value{v}, DeployedModelId: "4711",
+		Model: "projects/p/locations/europe-west3/models/faces", ModelVersionId: "3"})
+	if err != nil || len(preds) != 1 {
+		t.Fatal(preds, err)
+	}
+	if preds[0].Version != "projects/p/locations/europe-west3/models/faces@3" || preds[0].Deployed != "4711" {
+		t.Fatalf("version %q, deployed %q", preds[0].Version, preds[0].Deployed)
+	}
+}
