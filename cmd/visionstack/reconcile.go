@@ -47,15 +47,10 @@ emulator variables).`,
 		Example: "  visionstack reconcile demo --dry-run\n  visionstack reconcile demo --backend cloud",
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name := "demo"
-			if len(args) == 1 {
-				name = args[0]
-			}
-			return o.run(cmd.Context(), g, name)
+			return o.run(cmd.Context(), g, nameArg(args))
 		},
 	}
-	cmd.Flags().StringVar(&o.backend, "backend", "local", "local (files under --data) or cloud (Firestore and Pub/Sub)")
-	cmd.Flags().StringVar(&o.dataDir, "data", "", "local backends directory (default out/NAME)")
+	backendFlags(cmd, &o.backend, &o.dataDir, "Firestore and Pub/Sub")
 	cmd.Flags().DurationVar(&o.staleAfter, "stale-after", reconcile.DefaultStaleAfter, "a processing job untouched this long past its lease is stuck")
 	cmd.Flags().IntVar(&o.maxRequeues, "max-requeues", reconcile.DefaultMaxRequeues, "re-queues of one message before it is only reported")
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "say what would be done; change nothing")

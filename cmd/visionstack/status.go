@@ -41,15 +41,10 @@ pin it in the project file.`,
 		Example: "  visionstack status demo\n  visionstack status demo --backend cloud\n  visionstack status demo --baseline-yaml",
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name := "demo"
-			if len(args) == 1 {
-				name = args[0]
-			}
-			return o.run(cmd.Context(), g, name)
+			return o.run(cmd.Context(), g, nameArg(args))
 		},
 	}
-	cmd.Flags().StringVar(&o.backend, "backend", "local", "local (SQLite under --data) or cloud (Firestore; honours FIRESTORE_EMULATOR_HOST)")
-	cmd.Flags().StringVar(&o.dataDir, "data", "", "local backends directory (default out/NAME)")
+	backendFlags(cmd, &o.backend, &o.dataDir, "Firestore")
 	cmd.Flags().IntVar(&o.limit, "limit", 1000, "latest jobs counted")
 	cmd.Flags().BoolVar(&o.baselineYAML, "baseline-yaml", false, "print the drift baseline as a project file block")
 	return cmd
@@ -188,4 +183,18 @@ func (o *statusOptions) open(ctx context.Context, cfg *config.Project) (meta.Sto
 		return firestore.New(c), fmt.Sprintf("Firestore database %s of GCP project %s", db, cfg.GCP.Project), nil
 	}
 	return nil, "", fmt.Errorf("--backend %q: use local or cloud", o.backend)
+}
+
+// nameArg is the project an optional NAME argument names (demo by default).
+func nameArg(args []string) string {
+	if len(args) == 1 {
+		return args[0]
+	}
+	return "demo"
+}
+
+// backendFlags are --backend and --data of the commands that read a project's stores.
+func backendFlags(cmd *cobra.Command, backend, dataDir *string, cloud string) {
+	cmd.Flags().StringVar(backend, "backend", "local", "local (files and SQLite under --data) or cloud ("+cloud+"; the emulator variables are honoured)")
+	cmd.Flags().StringVar(dataDir, "data", "", "local backends directory (default out/NAME)")
 }

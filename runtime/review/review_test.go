@@ -277,23 +277,11 @@ func abs(x float64) float64 { return max(x, -x) }
 // as previews — re-encoded, metadata stripped — and never byte for byte.
 func TestReviewNeverDecodesQuarantinedNorLeaksRawOriginals(t *testing.T) {
 	r := runSamples(t)
-	ctx := context.Background()
-	var done meta.Job
-	for _, j := range r.jobs {
-		if j.State == meta.StateDone {
-			done = j
-			break
-		}
-	}
 	// A good photo quarantined for a reason other than its bytes.
 	key := "test/quarantined-good-photo#1"
-	c, err := r.env.Meta.Claim(ctx, key, done.Source, "t", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.env.Meta.Complete(ctx, c, meta.Job{State: meta.StateQuarantined, Source: done.Source, Reason: "forced by the test"}); err != nil {
-		t.Fatal(err)
-	}
+	done := addJob(t, r, key, func(j *meta.Job) {
+		*j = meta.Job{State: meta.StateQuarantined, Source: j.Source, Reason: "forced by the test"}
+	})
 	q := func(base string, v url.Values) int {
 		resp, _ := get(t, base+"/review/image?"+v.Encode())
 		return resp.StatusCode
@@ -332,24 +320,7 @@ func TestReviewNeverDecodesQuarantinedNorLeaksRawOriginals(t *testing.T) {
 // The page says when the anonymization re-check found faces the analysis missed.
 func TestPageShowsRecheckedFaces(t *testing.T) {
 	r := runSamples(t)
-	ctx := context.Background()
-	var done meta.Job
-	for _, j := range r.jobs {
-		if j.State == meta.StateDone {
-			done = j
-			break
-		}
-	}
-	key := "test/rechecked#1"
-	c, err := r.env.Meta.Claim(ctx, key, done.Source, "t", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	j := done
-	j.Key, j.Rechecked = key, 2
-	if err := r.env.Meta.Complete(ctx, c, j); err != nil {
-		t.Fatal(err)
-	}
+	addJob(t, r, "test/rechecked#1", func(j *meta.Job) { j.Rechecked = 2 })
 	_, body := get(t, r.srv.URL+"/review/?limit=500")
 	if !strings.Contains(body, "the re-check found 2 faces the analysis missed") {
 		t.Fatal("the page does not show the re-check's finds")
@@ -360,25 +331,10 @@ func TestPageShowsRecheckedFaces(t *testing.T) {
 // the images a version produced results for.
 func TestPageFiltersByModelVersion(t *testing.T) {
 	r := runSamples(t)
-	ctx := context.Background()
-	var done meta.Job
-	for _, j := range r.jobs {
-		if j.State == meta.StateDone {
-			done = j
-			break
-		}
-	}
 	key := "test/canary-version#1"
-	c, err := r.env.Meta.Claim(ctx, key, done.Source, "t", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	j := done
-	j.Key = key
-	j.Results = []meta.Result{{Analysis: "faces", Model: "vertex:endpoint", ModelVersion: "faces@7", Detections: []meta.Detection{}}}
-	if err := r.env.Meta.Complete(ctx, c, j); err != nil {
-		t.Fatal(err)
-	}
+	addJob(t, r, key, func(j *meta.Job) {
+		j.Results = []meta.Result{{Analysis: "faces", Model: "vertex:endpoint", ModelVersion: "faces@7", Detections: []meta.Detection{}}}
+	})
 	_, all := get(t, r.srv.URL+"/review/?limit=500")
 	if !strings.Contains(all, ">faces@7</a>") || !strings.Contains(all, "version=faces%407") || !strings.Contains(all, ">pigo-facefinder/1</a>") {
 		t.Fatal("cards do not show their model versions")
@@ -387,4 +343,29 @@ func TestPageFiltersByModelVersion(t *testing.T) {
 	if n := strings.Count(only, "<article"); n != 1 || !strings.Contains(only, key) {
 		t.Fatalf("?version=faces@7 shows %d cards, want the 1 image that version produced", n)
 	}
+}
+
+// addJob records a final copy of the first done job of the run under key, edited by
+// edit, as if the pipeline had finished it.
+func addJob(t *testing.T, r *run, key string, edit func(*meta.Job)) meta.Job {
+	t.Helper()
+	ctx := context.Background()
+	var done meta.Job
+	for _, j := range r.jobs {
+		if j.State == meta.StateDone {
+			done = j
+			break
+		}
+	}
+	c, err := r.env.Meta.Claim(ctx, key, done.Source, "t", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := done
+	j.Key = key
+	edit(&j)
+	if err := r.env.Meta.Complete(ctx, c, j); err != nil {
+		t.Fatal(err)
+	}
+	return done
 }
