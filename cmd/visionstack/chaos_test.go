@@ -56,15 +56,7 @@ const chaosChildEnv = "VISIONSTACK_CHAOS_CHILD"
 // make test runs a small version (VISIONSTACK_CHAOS_IMAGES, default 40); make chaos
 // the full one (320 images), writing the figures to bench/CHAOS.md.
 func TestChaos(t *testing.T) {
-	if args := os.Getenv(chaosChildEnv); args != "" {
-		cmd := newRootCmd(os.Stdout, os.Stderr)
-		cmd.SetArgs(strings.Split(args, "\x1f"))
-		if err := cmd.ExecuteContext(context.Background()); err != nil {
-			fmt.Fprintln(os.Stderr, "serve:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	runChildIfAsked(chaosChildEnv)
 	if testing.Short() {
 		t.Skip("chaos: not in -short")
 	}

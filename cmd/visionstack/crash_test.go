@@ -21,12 +21,7 @@ const runChildEnv = "VISIONSTACK_RUN_CHILD"
 // finishes every image within a minute (the dead process's queue leases and job
 // claims run out in 30 s instead of the 300 s ack deadline), each image once.
 func TestRunResumesPromptlyAfterKill9(t *testing.T) {
-	if args := os.Getenv(runChildEnv); args != "" {
-		cmd := newRootCmd(os.Stdout, os.Stderr)
-		cmd.SetArgs(strings.Split(args, "\x1f"))
-		_ = cmd.ExecuteContext(context.Background())
-		os.Exit(0)
-	}
+	runChildIfAsked(runChildEnv)
 	in := t.TempDir()
 	n := reencode(t, in)
 	out := filepath.Join(t.TempDir(), "out")
@@ -70,6 +65,22 @@ func TestRunResumesPromptlyAfterKill9(t *testing.T) {
 	if len(outs) != n {
 		t.Errorf("%d processed files, want one per image (%d): %v", len(outs), n, outs)
 	}
+}
+
+// runChildIfAsked makes this test process the CLI when env names its arguments
+// (separated by \x1f): the child a test starts so that it can kill it. It exits.
+func runChildIfAsked(env string) {
+	args := os.Getenv(env)
+	if args == "" {
+		return
+	}
+	cmd := newRootCmd(os.Stdout, os.Stderr)
+	cmd.SetArgs(strings.Split(args, "\x1f"))
+	if err := cmd.ExecuteContext(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "visionstack:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
 }
 
 // doneCount counts final jobs in a run's database (0 before it exists).
