@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -219,10 +220,35 @@ func BenchmarkRecord(b *testing.B) {
 }
 
 // BenchmarkPipeline12MP is the whole local job per image: claim, load, prepare,
-// faces, blur, 2048 px out, store, publish, record.
+// faces, blur, the anonymization re-check, 2048 px out, store, publish, record.
 func BenchmarkPipeline12MP(b *testing.B) {
 	setup(b)
-	env := openLocal(b, nil)
+	pipelineJobs(b, openLocal(b, nil))
+}
+
+// BenchmarkPipeline12MPNoRecheck is the same job with blur.verify off: what the
+// re-check costs.
+func BenchmarkPipeline12MPNoRecheck(b *testing.B) {
+	setup(b)
+	cfg := *project
+	cfg.Pipeline.Transforms = slices.Clone(project.Pipeline.Transforms)
+	off := false
+	for i, t := range cfg.Pipeline.Transforms {
+		if t.Blur != nil {
+			bl := *t.Blur
+			bl.Verify = &off
+			cfg.Pipeline.Transforms[i].Blur = &bl
+		}
+	}
+	env, err := localmode.Open(&cfg, b.TempDir(), localmode.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { env.Close() })
+	pipelineJobs(b, env)
+}
+
+func pipelineJobs(b *testing.B, env *localmode.Env) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()

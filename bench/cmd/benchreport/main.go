@@ -31,7 +31,8 @@ var benches = []struct{ name, what, pkg string }{
 	{"BenchmarkTransform12MP", "Transform: from Prepare's 2048 px pixels, anonymize faces, strip metadata, JPEG q85 (no decode)", ""},
 	{"BenchmarkStore", "Act/store: processed JPEG into the local bucket (create-if-absent)", ""},
 	{"BenchmarkRecord", "Act/record: claim + final record in SQLite", ""},
-	{"BenchmarkPipeline12MP", "Whole local job: claim, load, prepare, faces, blur, 2048 px out, store, publish, record", ""},
+	{"BenchmarkPipeline12MP", "Whole local job: claim, load, prepare, faces, blur, anonymization re-check, 2048 px out, store, publish, record", ""},
+	{"BenchmarkPipeline12MPNoRecheck", "The same whole job with blur.verify off (what the re-check costs)", ""},
 	{"BenchmarkSyncAnalyze1MP", "Service: POST /v1/images:analyze of a 1 MP JPEG over HTTP (prepare, faces, hand-off)", ""},
 	{"BenchmarkInflight12MP", "Memory: 4 whole jobs on 12 MP JPEGs at once, no admission control (2 cores); MiB each in-flight image adds at peak", ""},
 	{"BenchmarkConcurrent16x12MP", "Service: 16 whole jobs on 12 MP JPEGs at once, pixel budget of a 512 MiB instance (2 cores)", ""},
@@ -162,11 +163,12 @@ func render(rs []result, n int) string {
 	b.WriteString("\n## Targets\n\n| target | measured | verdict |\n|---|---|---|\n")
 	fmt.Fprintf(&b, "| Prepare 12 MP → 1024 px ≤ 100 ms on one core (Prepare now holds the job's one decode, at 2048 px, for Transform too) | %.1f ms; Prepare + Transform %.1f ms | %s |\n",
 		prep, prep+by["BenchmarkTransform12MP"].msPerImage, verdict(prep <= 100))
-	fmt.Fprintf(&b, "| Whole 12 MP job ≤ 300 ms on one core, current face model | %.1f ms, of which the face model %.1f ms | %s |\n",
-		whole, by["BenchmarkAnalyzeFaces"].msPerImage, verdict(whole <= 300))
+	fmt.Fprintf(&b, "| Whole 12 MP job ≤ 300 ms on one core, current face model | %.1f ms with the anonymization re-check (%.1f ms without), of which the face model %.1f ms per pass | %s |\n",
+		whole, by["BenchmarkPipeline12MPNoRecheck"].msPerImage, by["BenchmarkAnalyzeFaces"].msPerImage, verdict(whole <= 300))
 	per := by["BenchmarkInflight12MP"].metrics["MiB/inflight-image"]
 	fmt.Fprintf(&b, "| ≤ 64 MiB per in-flight 12 MP image | %.1f MiB | %s |\n", per, verdict(per > 0 && per <= 64))
-	fmt.Fprintf(&b, "| Whole local pipeline ≤ 1.25 × sum of its parts | %.1f ms vs %.1f ms (%.2f×) | %s |\n", whole, sum, whole/sum, verdict(whole <= 1.25*sum))
+	bare := by["BenchmarkPipeline12MPNoRecheck"].msPerImage // the parts measured do not include the re-check
+	fmt.Fprintf(&b, "| Whole local pipeline ≤ 1.25 × sum of its parts (without the re-check, which no part measures) | %.1f ms vs %.1f ms (%.2f×) | %s |\n", bare, sum, bare/sum, verdict(bare <= 1.25*sum))
 	sync := by["BenchmarkSyncAnalyze1MP"].metrics
 	conc := by["BenchmarkConcurrent16x12MP"]
 	fmt.Fprintf(&b, "| Sync analyze overhead beyond the model ≤ 5 ms p99 (1 MP) | HTTP + JSON %.2f ms; with the durable hand-off (store original, queue task) %.1f ms; with Prepare too %.1f ms | %s for HTTP + JSON; %s counting the hand-off |\n",
