@@ -32,8 +32,13 @@ type Transformer struct {
 // analysis missed is not published. within, when not nil, limits the search to those
 // normalised areas and their surroundings (what the last round changed).
 type Verifier interface {
-	Faces(img *imaging.Image, within []meta.Box) ([]meta.Box, error)
+	Faces(img *imaging.Image, within []meta.Box) ([]meta.Detection, error)
 }
+
+// RecheckInside is the confidence a re-check detection needs inside an anonymized
+// region to count: the analyses' usual threshold. The re-check's own lower one is
+// for faces the analysis missed; inside a region it would read faces into the blocks.
+const RecheckInside = 0.5
 
 // ErrFaceRemained: a face was still found after every re-anonymization round. The
 // image is quarantined: failing closed, an unblurred face is never published.
@@ -173,29 +178,42 @@ func (t *Transformer) verifying() (config.Blur, bool) {
 }
 
 // verify looks for faces in the anonymized image and anonymizes each it finds: one
-// outside every region with the blur's method, one still visible inside a region with
-// a solid fill (which no detector can read a face in), until a round finds nothing.
-// A detection mostly inside a filled box is the detector reading the box's edge, not
-// a face. It returns how many regions it added, or ErrFaceRemained.
+// outside every region with the blur's method; one still seen inside a region by
+// filling that whole region solid (no detector reads a face in it, and the fill ends
+// where the region does), until a round finds nothing. A detection mostly inside a
+// filled region is the detector reading its edge, not a face. It returns how many
+// regions it anonymized again or anew, or ErrFaceRemained.
 func (t *Transformer) verify(img *imaging.Image, b config.Blur, done []imaging.Rect) (int, error) {
 	var filled []imaging.Rect
 	var changed []meta.Box // nil: the first round looks everywhere
 	added := 0
 	for round := 0; ; round++ {
-		boxes, err := t.verifier.Faces(img, changed)
+		dets, err := t.verifier.Faces(img, changed)
 		if err != nil {
 			return 0, fmt.Errorf("transform: verify: %w", err)
 		}
 		var fresh, again []imaging.Rect
-		for _, box := range boxes {
-			r := padded(box, *b.Padding, img.Width(), img.Height())
-			switch {
-			case coveredBy(r, filled):
-			case coveredBy(r, done):
-				again = append(again, r)
-			default:
-				fresh = append(fresh, r)
+		for _, d := range dets {
+			if d.Box == nil {
+				continue
 			}
+			r := padded(*d.Box, *b.Padding, img.Width(), img.Height())
+			if _, ok := coveredBy(r, filled); ok {
+				continue
+			}
+			if region, ok := coveredBy(r, done); ok {
+				if d.Confidence >= RecheckInside && !slices.Contains(again, region) {
+					again = append(again, region)
+				}
+				continue
+			}
+			// Overlapping a region in part: the same face seen a little off. One region
+			// over both, anonymized in one piece (two block grids would leave edges).
+			if i := overlapping(r, done); i >= 0 {
+				r = union(r, done[i])
+				done = slices.Delete(done, i, i+1)
+			}
+			fresh = append(fresh, r)
 		}
 		if len(fresh)+len(again) == 0 {
 			return added, nil
@@ -223,14 +241,33 @@ func normalised(r imaging.Rect, w, h int) meta.Box {
 		YMin: float64(r.Y) / float64(h), YMax: float64(r.Y+r.H) / float64(h)}
 }
 
-// coveredBy reports whether half of r or more lies inside one of rs.
-func coveredBy(r imaging.Rect, rs []imaging.Rect) bool {
+// overlapping returns the index of the first of rs that holds a fifth of r or more
+// (-1: none).
+func overlapping(r imaging.Rect, rs []imaging.Rect) int {
+	for i, o := range rs {
+		x0, y0 := max(r.X, o.X), max(r.Y, o.Y)
+		x1, y1 := min(r.X+r.W, o.X+o.W), min(r.Y+r.H, o.Y+o.H)
+		if x1 > x0 && y1 > y0 && 5*(x1-x0)*(y1-y0) >= r.W*r.H {
+			return i
+		}
+	}
+	return -1
+}
+
+func union(a, b imaging.Rect) imaging.Rect {
+	x0, y0 := min(a.X, b.X), min(a.Y, b.Y)
+	x1, y1 := max(a.X+a.W, b.X+b.W), max(a.Y+a.H, b.Y+b.H)
+	return imaging.Rect{X: x0, Y: y0, W: x1 - x0, H: y1 - y0}
+}
+
+// coveredBy returns the first of rs that holds half of r or more.
+func coveredBy(r imaging.Rect, rs []imaging.Rect) (imaging.Rect, bool) {
 	for _, o := range rs {
 		x0, y0 := max(r.X, o.X), max(r.Y, o.Y)
 		x1, y1 := min(r.X+r.W, o.X+o.W), min(r.Y+r.H, o.Y+o.H)
 		if x1 > x0 && y1 > y0 && 2*(x1-x0)*(y1-y0) >= r.W*r.H {
-			return true
+			return o, true
 		}
 	}
-	return false
+	return imaging.Rect{}, false
 }

@@ -22,12 +22,16 @@ type scripted struct {
 	calls  int
 }
 
-func (s *scripted) Faces(*imaging.Image, []meta.Box) ([]meta.Box, error) {
+func (s *scripted) Faces(*imaging.Image, []meta.Box) ([]meta.Detection, error) {
 	s.calls++
 	if s.calls > len(s.rounds) {
 		return nil, nil
 	}
-	return s.rounds[s.calls-1], nil
+	var out []meta.Detection
+	for _, b := range s.rounds[s.calls-1] {
+		out = append(out, meta.Detection{Label: "face", Confidence: 0.9, Box: &b})
+	}
+	return out, nil
 }
 
 func decodeGrace(t *testing.T, tr *transform.Transformer) *imaging.Image {

@@ -125,7 +125,7 @@ const (
 // anonymized image), as normalised boxes: everywhere, or (within not nil) only around
 // those areas — after a round changed only them, nothing elsewhere can have changed,
 // and scanning a few crops instead of the frame keeps later rounds cheap.
-func (m *Model) Faces(img *imaging.Image, within []meta.Box) ([]meta.Box, error) {
+func (m *Model) Faces(img *imaging.Image, within []meta.Box) ([]meta.Detection, error) {
 	small, err := img.Fit(VerifySide, imaging.CropNone)
 	if err != nil {
 		return nil, err
@@ -137,16 +137,17 @@ func (m *Model) Faces(img *imaging.Image, within []meta.Box) ([]meta.Box, error)
 	}
 	params := model.Parameters{ConfidenceThreshold: VerifyConfidence}
 	minSize := max(m.params.MinSizePx, int(m.params.MinSizeFrac*float64(min(w, h))))
-	var boxes []meta.Box
+	var dets []meta.Detection
 	add := func(p model.Prediction, ox, oy, sw, sh int) {
-		for _, b := range p.BBoxes {
-			boxes = append(boxes, meta.Box{XMin: (float64(ox) + b[0]*float64(sw)) / float64(w), XMax: (float64(ox) + b[1]*float64(sw)) / float64(w),
-				YMin: (float64(oy) + b[2]*float64(sh)) / float64(h), YMax: (float64(oy) + b[3]*float64(sh)) / float64(h)})
+		for i, b := range p.BBoxes {
+			dets = append(dets, meta.Detection{Label: Label, Confidence: p.Confidences[i], Box: &meta.Box{
+				XMin: (float64(ox) + b[0]*float64(sw)) / float64(w), XMax: (float64(ox) + b[1]*float64(sw)) / float64(w),
+				YMin: (float64(oy) + b[2]*float64(sh)) / float64(h), YMax: (float64(oy) + b[3]*float64(sh)) / float64(h)}})
 		}
 	}
 	if within == nil {
 		add(m.detect(pix, w, h, minSize, params), 0, 0, w, h)
-		return boxes, nil
+		return dets, nil
 	}
 	for _, a := range within {
 		// The area and half its size around it, at least two smallest faces across.
@@ -164,7 +165,7 @@ func (m *Model) Faces(img *imaging.Image, within []meta.Box) ([]meta.Box, error)
 		}
 		add(m.detect(sub, sw, sh, minSize, params), x0, y0, sw, sh)
 	}
-	return boxes, nil
+	return dets, nil
 }
 
 // DetectGray runs the cascade on 8-bit luminance pixels.

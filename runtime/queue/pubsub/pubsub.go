@@ -88,29 +88,47 @@ var _ queue.Sweeper = (*Queue)(nil)
 // SweepIdle ends a Sweep once no new message has arrived for this long.
 var SweepIdle = 3 * time.Second
 
+// sweepFlush is how long a Sweep keeps pulling after its nacks, so they are sent.
+const sweepFlush = 300 * time.Millisecond
+
 // Sweep pulls the subscription's messages until none new arrives for SweepIdle.
-// A kept message is held, its lease extended by the client, until the sweep ends and
-// then nacked, so the sweep sees each message once. More than MaxOutstandingMessages
-// kept at once stall the pull: the rest wait for the next sweep.
+// A kept message is held, its lease extended by the client, until no new message
+// comes, then nacked while the pull still runs (a nack sent during shutdown can be
+// lost, and the message would wait out its ack deadline), so the sweep sees each
+// message once. More than MaxOutstandingMessages kept at once stall the pull: the
+// rest wait for the next sweep.
 func (q *Queue) Sweep(ctx context.Context, subscription string, f func(context.Context, *queue.Message) bool) (int, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
-		mu   sync.Mutex
-		seen = map[string]bool{}
+		mu      sync.Mutex
+		seen    = map[string]bool{}
+		release = make(chan struct{})
+		held    sync.WaitGroup
 	)
-	idle := time.AfterFunc(SweepIdle, cancel)
+	idle := time.AfterFunc(SweepIdle, func() {
+		close(release)
+		held.Wait()
+		time.Sleep(sweepFlush) // let the client send the nacks
+		cancel()
+	})
 	defer idle.Stop()
 	err := q.client.Subscriber(subscription).Receive(ctx, func(rctx context.Context, m *ps.Message) {
 		mu.Lock()
 		again := seen[m.ID]
 		seen[m.ID] = true
 		if !again {
-			idle.Reset(SweepIdle)
+			select {
+			case <-release:
+			default:
+				idle.Reset(SweepIdle)
+			}
 		}
+		held.Add(1)
 		mu.Unlock()
+		defer held.Done()
 		if again {
-			<-ctx.Done()
+			<-release
 			m.Nack()
 			return
 		}
@@ -122,7 +140,7 @@ func (q *Queue) Sweep(ctx context.Context, subscription string, f func(context.C
 			m.Ack()
 			return
 		}
-		<-ctx.Done()
+		<-release
 		m.Nack()
 	})
 	mu.Lock()
