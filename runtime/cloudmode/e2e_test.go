@@ -28,6 +28,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/visionstack/visionstack/internal/emulator"
+	"github.com/visionstack/visionstack/internal/peer"
 	"github.com/visionstack/visionstack/runtime/cloudmode"
 	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/runtime/meta"
@@ -198,6 +199,13 @@ func (c *chain) upload(t testing.TB, object, photo string) int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c.uploadBytes(t, object, data)
+}
+
+// uploadBytes writes data as object into the incoming bucket (its notification
+// starts the push path) and returns the generation.
+func (c *chain) uploadBytes(t testing.TB, object string, data []byte) int64 {
+	t.Helper()
 	w := c.gcs.Client().Bucket(c.env.Names.IncomingBucket).Object(object).NewWriter(context.Background())
 	w.ContentType = "image/jpeg"
 	if _, err := w.Write(data); err != nil {
@@ -432,4 +440,44 @@ func BenchmarkPushThroughput(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "images/s")
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N*batch), "ms/image")
+}
+
+// BenchmarkPushPeerSampleMethod compares the push path on the emulators (upload →
+// notification → push → the whole job) with the method of Google's Cloud Run sample
+// (`convert - -blur 0x8 -` per image) on issue 13's 8 photos, two at a time: the
+// Pub/Sub emulator pushes two requests at once.
+func BenchmarkPushPeerSampleMethod(b *testing.B) {
+	if err := peer.Available(); err != nil {
+		b.Skip(err)
+	}
+	set, err := peer.Set()
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := newChain(b, fmt.Sprintf("bench-peer-%d", benchRuns.Add(1)), 0)
+	var theirs, ours time.Duration
+	for it := range b.N {
+		d, err := peer.TwoAtATime(len(set), func(i int) error { return peer.Blur(set[i]) })
+		if err != nil {
+			b.Fatal(err)
+		}
+		theirs += d
+		start := time.Now()
+		var keys []string
+		for i, data := range set {
+			obj := fmt.Sprintf("peer%d/%d.jpg", it, i)
+			keys = append(keys, pipeline.ObjectKey(c.env.Names.IncomingBucket, obj, c.uploadBytes(b, obj, data)))
+		}
+		for _, k := range keys {
+			if j := c.waitJob(b, k, 300*time.Second); j.State != meta.StateDone {
+				b.Fatalf("%s: %s %s", k, j.State, j.Reason)
+			}
+		}
+		ours += time.Since(start)
+	}
+	images := float64(b.N * len(set))
+	b.ReportMetric(images/theirs.Seconds(), "peer-images/s")
+	b.ReportMetric(images/ours.Seconds(), "ours-images/s")
+	b.ReportMetric(theirs.Seconds()/ours.Seconds(), "ratio")
+	b.ReportMetric(float64(ours.Microseconds())/1000/images, "ms/image")
 }

@@ -1,0 +1,107 @@
+// Package peer is what the benchmarks compare visionstack with: the method of
+// Google's Cloud Run image-processing sample (ImageMagick's `convert - -blur 0x8 -`,
+// once per image, blurring the whole picture), on issue 13's set of 8 photos.
+package peer
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/visionstack/visionstack/runtime/imaging"
+	"github.com/visionstack/visionstack/testdata/photos"
+)
+
+// ImageMagick is the real one from Debian's imagemagick package (scripts/install-deps.sh);
+// a `convert` earlier on PATH may be something else.
+const ImageMagick = "/usr/bin/convert"
+
+// Available says whether ImageMagick is installed, or why not.
+func Available() error {
+	out, err := exec.Command(ImageMagick, "-version").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "ImageMagick") {
+		return fmt.Errorf("ImageMagick not installed at %s (scripts/install-deps.sh installs it): %v %s", ImageMagick, err, out)
+	}
+	return nil
+}
+
+var (
+	once sync.Once
+	set  [][]byte
+	err  error
+)
+
+// Set is the comparison set: six ≈2.7 MP photos and two 12 MP ones, with 3–5 faces,
+// upscaled from the sample photos (JPEG q90), the same bytes on every call.
+func Set() ([][]byte, error) {
+	once.Do(func() {
+		for i := 1; i <= 6; i++ {
+			src, e := os.ReadFile(filepath.Join(photos.Dir(), "faces", fmt.Sprintf("faceapi_sample%d.jpg", i)))
+			if e != nil {
+				err = e
+				return
+			}
+			longs := []int{2000} // ≈ 2.7 MP at 3:2
+			if i <= 2 {
+				longs = append(longs, 4240) // ≈ 12 MP
+			}
+			for _, long := range longs {
+				data, e := imaging.Upscale(src, long, 90)
+				if e != nil {
+					err = e
+					return
+				}
+				set = append(set, data)
+			}
+		}
+	})
+	return set, err
+}
+
+// Blur runs the sample's method on one image.
+func Blur(data []byte) error {
+	cmd := exec.Command(ImageMagick, "-", "-blur", "0x8", "-")
+	cmd.Stdin = bytes.NewReader(data)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Run(); err != nil || out.Len() == 0 {
+		return fmt.Errorf("convert: %v (%d bytes out)", err, out.Len())
+	}
+	return nil
+}
+
+// TwoAtATime runs f on 0..n-1, two at a time, and returns the wall time.
+func TwoAtATime(n int, f func(i int) error) (time.Duration, error) {
+	start := time.Now()
+	work := make(chan int)
+	errs := make(chan error, 2)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for i := range work {
+				if err := f(i); err != nil {
+					errs <- err
+					for range work { // drain, so the sender is not stuck
+					}
+					return
+				}
+			}
+		})
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return 0, err
+	default:
+	}
+	return time.Since(start), nil
+}
