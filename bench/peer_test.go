@@ -19,13 +19,7 @@ import (
 // reports both throughputs and their ratio.
 func BenchmarkPeerSampleMethod(b *testing.B) {
 	setup(b)
-	if err := peer.Available(); err != nil {
-		b.Skip(err)
-	}
-	set, err := peer.Set()
-	if err != nil {
-		b.Fatal(err)
-	}
+	set := peer.SetFor(b)
 	if os.Getenv("VISIONSTACK_BENCH_NO_VERIFY") != "" { // to see what the re-check costs
 		off := false
 		for _, t := range project.Pipeline.Transforms {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/visionstack/visionstack/runtime/imaging"
@@ -61,6 +62,19 @@ func Set() ([][]byte, error) {
 		}
 	})
 	return set, err
+}
+
+// SetFor is Set for a benchmark: skipped, saying why, without ImageMagick.
+func SetFor(tb testing.TB) [][]byte {
+	tb.Helper()
+	if err := Available(); err != nil {
+		tb.Skip(err)
+	}
+	s, err := Set()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
 }
 
 // Blur runs the sample's method on one image.

@@ -447,13 +447,7 @@ func BenchmarkPushThroughput(b *testing.B) {
 // (`convert - -blur 0x8 -` per image) on issue 13's 8 photos, two at a time: the
 // Pub/Sub emulator pushes two requests at once.
 func BenchmarkPushPeerSampleMethod(b *testing.B) {
-	if err := peer.Available(); err != nil {
-		b.Skip(err)
-	}
-	set, err := peer.Set()
-	if err != nil {
-		b.Fatal(err)
-	}
+	set := peer.SetFor(b)
 	c := newChain(b, fmt.Sprintf("bench-peer-%d", benchRuns.Add(1)), 0)
 	var theirs, ours time.Duration
 	for it := range b.N {
