@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -15,7 +14,7 @@ import (
 	"github.com/visionstack/visionstack/internal/closers"
 	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/runtime/localmode"
-	"github.com/visionstack/visionstack/runtime/meta/sqlite"
+	"github.com/visionstack/visionstack/runtime/queue"
 	"github.com/visionstack/visionstack/runtime/queue/local"
 	"github.com/visionstack/visionstack/runtime/queue/pubsub"
 	"github.com/visionstack/visionstack/runtime/reconcile"
@@ -85,50 +84,56 @@ func (o *reconcileOptions) run(ctx context.Context, g *globalOptions, name strin
 
 // reconcileBackends opens the store and queue the reconciler needs (not the models).
 func reconcileBackends(ctx context.Context, cfg *config.Project, backend, dir string, cl *closers.Stack) (reconcile.Options, string, error) {
-	o := reconcile.Options{MaxAttempts: cfg.Delivery.MaxAttempts}
+	s, where, err := (&statusOptions{backend: backend, dataDir: dir}).open(ctx, cfg)
+	if err != nil {
+		return reconcile.Options{}, "", err
+	}
+	cl.Add(s.Close)
+	var q interface {
+		queue.Publisher
+		queue.Sweeper
+	}
 	switch backend {
 	case "local":
 		if dir == "" {
 			dir = filepath.Join("out", cfg.Name)
 		}
-		db := filepath.Join(dir, "visionstack.db")
-		if _, err := os.Stat(db); err != nil {
-			return o, "", fmt.Errorf("no local run of %s in %s: pass --data DIR", cfg.Name, dir)
-		}
-		s, err := sqlite.Open(db)
+		lq, err := local.Open(filepath.Join(dir, "queue.db"), local.Options{MaxAttempts: cfg.Delivery.MaxAttempts})
 		if err != nil {
-			return o, "", err
+			return reconcile.Options{}, "", err
 		}
-		cl.Add(s.Close)
-		q, err := local.Open(filepath.Join(dir, "queue.db"), local.Options{MaxAttempts: cfg.Delivery.MaxAttempts})
-		if err != nil {
-			return o, "", err
-		}
-		cl.Add(q.Close)
-		o.Meta, o.Publisher, o.DeadLetters = s, q, q
-		o.WorkTopic, o.DeadLetterSub, o.Incoming, o.Trusted = localmode.WorkTopic, localmode.WorkTopic+local.DeadLetterSuffix, "incoming", true
-		return o, "local backends in " + dir, nil
-	case "cloud":
-		s, where, err := (&statusOptions{backend: "cloud"}).open(ctx, cfg)
-		if err != nil {
-			return o, "", err
-		}
-		cl.Add(s.Close)
+		cl.Add(lq.Close)
+		q = lq
+	default: // cloud: open vetted the backend
 		pc, err := ps.NewClient(ctx, cfg.GCP.Project)
 		if err != nil {
-			return o, "", fmt.Errorf("pubsub client: %w", err)
+			return reconcile.Options{}, "", fmt.Errorf("pubsub client: %w", err)
 		}
 		cl.Add(pc.Close)
-		q := pubsub.New(pc, cfg.GCP.Project, nil)
-		cl.Add(q.Close)
-		n := cfg.Names()
-		o.Meta, o.Publisher, o.DeadLetters = s, q, q
-		o.WorkTopic = "projects/" + cfg.GCP.Project + "/topics/" + n.UploadedTopic
-		o.DeadLetterSub = "projects/" + cfg.GCP.Project + "/subscriptions/" + n.DeadLetterSub
-		o.Incoming = n.IncomingBucket
-		return o, where + ", dead letter " + n.DeadLetterSub, nil
+		pq := pubsub.New(pc, cfg.GCP.Project, nil)
+		cl.Add(pq.Close)
+		q = pq
+		where += ", dead letter " + cfg.Names().DeadLetterSub
 	}
-	return o, "", fmt.Errorf("--backend %q: use local or cloud", backend)
+	o := reconcileTargets(cfg, backend, "incoming")
+	o.Meta, o.Publisher, o.DeadLetters = s, q, q
+	return o, where, nil
+}
+
+// reconcileTargets says where a project's reconciler re-queues and which dead letter
+// it sweeps: the local queue's topics, or the stack's topic and subscription. The
+// local incoming bucket is named by the caller (localmode names it "incoming").
+func reconcileTargets(cfg *config.Project, backend, localIncoming string) reconcile.Options {
+	o := reconcile.Options{MaxAttempts: cfg.Delivery.MaxAttempts}
+	if backend == "local" {
+		o.WorkTopic, o.DeadLetterSub, o.Incoming, o.Trusted = localmode.WorkTopic, localmode.WorkTopic+local.DeadLetterSuffix, localIncoming, true
+		return o
+	}
+	n := cfg.Names()
+	o.WorkTopic = "projects/" + cfg.GCP.Project + "/topics/" + n.UploadedTopic
+	o.DeadLetterSub = "projects/" + cfg.GCP.Project + "/subscriptions/" + n.DeadLetterSub
+	o.Incoming = n.IncomingBucket
+	return o
 }
 
 func printReconcile(w io.Writer, project, where string, r reconcile.Report, dry bool) {

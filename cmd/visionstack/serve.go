@@ -26,7 +26,6 @@ import (
 	"github.com/visionstack/visionstack/runtime/model/builtin"
 	"github.com/visionstack/visionstack/runtime/models"
 	"github.com/visionstack/visionstack/runtime/modelserver"
-	qlocal "github.com/visionstack/visionstack/runtime/queue/local"
 	"github.com/visionstack/visionstack/runtime/reconcile"
 	"github.com/visionstack/visionstack/runtime/review"
 	"github.com/visionstack/visionstack/runtime/server"
@@ -227,9 +226,9 @@ func (o *serveOptions) serveLocal(ctx context.Context, cfg *config.Project, log 
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	workerDone := make(chan error, 1)
 	go func() { workerDone <- env.Queue.Receive(workCtx, localmode.WorkTopic, p.Handle) }()
-	stopReconciler := o.startReconciler(ctx, log, reconcile.Options{Meta: env.Meta, Publisher: env.Queue, DeadLetters: env.Queue,
-		WorkTopic: localmode.WorkTopic, DeadLetterSub: localmode.WorkTopic + qlocal.DeadLetterSuffix, Incoming: env.Incoming.Name(),
-		Trusted: true, MaxAttempts: cfg.Delivery.MaxAttempts})
+	ro := reconcileTargets(cfg, "local", env.Incoming.Name())
+	ro.Meta, ro.Publisher, ro.DeadLetters = env.Meta, env.Queue, env.Queue
+	stopReconciler := o.startReconciler(ctx, log, ro)
 	return listenAndServe(ctx, o.addr, srv, serviceLimits(cfg.Delivery.AckDeadline.Duration), o.shutdownTimeout, log, srv.Drain, func() {
 		stopReconciler()
 		stopWork()
@@ -257,11 +256,9 @@ func (o *serveOptions) serveCloud(ctx context.Context, cfg *config.Project, log 
 		WorkTopic: "projects/" + cfg.GCP.Project + "/topics/" + env.WorkTopic, PushAuth: auth,
 		Admission: adm, MaxBody: int64(cfg.Pipeline.Prepare.MaxBytes), Logger: log,
 		Metrics: o.tel.MetricsHandler(), Review: o.reviewHandler(cfg, env.Meta, log, env.Incoming, env.Processed, env.Quarantine)})
-	n := cfg.Names()
-	stopReconciler := o.startReconciler(ctx, log, reconcile.Options{Meta: env.Meta, Publisher: env.Queue, DeadLetters: env.Queue,
-		WorkTopic:     "projects/" + cfg.GCP.Project + "/topics/" + n.UploadedTopic,
-		DeadLetterSub: "projects/" + cfg.GCP.Project + "/subscriptions/" + n.DeadLetterSub,
-		Incoming:      env.Incoming.Name(), MaxAttempts: cfg.Delivery.MaxAttempts})
+	ro := reconcileTargets(cfg, "cloud", "")
+	ro.Meta, ro.Publisher, ro.DeadLetters = env.Meta, env.Queue, env.Queue
+	stopReconciler := o.startReconciler(ctx, log, ro)
 	return listenAndServe(ctx, o.addr, srv, serviceLimits(cfg.Delivery.AckDeadline.Duration), o.shutdownTimeout, log, srv.Drain, stopReconciler,
 		fmt.Sprintf("project %s on GCP project %s (buckets %s…, topic %s)", cfg.Name, cfg.GCP.Project, env.Names.IncomingBucket, env.WorkTopic))
 }

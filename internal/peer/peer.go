@@ -77,6 +77,29 @@ func SetFor(tb testing.TB) [][]byte {
 	return s
 }
 
+// Compare runs the sample's method on set, two at a time, then ours(it) — which
+// processes the same set once and returns its wall time — b.N times each, and
+// reports both throughputs, their ratio and ours in ms per image.
+func Compare(b *testing.B, set [][]byte, ours func(it int) (time.Duration, error)) {
+	var tTheirs, tOurs time.Duration
+	for it := range b.N {
+		d, err := TwoAtATime(len(set), func(i int) error { return Blur(set[i]) })
+		if err != nil {
+			b.Fatal(err)
+		}
+		tTheirs += d
+		if d, err = ours(it); err != nil {
+			b.Fatal(err)
+		}
+		tOurs += d
+	}
+	images := float64(b.N * len(set))
+	b.ReportMetric(images/tTheirs.Seconds(), "peer-images/s")
+	b.ReportMetric(images/tOurs.Seconds(), "ours-images/s")
+	b.ReportMetric(tTheirs.Seconds()/tOurs.Seconds(), "ratio")
+	b.ReportMetric(float64(tOurs.Microseconds())/1000/images, "ms/image")
+}
+
 // Blur runs the sample's method on one image.
 func Blur(data []byte) error {
 	cmd := exec.Command(ImageMagick, "-", "-blur", "0x8", "-")

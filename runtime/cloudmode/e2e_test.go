@@ -449,13 +449,7 @@ func BenchmarkPushThroughput(b *testing.B) {
 func BenchmarkPushPeerSampleMethod(b *testing.B) {
 	set := peer.SetFor(b)
 	c := newChain(b, fmt.Sprintf("bench-peer-%d", benchRuns.Add(1)), 0)
-	var theirs, ours time.Duration
-	for it := range b.N {
-		d, err := peer.TwoAtATime(len(set), func(i int) error { return peer.Blur(set[i]) })
-		if err != nil {
-			b.Fatal(err)
-		}
-		theirs += d
+	peer.Compare(b, set, func(it int) (time.Duration, error) {
 		start := time.Now()
 		var keys []string
 		for i, data := range set {
@@ -464,14 +458,9 @@ func BenchmarkPushPeerSampleMethod(b *testing.B) {
 		}
 		for _, k := range keys {
 			if j := c.waitJob(b, k, 300*time.Second); j.State != meta.StateDone {
-				b.Fatalf("%s: %s %s", k, j.State, j.Reason)
+				return 0, fmt.Errorf("%s: %s %s", k, j.State, j.Reason)
 			}
 		}
-		ours += time.Since(start)
-	}
-	images := float64(b.N * len(set))
-	b.ReportMetric(images/theirs.Seconds(), "peer-images/s")
-	b.ReportMetric(images/ours.Seconds(), "ours-images/s")
-	b.ReportMetric(theirs.Seconds()/ours.Seconds(), "ratio")
-	b.ReportMetric(float64(ours.Microseconds())/1000/images, "ms/image")
+		return time.Since(start), nil
+	})
 }
