@@ -24,6 +24,11 @@ const (
 	OriginSync     = "sync-api"
 )
 
+// SyncObject is the name the sync API stores an original of content key key under.
+func SyncObject(key, format string) string {
+	return SyncPrefix + strings.TrimPrefix(key, contentKeyPrefix) + "." + format
+}
+
 // TaskFrom reads a message of the work topic: a Cloud Storage notification
 // (JSON_API_V1) or a task. skip, when not empty, says why it needs no work. A task is
 // accepted only if the service could have written it (CheckTask).
@@ -92,7 +97,7 @@ func CheckTask(t Task, incoming string) error {
 	if t.Key == ObjectKey(src.Bucket, src.Object, src.Generation) {
 		return nil
 	}
-	if sum, ok := strings.CutPrefix(t.Key, contentKeyPrefix); ok && len(sum) == 64 && isLowerHex(sum) && strings.HasPrefix(src.Object, SyncPrefix+sum+".") {
+	if sum, ok := strings.CutPrefix(t.Key, contentKeyPrefix); ok && len(sum) == 64 && isLowerHex(sum) && strings.HasPrefix(src.Object, SyncObject(t.Key, "")) {
 		return nil
 	}
 	return fmt.Errorf("task key %q does not name its source %s#%d: the service writes no such task", t.Key, src.Object, src.Generation)

@@ -272,7 +272,7 @@ func nonNil(r []meta.Result) []meta.Result {
 // upload is one object), records the job with the sync results (the push path reads
 // them from the store, never from the message) and queues its task.
 func (s *Server) handOff(ctx context.Context, key, format string, data []byte, done []meta.Result) error {
-	name := pipeline.SyncPrefix + key[len("sha256:"):] + "." + format
+	name := pipeline.SyncObject(key, format)
 	attrs, err := s.o.Incoming.Put(ctx, name, data, blob.PutOptions{IfGenerationMatch: blob.DoesNotExist(), ContentType: "image/" + format,
 		Metadata: map[string]string{pipeline.OriginMetadata: pipeline.OriginSync}})
 	if errors.Is(err, blob.ErrPrecondition) {
