@@ -35,12 +35,8 @@ test: deps ## the whole suite: vet, unit + integration tests, brief fuzzing
 	$(MAKE) --no-print-directory race
 	$(MAKE) --no-print-directory fuzz
 
-# Not under -race: TestConcurrentJobsUnderGCPressure (imaging). It passes every plain
-# run, but 2 of about 15 runs under -race aborted inside libvips (a C-heap double free
-# in g_object_unref), cause not found yet; it is kept out here so that CI stays a
-# signal, and it is listed as open in the session notes, not as passing.
 race: ## the packages that drive libvips from many goroutines, under the race detector (~5 min)
-	$(GO) test -race -count=1 -timeout 20m -skip '^TestConcurrentJobsUnderGCPressure$$' ./runtime/imaging ./runtime/transform ./runtime/pipeline
+	$(GO) test -race -count=1 -timeout 20m ./runtime/imaging ./runtime/transform ./runtime/pipeline
 
 fuzz: ## run each fuzz target briefly
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./runtime/config

@@ -1,15 +1,10 @@
 package imaging
 
 import (
-	"bytes"
 	"fmt"
-	"image"
-	"image/png"
 	"math"
 	"math/rand/v2"
 	"runtime"
-
-	"github.com/davidbyttow/govips/v2/vips"
 )
 
 // Rect is a pixel rectangle.
@@ -31,7 +26,7 @@ const (
 const pixelateBlocks = 6
 
 // shuffleTries is how many shuffles are drawn for a region; the least face-like wins.
-const shuffleTries = 32
+const shuffleTries = 128
 
 // faceLikeness scores how much a shuffle of cells (luminance lum, cell i placed at
 // position j where perm[j] = i) looks like the start of a face to a cascade detector:
@@ -55,19 +50,45 @@ func faceLikeness(lum []float64, perm []int, gw, gh int) float64 {
 	return worst
 }
 
-// Anonymize destroys the content of each rectangle (clamped to the image). Call it on
-// a decoded (random-access) image.
+// Anonymize destroys the content of each rectangle (clamped to the image). It edits
+// the pixels in Go memory and reloads them as one image of their own: no chain of
+// libvips region copies and inserts whose sources must outlive the result (that
+// chain crashed libvips under load, a C-heap double free). Call it on a decoded
+// (random-access) image.
 func (im *Image) Anonymize(rects []Rect, method string) error {
 	defer runtime.KeepAlive(im)
+	var todo []Rect
 	for _, r := range rects {
-		r = r.clamp(im.Width(), im.Height())
-		if r.W < 2 || r.H < 2 {
-			continue
+		if r = r.clamp(im.Width(), im.Height()); r.W >= 2 && r.H >= 2 {
+			todo = append(todo, r)
 		}
-		if err := im.anonymizeOne(r, method); err != nil {
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	p, err := im.pixels()
+	if err != nil {
+		return fmt.Errorf("anonymize: %w", err)
+	}
+	for _, r := range todo {
+		switch method {
+		case MethodFill:
+			p.fill(r)
+		case MethodGaussian:
+			err = p.gaussian(r)
+		default:
+			p.pixelate(r)
+		}
+		if err != nil {
 			return fmt.Errorf("anonymize %+v: %w", r, err)
 		}
 	}
+	out, err := p.image()
+	if err != nil {
+		return fmt.Errorf("anonymize: %w", err)
+	}
+	im.ref.Close()
+	im.ref, im.pins = out.ref, out.pins
 	return nil
 }
 
@@ -77,101 +98,107 @@ func (r Rect) clamp(w, h int) Rect {
 	return Rect{x0, y0, max(x1-x0, 0), max(y1-y0, 0)}
 }
 
-func (im *Image) anonymizeOne(r Rect, method string) error {
-	if method == MethodFill {
-		if im.ref.HasAlpha() {
-			if err := im.flatten(); err != nil {
-				return err
-			}
-		}
-		// Draw in place needs a private copy of the pixels.
-		cp, err := im.ref.Copy()
-		if err != nil {
-			return err
-		}
-		im.ref.Close()
-		im.ref = cp
-		return im.ref.DrawRect(vips.ColorRGBA{R: 0, G: 0, B: 0, A: 255}, r.X, r.Y, r.W, r.H, true)
+// colour is how many of p's bands are colour (the rest, if any, is alpha).
+func (p *pixels) colour() int {
+	if p.bands >= 3 {
+		return 3
 	}
-	sub, err := im.ref.Copy()
-	if err != nil {
-		return err
-	}
-	defer sub.Close()
-	if err := sub.ExtractArea(r.X, r.Y, r.W, r.H); err != nil {
-		return err
-	}
-	long := float64(max(r.W, r.H))
-	switch method {
-	case MethodGaussian:
-		if err := sub.GaussianBlur(long / 4); err != nil {
-			return err
-		}
-	default: // pixelate: coarse blocks, shuffled, edges softened
-		grid, err := shuffledBlocks(sub, r)
-		if err != nil {
-			return err
-		}
-		defer grid.Close()
-		if err := im.ref.Insert(grid.ref, r.X, r.Y, false, nil); err != nil {
-			return vipsErr(err)
-		}
-		im.absorb(grid) // im now reads the patch's buffer lazily
-		return nil
-	}
-	return im.ref.Insert(sub, r.X, r.Y, false, nil)
+	return 1
 }
 
-// shuffledBlocks builds the replacement for region r from sub (its pixels): the
-// region's average colours on a coarse grid, cells permuted, smoothly (bilinearly)
-// interpolated. Shuffling removes the face's layout; smoothing leaves no edges for a
-// detector to latch onto. The permutation is seeded from the region, so the output
-// is the same on every run.
-func shuffledBlocks(sub *vips.ImageRef, r Rect) (*Image, error) {
-	long := max(r.W, r.H)
-	nx := max(2, r.W*pixelateBlocks/long)
-	ny := max(2, r.H*pixelateBlocks/long)
-	if err := sub.ResizeWithVScale(float64(nx)/float64(r.W), float64(ny)/float64(r.H), vips.KernelLinear); err != nil {
-		return nil, err
+// fill paints r black (opaque).
+func (p *pixels) fill(r Rect) {
+	for y := r.Y; y < r.Y+r.H; y++ {
+		row := p.pix[(y*p.w+r.X)*p.bands : (y*p.w+r.X+r.W)*p.bands]
+		for i := range row {
+			row[i] = 0
+			if i%p.bands >= p.colour() {
+				row[i] = 255
+			}
+		}
 	}
-	bands := sub.Bands()
-	raw, err := sub.ToBytes()
+}
+
+// gaussian blurs r with a sigma of a quarter of its long side, in a private libvips
+// image of its own, and copies the result back.
+func (p *pixels) gaussian(r Rect) error {
+	sub := p.crop(r)
+	im, err := sub.image()
 	if err != nil {
-		return nil, vipsErr(err)
+		return err
 	}
-	gw, gh := sub.Width(), sub.Height()
-	if len(raw) != gw*gh*bands {
-		return nil, fmt.Errorf("block grid: %d bytes for %dx%dx%d", len(raw), gw, gh, bands)
+	defer im.Close()
+	if err := im.ref.GaussianBlur(float64(max(r.W, r.H)) / 4); err != nil {
+		return vipsErr(err)
+	}
+	blurred, err := im.pixels()
+	if err != nil {
+		return err
+	}
+	if blurred.w != r.W || blurred.h != r.H || blurred.bands != p.bands {
+		return fmt.Errorf("blur: %dx%dx%d for %dx%dx%d", blurred.w, blurred.h, blurred.bands, r.W, r.H, p.bands)
+	}
+	for y := range r.H {
+		copy(p.pix[((r.Y+y)*p.w+r.X)*p.bands:], blurred.pix[y*r.W*p.bands:(y+1)*r.W*p.bands])
+	}
+	return nil
+}
+
+// pixelate replaces r with its average colours on a coarse grid, the cells
+// permuted, smoothly (bilinearly) interpolated. Shuffling removes the face's layout;
+// smoothing leaves no edges for a detector to latch onto. The permutation is seeded
+// from the region, so the output is the same on every run.
+func (p *pixels) pixelate(r Rect) {
+	long := max(r.W, r.H)
+	gw := max(2, r.W*pixelateBlocks/long)
+	gh := max(2, r.H*pixelateBlocks/long)
+	ch := p.colour()
+	// Each cell averages a window twice its size, as libvips' linear reduction does:
+	// neighbouring cells share pixels, which keeps their contrast (and any face-like
+	// pattern a shuffle could rebuild) low.
+	cells := make([]float64, gw*gh*ch)
+	for cy := range gh {
+		y0, y1 := r.Y+max((2*cy-1)*r.H/(2*gh), 0), r.Y+min((2*cy+3)*r.H/(2*gh), r.H)
+		for cx := range gw {
+			x0, x1 := r.X+max((2*cx-1)*r.W/(2*gw), 0), r.X+min((2*cx+3)*r.W/(2*gw), r.W)
+			var sum [3]float64
+			for y := y0; y < y1; y++ {
+				for x := x0; x < x1; x++ {
+					o := (y*p.w + x) * p.bands
+					for c := range ch {
+						sum[c] += float64(p.pix[o+c])
+					}
+				}
+			}
+			n := float64(max((y1-y0)*(x1-x0), 1))
+			for c := range ch {
+				cells[(cy*gw+cx)*ch+c] = sum[c] / n
+			}
+		}
 	}
 	lum := make([]float64, gw*gh)
 	for i := range lum {
-		if bands >= 3 {
-			lum[i] = 0.299*float64(raw[i*bands]) + 0.587*float64(raw[i*bands+1]) + 0.114*float64(raw[i*bands+2])
+		if ch == 3 {
+			lum[i] = 0.299*cells[i*3] + 0.587*cells[i*3+1] + 0.114*cells[i*3+2]
 		} else {
-			lum[i] = float64(raw[i*bands])
+			lum[i] = cells[i]
 		}
 	}
 	rng := rand.New(rand.NewPCG(uint64(r.X)<<32|uint64(r.Y), uint64(r.W)<<32|uint64(r.H)))
 	perm, best := []int(nil), math.Inf(1)
 	for range shuffleTries {
-		p := rng.Perm(gw * gh)
-		if f := faceLikeness(lum, p, gw, gh); f < best {
-			perm, best = p, f
+		q := rng.Perm(gw * gh)
+		if f := faceLikeness(lum, q, gw, gh); f < best {
+			perm, best = q, f
 			if f == 0 {
 				break
 			}
 		}
 	}
-	colour := bands >= 3
-	ch := 1
-	if colour {
-		ch = 3
-	}
 	cell := func(cx, cy, c int) float64 {
 		cx, cy = min(max(cx, 0), gw-1), min(max(cy, 0), gh-1)
-		return float64(raw[perm[cy*gw+cx]*bands+c])
+		return cells[perm[cy*gw+cx]*ch+c]
 	}
-	patch := image.NewNRGBA(image.Rect(0, 0, r.W, r.H))
 	for y := range r.H {
 		fy := (float64(y)+0.5)*float64(gh)/float64(r.H) - 0.5
 		y0 := int(math.Floor(fy))
@@ -180,36 +207,14 @@ func shuffledBlocks(sub *vips.ImageRef, r Rect) (*Image, error) {
 			fx := (float64(x)+0.5)*float64(gw)/float64(r.W) - 0.5
 			x0 := int(math.Floor(fx))
 			tx := fx - float64(x0)
-			o := patch.PixOffset(x, y)
-			for c := range 3 {
-				cc := min(c, ch-1)
-				v := (1-ty)*((1-tx)*cell(x0, y0, cc)+tx*cell(x0+1, y0, cc)) + ty*((1-tx)*cell(x0, y0+1, cc)+tx*cell(x0+1, y0+1, cc))
-				patch.Pix[o+c] = uint8(min(max(v+0.5, 0), 255))
+			o := ((r.Y+y)*p.w + r.X + x) * p.bands
+			for c := range ch {
+				v := (1-ty)*((1-tx)*cell(x0, y0, c)+tx*cell(x0+1, y0, c)) + ty*((1-tx)*cell(x0, y0+1, c)+tx*cell(x0+1, y0+1, c))
+				p.pix[o+c] = uint8(min(max(v+0.5, 0), 255))
 			}
-			patch.Pix[o+3] = 255
+			for c := ch; c < p.bands; c++ {
+				p.pix[o+c] = 255 // opaque: a transparent face is still a face
+			}
 		}
 	}
-	var buf bytes.Buffer
-	enc := png.Encoder{CompressionLevel: png.NoCompression}
-	if err := enc.Encode(&buf, patch); err != nil {
-		return nil, err
-	}
-	grid, err := fromBuffer(buf.Bytes(), vips.NewImageFromBuffer)
-	if err != nil {
-		return nil, vipsErr(err)
-	}
-	keep := bands // match the image: gray stays gray, alpha stays (opaque)
-	if !colour {
-		err = grid.ref.ToColorSpace(vips.InterpretationBW)
-		if err == nil && keep == 1 {
-			err = grid.ref.ExtractBand(0, 1)
-		}
-	} else if keep == 3 {
-		err = grid.ref.ExtractBand(0, 3)
-	}
-	if err != nil {
-		grid.Close()
-		return nil, err
-	}
-	return grid, nil
 }

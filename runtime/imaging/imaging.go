@@ -118,7 +118,8 @@ func (l Limits) Check(data []byte) (Header, error) {
 // the collector frees while an image still reads it turns a good photo into "libpng
 // read error", "failed to write image to memory" or no message at all, now and then.
 // So the rule lives here: an Image pins every buffer its pixels may come from — its
-// own source and those of every image pasted into it or derived from — until Close.
+// own source and that of every image it was derived from — until Close. Region edits
+// happen on pixels in Go memory (pixels.go), never as pasted libvips images.
 // Callers never see an ImageRef.
 type Image struct {
 	ref  *vips.ImageRef
@@ -139,8 +140,6 @@ func (im *Image) derive(ref *vips.ImageRef) *Image {
 	return &Image{ref: ref, pins: slices.Clone(im.pins)}
 }
 
-// absorb records that im's pixels now also come from o (pasted into im).
-func (im *Image) absorb(o *Image) { im.pins = append(im.pins, o.pins...) }
 
 // Close frees the image and unpins its buffers.
 func (im *Image) Close() {

@@ -1,0 +1,123 @@
+package imaging
+
+import (
+	"encoding/binary"
+	"fmt"
+	"runtime"
+
+	"github.com/davidbyttow/govips/v2/vips"
+)
+
+// pixels are an image's 8-bit samples in Go memory, row-major, bands per pixel
+// (1 grey, 2 grey+alpha, 3 RGB, 4 RGBA). Region edits happen here, where Go owns
+// every byte, instead of in a chain of libvips operations.
+type pixels struct {
+	pix         []byte
+	w, h, bands int
+}
+
+// pixels copies the image's samples out of libvips.
+func (im *Image) pixels() (*pixels, error) {
+	defer runtime.KeepAlive(im)
+	if err := im.eightBit(); err != nil {
+		return nil, vipsErr(err)
+	}
+	raw, err := im.ref.ToBytes()
+	if err != nil {
+		return nil, vipsErr(err)
+	}
+	p := &pixels{pix: raw, w: im.Width(), h: im.Height(), bands: im.ref.Bands()}
+	if p.bands < 1 || p.bands > 4 || len(raw) != p.w*p.h*p.bands {
+		return nil, fmt.Errorf("pixels: %d bytes for %dx%dx%d", len(raw), p.w, p.h, p.bands)
+	}
+	return p, nil
+}
+
+// crop copies r (inside p) into pixels of its own.
+func (p *pixels) crop(r Rect) *pixels {
+	out := &pixels{pix: make([]byte, r.W*r.H*p.bands), w: r.W, h: r.H, bands: p.bands}
+	for y := range r.H {
+		copy(out.pix[y*r.W*p.bands:(y+1)*r.W*p.bands], p.pix[((r.Y+y)*p.w+r.X)*p.bands:])
+	}
+	return out
+}
+
+// image loads the pixels into libvips as an image of their own: an uncompressed
+// TIFF around them (a header, not a codec; TIFF is among the allowed loaders),
+// pinned to the image like every buffer it reads.
+func (p *pixels) image() (*Image, error) {
+	im, err := fromBuffer(p.tiff(), vips.NewImageFromBuffer)
+	if err != nil {
+		return nil, fmt.Errorf("load pixels: %w", vipsErr(err))
+	}
+	return im, nil
+}
+
+// tiff wraps the samples in a little-endian, single-strip, uncompressed TIFF.
+func (p *pixels) tiff() []byte {
+	const (
+		short = 3
+		long  = 4
+	)
+	type entry struct {
+		tag, typ uint16
+		count    uint32
+		value    uint32
+	}
+	photometric := uint32(1) // BlackIsZero
+	if p.bands >= 3 {
+		photometric = 2 // RGB
+	}
+	entries := []entry{
+		{256, long, 1, uint32(p.w)},
+		{257, long, 1, uint32(p.h)},
+		{258, short, uint32(p.bands), 8}, // BitsPerSample: inline for ≤ 2 bands, else patched below
+		{259, short, 1, 1},               // no compression
+		{262, short, 1, photometric},
+		{273, long, 1, 0}, // StripOffsets: patched below
+		{277, short, 1, uint32(p.bands)},
+		{278, long, 1, uint32(p.h)},
+		{279, long, 1, uint32(len(p.pix))},
+		{284, short, 1, 1}, // chunky
+	}
+	if p.bands == 2 || p.bands == 4 {
+		entries = append(entries, entry{338, short, 1, 2}) // unassociated alpha
+	}
+	ifd := 8
+	extra := ifd + 2 + 12*len(entries) + 4 // BitsPerSample array, when not inline
+	data := extra
+	if p.bands > 2 {
+		data += 2 * p.bands
+	}
+	data += data % 2
+	le := binary.LittleEndian
+	buf := make([]byte, data+len(p.pix))
+	copy(buf, "II")
+	le.PutUint16(buf[2:], 42)
+	le.PutUint32(buf[4:], uint32(ifd))
+	le.PutUint16(buf[ifd:], uint16(len(entries)))
+	for i, e := range entries {
+		o := ifd + 2 + 12*i
+		switch {
+		case e.tag == 258 && p.bands > 2:
+			e.value = uint32(extra)
+			for b := range p.bands {
+				le.PutUint16(buf[extra+2*b:], 8)
+			}
+		case e.tag == 258:
+			le.PutUint16(buf[o+10:], 8) // the second inline short (grey+alpha)
+		case e.tag == 273:
+			e.value = uint32(data)
+		}
+		le.PutUint16(buf[o:], e.tag)
+		le.PutUint16(buf[o+2:], e.typ)
+		le.PutUint32(buf[o+4:], e.count)
+		if e.typ == short && e.count == 1 || e.tag == 258 && p.bands <= 2 {
+			le.PutUint16(buf[o+8:], uint16(e.value))
+		} else {
+			le.PutUint32(buf[o+8:], e.value)
+		}
+	}
+	copy(buf[data:], p.pix)
+	return buf
+}
