@@ -140,7 +140,6 @@ func (im *Image) derive(ref *vips.ImageRef) *Image {
 	return &Image{ref: ref, pins: slices.Clone(im.pins)}
 }
 
-
 // Close frees the image and unpins its buffers.
 func (im *Image) Close() {
 	if im != nil && im.ref != nil {
