@@ -7,6 +7,8 @@
 #
 # runtime:
 #   libvips-dev, pkg-config, gcc   libvips for govips (cgo): decode, resize, encode
+#   nodejs, npm   fetch ONNX Runtime's library from the npm registry (scripts/install-onnxruntime.sh);
+#                 the tests also run TensorFlow.js on Node.js as the face model's reference
 # tests:
 #   python3-opencv, opencv-data   the independent face detector that judges anonymization
 #   google-cloud-cli-firestore-emulator, google-cloud-cli-pubsub-emulator (+ Java 17)
@@ -17,6 +19,8 @@
 #   imagemagick   the peer `make bench` compares with (Google's Cloud Run sample method)
 set -euo pipefail
 pkgs=(libvips-dev pkg-config gcc)
+# Node.js and npm: any install will do (this machine's came with them); Debian's if none.
+command -v npm >/dev/null || pkgs+=(nodejs npm)
 if [ "${1:-all}" != "runtime" ]; then
 	pkgs+=(python3-opencv opencv-data openjdk-17-jre-headless
 		google-cloud-cli-firestore-emulator google-cloud-cli-pubsub-emulator chromium imagemagick)
@@ -25,8 +29,22 @@ need=()
 for pkg in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
+here="$(cd "$(dirname "$0")" && pwd)"
+# After the system packages: ONNX Runtime (the built-in face detector runs on it) and,
+# for the tests, TensorFlow.js, the detector's reference runtime (pinned in package.json).
+finish() {
+	"$here/install-onnxruntime.sh" >/dev/null
+	echo "onnxruntime: $("$here/install-onnxruntime.sh")"
+	if [ "${1:-all}" != "runtime" ]; then
+		ref="$here/../runtime/model/blazeface/reference"
+		[ -d "$ref/node_modules/@tensorflow/tfjs-core" ] ||
+			(cd "$ref" && npm install --no-audit --no-fund --silent)
+		echo "tensorflow.js reference: installed"
+	fi
+}
 if [ ${#need[@]} -eq 0 ]; then
 	echo "system packages: all present"
+	finish "${1:-all}"
 	exit 0
 fi
 SUDO=""
@@ -35,3 +53,4 @@ echo "installing: ${need[*]}"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 echo "system packages: installed ${need[*]}"
+finish "${1:-all}"

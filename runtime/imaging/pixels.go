@@ -121,3 +121,32 @@ func (p *pixels) tiff() []byte {
 	copy(buf[data:], p.pix)
 	return buf
 }
+
+// RGB returns 8-bit RGB pixels, row-major, for detectors: alpha flattened on white,
+// grey spread to three channels.
+func (im *Image) RGB() (pix []uint8, width, height int, err error) {
+	defer runtime.KeepAlive(im)
+	cp, err := im.Fit(MaxSide, CropNone)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	defer cp.Close()
+	if err := cp.flatten(); err != nil {
+		return nil, 0, 0, err
+	}
+	p, err := cp.pixels()
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("rgb: %w", err)
+	}
+	switch p.bands {
+	case 3:
+		return p.pix, p.w, p.h, nil
+	case 1:
+		out := make([]uint8, p.w*p.h*3)
+		for i, v := range p.pix {
+			out[3*i], out[3*i+1], out[3*i+2] = v, v, v
+		}
+		return out, p.w, p.h, nil
+	}
+	return nil, 0, 0, fmt.Errorf("rgb: %d bands after flattening", p.bands)
+}

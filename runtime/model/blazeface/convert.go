@@ -1,0 +1,436 @@
+package blazeface
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// The model ships in the TensorFlow.js graph format (a GraphDef as JSON plus a
+// weights file); ONNX Runtime reads ONNX. toONNX translates the few operations a
+// BlazeFace graph uses, node for node: the arithmetic is ONNX Runtime's, and
+// TestMatchesTensorFlowJS checks its outputs against TensorFlow.js on the same input.
+
+type tfjsModel struct {
+	Topology struct {
+		Node []tfjsNode `json:"node"`
+	} `json:"modelTopology"`
+	Manifest []struct {
+		Weights []struct {
+			Name  string `json:"name"`
+			Shape []int  `json:"shape"`
+			Dtype string `json:"dtype"`
+		} `json:"weights"`
+	} `json:"weightsManifest"`
+}
+
+type tfjsNode struct {
+	Name  string              `json:"name"`
+	Op    string              `json:"op"`
+	Input []string            `json:"input"`
+	Attr  map[string]tfjsAttr `json:"attr"`
+}
+
+type tfjsAttr struct {
+	S    string `json:"s"`
+	List struct {
+		I []string `json:"i"`
+		S []string `json:"s"`
+	} `json:"list"`
+}
+
+func (a tfjsAttr) str() string {
+	b, _ := base64.StdEncoding.DecodeString(a.S)
+	return string(b)
+}
+
+func (a tfjsAttr) strs() []string {
+	var out []string
+	for _, s := range a.List.S {
+		b, _ := base64.StdEncoding.DecodeString(s)
+		out = append(out, string(b))
+	}
+	return out
+}
+
+func (a tfjsAttr) ints() []int64 {
+	var out []int64
+	for _, s := range a.List.I {
+		var v int64
+		fmt.Sscan(s, &v)
+		out = append(out, v)
+	}
+	return out
+}
+
+type tensor struct {
+	shape []int
+	f32   []float32
+	i32   []int32
+}
+
+// ONNX field numbers (onnx.proto).
+const (
+	onnxFloat = 1
+	onnxInt64 = 7
+
+	attrInt    = 2
+	attrString = 3
+	attrInts   = 7
+)
+
+type graph struct {
+	nodes, inits [][]byte
+	n            int
+}
+
+func (g *graph) name(prefix string) string {
+	g.n++
+	return fmt.Sprintf("%s_%d", prefix, g.n)
+}
+
+type attr struct {
+	name string
+	i    *int64
+	ints []int64
+	s    string
+}
+
+func intAttr(name string, v int64) attr      { return attr{name: name, i: &v} }
+func intsAttr(name string, v ...int64) attr  { return attr{name: name, ints: v} }
+func stringAttr(name string, v string) attr { return attr{name: name, s: v} }
+
+func (g *graph) node(op string, in []string, out string, attrs ...attr) {
+	var b []byte
+	for _, s := range in {
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendString(b, s)
+	}
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	b = protowire.AppendString(b, out)
+	b = protowire.AppendTag(b, 3, protowire.BytesType)
+	b = protowire.AppendString(b, out)
+	b = protowire.AppendTag(b, 4, protowire.BytesType)
+	b = protowire.AppendString(b, op)
+	for _, a := range attrs {
+		var ab []byte
+		ab = protowire.AppendTag(ab, 1, protowire.BytesType)
+		ab = protowire.AppendString(ab, a.name)
+		switch {
+		case a.i != nil:
+			ab = protowire.AppendTag(ab, 3, protowire.VarintType)
+			ab = protowire.AppendVarint(ab, uint64(*a.i))
+			ab = protowire.AppendTag(ab, 20, protowire.VarintType)
+			ab = protowire.AppendVarint(ab, attrInt)
+		case a.ints != nil:
+			for _, v := range a.ints {
+				ab = protowire.AppendTag(ab, 8, protowire.VarintType)
+				ab = protowire.AppendVarint(ab, uint64(v))
+			}
+			ab = protowire.AppendTag(ab, 20, protowire.VarintType)
+			ab = protowire.AppendVarint(ab, attrInts)
+		default:
+			ab = protowire.AppendTag(ab, 4, protowire.BytesType)
+			ab = protowire.AppendString(ab, a.s)
+			ab = protowire.AppendTag(ab, 20, protowire.VarintType)
+			ab = protowire.AppendVarint(ab, attrString)
+		}
+		b = protowire.AppendTag(b, 5, protowire.BytesType)
+		b = protowire.AppendBytes(b, ab)
+	}
+	g.nodes = append(g.nodes, b)
+}
+
+// init adds a constant: float32 data, or int64 when f is nil.
+func (g *graph) init(name string, dims []int, f []float32, i []int64) {
+	var b []byte
+	for _, d := range dims {
+		b = protowire.AppendTag(b, 1, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(d))
+	}
+	b = protowire.AppendTag(b, 2, protowire.VarintType)
+	var raw []byte
+	if f != nil {
+		b = protowire.AppendVarint(b, onnxFloat)
+		for _, v := range f {
+			raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(v))
+		}
+	} else {
+		b = protowire.AppendVarint(b, onnxInt64)
+		for _, v := range i {
+			raw = binary.LittleEndian.AppendUint64(raw, uint64(v))
+		}
+	}
+	b = protowire.AppendTag(b, 8, protowire.BytesType)
+	b = protowire.AppendString(b, name)
+	b = protowire.AppendTag(b, 9, protowire.BytesType)
+	b = protowire.AppendBytes(b, raw)
+	g.inits = append(g.inits, b)
+}
+
+func valueInfo(name string, dims []int) []byte {
+	var shape []byte
+	for _, d := range dims {
+		var dim []byte
+		if d < 0 { // any size: the batch
+			dim = protowire.AppendTag(dim, 2, protowire.BytesType)
+			dim = protowire.AppendString(dim, "batch")
+		} else {
+			dim = protowire.AppendTag(dim, 1, protowire.VarintType)
+			dim = protowire.AppendVarint(dim, uint64(d))
+		}
+		shape = protowire.AppendTag(shape, 1, protowire.BytesType)
+		shape = protowire.AppendBytes(shape, dim)
+	}
+	var tt []byte
+	tt = protowire.AppendTag(tt, 1, protowire.VarintType)
+	tt = protowire.AppendVarint(tt, onnxFloat)
+	if dims != nil {
+		tt = protowire.AppendTag(tt, 2, protowire.BytesType)
+		tt = protowire.AppendBytes(tt, shape)
+	}
+	var typ []byte
+	typ = protowire.AppendTag(typ, 1, protowire.BytesType)
+	typ = protowire.AppendBytes(typ, tt)
+	var vi []byte
+	vi = protowire.AppendTag(vi, 1, protowire.BytesType)
+	vi = protowire.AppendString(vi, name)
+	vi = protowire.AppendTag(vi, 2, protowire.BytesType)
+	vi = protowire.AppendBytes(vi, typ)
+	return vi
+}
+
+// toONNX translates a TensorFlow.js BlazeFace graph (NHWC) into an ONNX model (NCHW
+// inside) with the same input (NHWC, float32) and outputs, named as in the graph.
+func toONNX(modelJSON, weights []byte, input string, inputShape []int, outputs []string) ([]byte, error) {
+	var m tfjsModel
+	if err := json.Unmarshal(modelJSON, &m); err != nil {
+		return nil, fmt.Errorf("model json: %w", err)
+	}
+	consts := map[string]tensor{}
+	off := 0
+	for _, grp := range m.Manifest {
+		for _, w := range grp.Weights {
+			n := 1
+			for _, d := range w.Shape {
+				n *= d
+			}
+			if off+4*n > len(weights) {
+				return nil, fmt.Errorf("weights: %s runs past the end of the file", w.Name)
+			}
+			t := tensor{shape: w.Shape}
+			for k := range n {
+				u := binary.LittleEndian.Uint32(weights[off+4*k:])
+				switch w.Dtype {
+				case "float32":
+					t.f32 = append(t.f32, math.Float32frombits(u))
+				case "int32":
+					t.i32 = append(t.i32, int32(u))
+				default:
+					return nil, fmt.Errorf("weights: %s has dtype %s", w.Name, w.Dtype)
+				}
+			}
+			off += 4 * n
+			consts[w.Name] = t
+		}
+	}
+	if off != len(weights) {
+		return nil, fmt.Errorf("weights: %d bytes read of %d", off, len(weights))
+	}
+	g := &graph{}
+	alias := map[string]string{} // tfjs tensor → ONNX tensor (NCHW unless at the edges)
+	ref := func(s string) (string, error) {
+		s = strings.TrimSuffix(s, ":0")
+		if a, ok := alias[s]; ok {
+			return a, nil
+		}
+		return "", fmt.Errorf("input %q is not computed by an earlier node", s)
+	}
+	weight := func(s string) (tensor, error) {
+		t, ok := consts[s]
+		if !ok {
+			return t, fmt.Errorf("constant %q not in the weights", s)
+		}
+		return t, nil
+	}
+	for _, n := range m.Topology.Node {
+		switch n.Op {
+		case "Const":
+			continue
+		case "Placeholder":
+			if n.Name != input {
+				return nil, fmt.Errorf("unexpected input %q", n.Name)
+			}
+			alias[n.Name] = g.name("nchw")
+			g.node("Transpose", []string{input}, alias[n.Name], intsAttr("perm", 0, 3, 1, 2))
+			continue
+		}
+		x, err := ref(n.Input[0])
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", n.Name, err)
+		}
+		out := g.name(n.Op)
+		switch n.Op {
+		case "Identity":
+			out = x
+		case "Relu":
+			g.node("Relu", []string{x}, out)
+		case "AddV2":
+			y, err := ref(n.Input[1])
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", n.Name, err)
+			}
+			g.node("Add", []string{x, y}, out)
+		case "_FusedConv2D", "DepthwiseConv2dNative":
+			f, err := weight(n.Input[1])
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", n.Name, err)
+			}
+			kh, kw, ci, co := f.shape[0], f.shape[1], f.shape[2], f.shape[3]
+			var w []float32
+			var dims []int
+			group := int64(1)
+			if n.Op == "DepthwiseConv2dNative" { // [kh kw C mult] → [C·mult 1 kh kw]
+				dims = []int{ci * co, 1, kh, kw}
+				w = make([]float32, ci*co*kh*kw)
+				for c := range ci {
+					for mu := range co {
+						for i := range kh {
+							for j := range kw {
+								w[((c*co+mu)*kh+i)*kw+j] = f.f32[((i*kw+j)*ci+c)*co+mu]
+							}
+						}
+					}
+				}
+				group = int64(ci)
+			} else { // HWIO → OIHW
+				dims = []int{co, ci, kh, kw}
+				w = make([]float32, co*ci*kh*kw)
+				for o := range co {
+					for c := range ci {
+						for i := range kh {
+							for j := range kw {
+								w[((o*ci+c)*kh+i)*kw+j] = f.f32[((i*kw+j)*ci+c)*co+o]
+							}
+						}
+					}
+				}
+			}
+			wn := g.name("w")
+			g.init(wn, dims, w, nil)
+			ins := []string{x, wn}
+			fused := n.Attr["fused_ops"].strs()
+			if n.Op == "_FusedConv2D" {
+				if len(fused) == 0 || fused[0] != "BiasAdd" || len(fused) > 2 || len(fused) == 2 && fused[1] != "Relu" {
+					return nil, fmt.Errorf("%s: fused ops %v not supported", n.Name, fused)
+				}
+				b, err := weight(n.Input[2])
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", n.Name, err)
+				}
+				bn := g.name("b")
+				g.init(bn, b.shape, b.f32, nil)
+				ins = append(ins, bn)
+			}
+			s := n.Attr["strides"].ints()
+			attrs := []attr{intAttr("group", group), intsAttr("kernel_shape", int64(kh), int64(kw)), intsAttr("strides", s[1], s[2]), padding(n)}
+			conv := out
+			if len(fused) == 2 {
+				conv = g.name("conv")
+			}
+			g.node("Conv", ins, conv, attrs...)
+			if len(fused) == 2 {
+				g.node("Relu", []string{conv}, out)
+			}
+		case "MaxPool":
+			k, s := n.Attr["ksize"].ints(), n.Attr["strides"].ints()
+			g.node("MaxPool", []string{x}, out, intsAttr("kernel_shape", k[1], k[2]), intsAttr("strides", s[1], s[2]), padding(n))
+		case "Pad": // NHWC paddings [4,2] → ONNX pads on NCHW [begins..., ends...]
+			p, err := weight(n.Input[1])
+			if err != nil || len(p.i32) != 8 {
+				return nil, fmt.Errorf("%s: paddings: %v", n.Name, err)
+			}
+			order := []int{0, 3, 1, 2}
+			pads := make([]int64, 8)
+			for k, ax := range order {
+				pads[k], pads[4+k] = int64(p.i32[2*ax]), int64(p.i32[2*ax+1])
+			}
+			pn := g.name("pads")
+			g.init(pn, []int{8}, nil, pads)
+			g.node("Pad", []string{x, pn}, out)
+		case "Reshape": // the graph reshapes NHWC: back to NHWC first
+			p, err := weight(n.Input[1])
+			if err != nil {
+				return nil, fmt.Errorf("%s: shape: %v", n.Name, err)
+			}
+			shape := make([]int64, len(p.i32))
+			for k, v := range p.i32 {
+				shape[k] = int64(v)
+			}
+			if len(shape) > 0 && shape[0] == 1 {
+				shape[0] = -1 // keep the batch
+			}
+			nhwc := g.name("nhwc")
+			g.node("Transpose", []string{x}, nhwc, intsAttr("perm", 0, 2, 3, 1))
+			sn := g.name("shape")
+			g.init(sn, []int{len(shape)}, nil, shape)
+			g.node("Reshape", []string{nhwc, sn}, out)
+		default:
+			return nil, fmt.Errorf("%s: operation %s not supported", n.Name, n.Op)
+		}
+		alias[n.Name] = out
+	}
+	var gb []byte
+	for _, n := range g.nodes {
+		gb = protowire.AppendTag(gb, 1, protowire.BytesType)
+		gb = protowire.AppendBytes(gb, n)
+	}
+	gb = protowire.AppendTag(gb, 2, protowire.BytesType)
+	gb = protowire.AppendString(gb, "blazeface")
+	for _, t := range g.inits {
+		gb = protowire.AppendTag(gb, 5, protowire.BytesType)
+		gb = protowire.AppendBytes(gb, t)
+	}
+	gb = protowire.AppendTag(gb, 11, protowire.BytesType)
+	gb = protowire.AppendBytes(gb, valueInfo(input, inputShape))
+	for _, o := range outputs {
+		src, err := ref(o)
+		if err != nil {
+			return nil, fmt.Errorf("output: %w", err)
+		}
+		g.node("Identity", []string{src}, o)
+		gb = protowire.AppendTag(gb, 12, protowire.BytesType)
+		gb = protowire.AppendBytes(gb, valueInfo(o, nil))
+	}
+	// The output Identity nodes were appended after the graph's nodes were written.
+	for _, n := range g.nodes[len(g.nodes)-len(outputs):] {
+		gb = protowire.AppendTag(gb, 1, protowire.BytesType)
+		gb = protowire.AppendBytes(gb, n)
+	}
+	var mb []byte
+	mb = protowire.AppendTag(mb, 1, protowire.VarintType) // ir_version
+	mb = protowire.AppendVarint(mb, 8)
+	mb = protowire.AppendTag(mb, 2, protowire.BytesType)
+	mb = protowire.AppendString(mb, "visionstack")
+	var opset []byte
+	opset = protowire.AppendTag(opset, 2, protowire.VarintType)
+	opset = protowire.AppendVarint(opset, 13)
+	mb = protowire.AppendTag(mb, 8, protowire.BytesType)
+	mb = protowire.AppendBytes(mb, opset)
+	mb = protowire.AppendTag(mb, 7, protowire.BytesType)
+	mb = protowire.AppendBytes(mb, gb)
+	return mb, nil
+}
+
+// padding maps TensorFlow's SAME (extra padding after) and VALID.
+func padding(n tfjsNode) attr {
+	if n.Attr["padding"].str() == "SAME" {
+		return stringAttr("auto_pad", "SAME_UPPER")
+	}
+	return stringAttr("auto_pad", "VALID")
+}

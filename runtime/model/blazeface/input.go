@@ -1,0 +1,64 @@
+package blazeface
+
+import "math"
+
+// Window fills dst (Size×Size×3) with the square window of side side at (x0, y0) of
+// an RGB image (w×h, 3 bytes a pixel), scaled to the model's input and to [-1, 1]:
+// each input pixel averages the source pixels it covers when the window shrinks, or
+// interpolates between them when it grows. What lies outside the image is grey (0).
+func Window(rgb []uint8, w, h int, x0, y0, side float64, dst []float32) {
+	s := side / Size
+	for oy := range Size {
+		for ox := range Size {
+			o := (oy*Size + ox) * 3
+			var c [3]float64
+			var n float64
+			if s > 1 {
+				ya, yb := int(math.Floor(y0+float64(oy)*s)), int(math.Floor(y0+float64(oy+1)*s))
+				xa, xb := int(math.Floor(x0+float64(ox)*s)), int(math.Floor(x0+float64(ox+1)*s))
+				for y := max(ya, 0); y < min(yb, h); y++ {
+					for x := max(xa, 0); x < min(xb, w); x++ {
+						p := (y*w + x) * 3
+						c[0] += float64(rgb[p])
+						c[1] += float64(rgb[p+1])
+						c[2] += float64(rgb[p+2])
+						n++
+					}
+				}
+				// Pixels outside the image count as grey (127.5).
+				if all := float64((yb - ya) * (xb - xa)); all > n {
+					for k := range c {
+						c[k] += 127.5 * (all - n)
+					}
+					n = all
+				}
+			} else {
+				fx, fy := x0+(float64(ox)+0.5)*s-0.5, y0+(float64(oy)+0.5)*s-0.5
+				if fx < -0.5 || fy < -0.5 || fx > float64(w)-0.5 || fy > float64(h)-0.5 {
+					dst[o], dst[o+1], dst[o+2] = 0, 0, 0
+					continue
+				}
+				xa, ya := int(math.Floor(fx)), int(math.Floor(fy))
+				tx, ty := fx-float64(xa), fy-float64(ya)
+				for _, q := range [4]struct {
+					x, y int
+					wt   float64
+				}{{xa, ya, (1 - tx) * (1 - ty)}, {xa + 1, ya, tx * (1 - ty)}, {xa, ya + 1, (1 - tx) * ty}, {xa + 1, ya + 1, tx * ty}} {
+					x, y := min(max(q.x, 0), w-1), min(max(q.y, 0), h-1)
+					p := (y*w + x) * 3
+					for k := range c {
+						c[k] += q.wt * float64(rgb[p+k])
+					}
+				}
+				n = 1
+			}
+			if n == 0 {
+				dst[o], dst[o+1], dst[o+2] = 0, 0, 0
+				continue
+			}
+			for k := range c {
+				dst[o+k] = float32(c[k]/n/127.5 - 1)
+			}
+		}
+	}
+}
