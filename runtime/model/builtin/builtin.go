@@ -1,12 +1,14 @@
-// Package builtin is the face detector shipped in the binary: pigo's pixel-intensity
-// cascade (cascade/facefinder, MIT, see cascade/LICENSE-pigo) behind the Vertex AI
+// Package builtin is the face detector shipped in the binary, behind the Vertex AI
 // AutoML detection contract, so the pipeline treats it like any remote model.
 //
-// It is tuned for recall, because a missed face is an anonymization failure while a
-// blurred hand is only cosmetic: a small minimum face, fine scale steps, and a
-// confidence scale that puts weak cascade scores above the default 0.5 threshold.
-// Rotated passes (pigo's angle) found one more tilted face on the samples at 4-20×
-// the cost, so they are available (Params.Angles) but off by default.
+// By default it is MediaPipe's BlazeFace (back-camera model, runtime/model/blazeface)
+// on ONNX Runtime: one window over the whole image for large faces and overlapping
+// tiles for small ones. pigo's pixel-intensity cascade (cascade/facefinder, MIT, see
+// cascade/LICENSE-pigo) remains as Params.Detector "pigo": it needs no native
+// library, finds fewer faces and is slower (README "Anonymization").
+//
+// Both are tuned for recall, because a missed face is an anonymization failure while
+// a blurred hand is only cosmetic.
 package builtin
 
 import (
@@ -15,9 +17,13 @@ import (
 	"encoding/base64"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
+	"sync"
 
 	pigo "github.com/esimov/pigo/core"
+
+	"github.com/visionstack/visionstack/runtime/model/blazeface"
 
 	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/runtime/fault"
@@ -32,12 +38,28 @@ var facefinder []byte
 // Label of every detection.
 const Label = "face"
 
-// Version of the built-in model: the cascade and the parameters. Bump it whenever
-// either changes, so results and drift baselines say which one produced them.
-const Version = "pigo-facefinder/1"
+// Version of the built-in model with DefaultParams: the detector and its settings.
+// Bump it whenever either changes, so results and drift baselines say which one
+// produced them. PigoVersion is the cascade's.
+const (
+	Version     = blazeface.Version + "+tiles512"
+	PigoVersion = "pigo-facefinder/1"
+)
+
+// Detectors.
+const (
+	DetectorBlazeFace = "blazeface"
+	DetectorPigo      = "pigo"
+)
 
 // Params tune the detector; DefaultParams are what was measured best on the samples.
 type Params struct {
+	Detector string // DetectorBlazeFace (the default when empty) or DetectorPigo
+	// BlazeFace: the tile side for small faces, in pixels of the analysed image
+	// (0: whole image only), and the tiles' overlap.
+	Tile    int
+	Overlap float64
+	// pigo:
 	MinSizeFrac float64   // smallest face, as a fraction of the shorter side
 	MinSizePx   int       // and never below this
 	ShiftFactor float64   // scan step, fraction of the window
@@ -49,6 +71,9 @@ type Params struct {
 
 // DefaultParams: see README "Built-in face model" for the measurements behind them.
 var DefaultParams = Params{
+	Detector:    DetectorBlazeFace,
+	Tile:        512,
+	Overlap:     0.25,
 	MinSizeFrac: 0.03,
 	MinSizePx:   20,
 	ShiftFactor: 0.1,
@@ -61,18 +86,53 @@ var DefaultParams = Params{
 // Model is the built-in face detector. It is safe for concurrent use.
 type Model struct {
 	cascade *pigo.Pigo
+	faces   *blazeface.Detector // nil: pigo
 	params  Params
 }
 
 var _ model.Predictor = (*Model)(nil)
 
-// New unpacks the embedded cascade.
+// New loads the detector p names.
 func New(p Params) (*Model, error) {
-	c, err := pigo.NewPigo().Unpack(facefinder)
-	if err != nil {
-		return nil, fmt.Errorf("builtin faces: unpack cascade: %w", err)
+	switch p.Detector {
+	case "", DetectorBlazeFace:
+		net, err := sharedNet()
+		if err != nil {
+			return nil, fmt.Errorf("builtin faces: %w", err)
+		}
+		return &Model{faces: &blazeface.Detector{Net: net, Tile: p.Tile, Overlap: p.Overlap}, params: p}, nil
+	case DetectorPigo:
+		c, err := pigo.NewPigo().Unpack(facefinder)
+		if err != nil {
+			return nil, fmt.Errorf("builtin faces: unpack cascade: %w", err)
+		}
+		return &Model{cascade: c, params: p}, nil
 	}
-	return &Model{cascade: c, params: p}, nil
+	return nil, fmt.Errorf("builtin faces: unknown detector %q (%s or %s)", p.Detector, DetectorBlazeFace, DetectorPigo)
+}
+
+// One ONNX Runtime session serves every Model in the process: it is safe for
+// concurrent runs, and each session holds the model's weights.
+var (
+	netOnce sync.Once
+	net     *blazeface.Net
+	netErr  error
+)
+
+func sharedNet() (*blazeface.Net, error) {
+	netOnce.Do(func() { net, netErr = blazeface.NewNet() })
+	return net, netErr
+}
+
+// version is what produced this model's predictions.
+func (m *Model) version() string {
+	if m.faces == nil {
+		return PigoVersion
+	}
+	if m.params.Tile == DefaultParams.Tile && m.params.Overlap == DefaultParams.Overlap {
+		return Version
+	}
+	return fmt.Sprintf("%s+tiles%d/%g", blazeface.Version, m.params.Tile, m.params.Overlap)
 }
 
 // Predict detects faces in each instance.
@@ -86,11 +146,11 @@ func (m *Model) Predict(ctx context.Context, instances []model.Instance, params 
 		if err != nil {
 			return nil, fault.Permanent(fmt.Errorf("instance %d: content is not base64: %w", i, err))
 		}
-		pix, w, h, err := decodeGray(data)
+		pred, err := m.predict(data, params)
 		if err != nil {
 			return nil, fmt.Errorf("instance %d: %w", i, err)
 		}
-		out = append(out, m.DetectGray(pix, w, h, params))
+		out = append(out, pred)
 	}
 	return out, nil
 }
@@ -103,15 +163,59 @@ var InputLimits = func() imaging.Limits {
 	return imaging.LimitsFor(p.Pipeline.Prepare)
 }()
 
-// decodeGray decodes an instance as it is (no resize, no orientation: the caller
-// sent what it wants analyzed), through the gate.
-func decodeGray(data []byte) ([]uint8, int, int, error) {
-	img, _, err := InputLimits.Thumbnail(data, imaging.MaxSide, imaging.CropNone, false)
+// predict decodes an instance as it is (no resize, no orientation: the caller sent
+// what it wants analyzed), through the gate, and detects faces in it.
+func (m *Model) predict(data []byte, params model.Parameters) (model.Prediction, error) {
+	img, _, err := InputLimits.Decode(data, imaging.MaxSide, false)
 	if err != nil {
-		return nil, 0, 0, err
+		return model.Prediction{}, err
 	}
 	defer img.Close()
-	return img.Gray()
+	if m.faces == nil {
+		pix, w, h, err := img.Gray()
+		if err != nil {
+			return model.Prediction{}, err
+		}
+		return m.DetectGray(pix, w, h, params), nil
+	}
+	rgb, w, h, err := img.RGB()
+	if err != nil {
+		return model.Prediction{}, err
+	}
+	return m.detectRGB(rgb, w, h, params)
+}
+
+// detectRGB runs BlazeFace on 8-bit RGB pixels.
+func (m *Model) detectRGB(rgb []uint8, w, h int, params model.Parameters) (model.Prediction, error) {
+	faces, err := m.faces.Detect(rgb, w, h, max(params.ConfidenceThreshold, MinConfidence))
+	if err != nil {
+		return model.Prediction{}, err
+	}
+	pred := emptyPrediction(m.version())
+	for _, f := range faces {
+		if params.MaxPredictions > 0 && len(pred.Confidences) >= params.MaxPredictions {
+			break
+		}
+		// BlazeFace's box runs from the brows to the chin; anonymization pads it.
+		addFace(&pred, f.Score, [4]float64{clamp01(f.X0 / float64(w)), clamp01(f.X1 / float64(w)), clamp01(f.Y0 / float64(h)), clamp01(f.Y1 / float64(h))})
+	}
+	return pred, nil
+}
+
+// MinConfidence is the lowest score BlazeFace reports: below it, the network's
+// outputs are mostly background.
+const MinConfidence = 0.3
+
+func emptyPrediction(version string) model.Prediction {
+	return model.Prediction{IDs: []string{}, DisplayNames: []string{}, Confidences: []float64{}, BBoxes: [][4]float64{}, Version: version}
+}
+
+// addFace appends one face: confidence and normalised [xMin, xMax, yMin, yMax].
+func addFace(p *model.Prediction, conf float64, box [4]float64) {
+	p.IDs = append(p.IDs, "0")
+	p.DisplayNames = append(p.DisplayNames, Label)
+	p.Confidences = append(p.Confidences, math.Round(conf*1e4)/1e4)
+	p.BBoxes = append(p.BBoxes, box)
 }
 
 // VerifySide and VerifyConfidence: the verification pass looks at the anonymized image
@@ -131,6 +235,9 @@ func (m *Model) Faces(img *imaging.Image, within []meta.Box) ([]meta.Detection, 
 		return nil, err
 	}
 	defer small.Close()
+	if m.faces != nil {
+		return m.facesRGB(small, within)
+	}
 	pix, w, h, err := small.Gray()
 	if err != nil {
 		return nil, err
@@ -168,6 +275,34 @@ func (m *Model) Faces(img *imaging.Image, within []meta.Box) ([]meta.Detection, 
 	return dets, nil
 }
 
+// facesRGB is Faces for BlazeFace. Its windows are fixed, so it looks everywhere
+// and keeps what touches an area when within is given.
+func (m *Model) facesRGB(small *imaging.Image, within []meta.Box) ([]meta.Detection, error) {
+	rgb, w, h, err := small.RGB()
+	if err != nil {
+		return nil, err
+	}
+	pred, err := m.detectRGB(rgb, w, h, model.Parameters{ConfidenceThreshold: VerifyConfidence})
+	if err != nil {
+		return nil, err
+	}
+	var dets []meta.Detection
+	for i, b := range pred.BBoxes {
+		box := meta.Box{XMin: b[0], XMax: b[1], YMin: b[2], YMax: b[3]}
+		if within != nil && !slices.ContainsFunc(within, func(a meta.Box) bool { return touches(a, box) }) {
+			continue
+		}
+		dets = append(dets, meta.Detection{Label: Label, Confidence: pred.Confidences[i], Box: &box})
+	}
+	return dets, nil
+}
+
+// touches says whether b overlaps a grown by half its size on each side.
+func touches(a, b meta.Box) bool {
+	mx, my := (a.XMax-a.XMin)/2, (a.YMax-a.YMin)/2
+	return b.XMax > a.XMin-mx && b.XMin < a.XMax+mx && b.YMax > a.YMin-my && b.YMin < a.YMax+my
+}
+
 // DetectGray runs the cascade on 8-bit luminance pixels.
 func (m *Model) DetectGray(pix []uint8, w, h int, params model.Parameters) model.Prediction {
 	return m.detect(pix, w, h, max(m.params.MinSizePx, int(m.params.MinSizeFrac*float64(min(w, h)))), params)
@@ -192,7 +327,7 @@ func (m *Model) detect(pix []uint8, w, h, minSize int, params model.Parameters) 
 	sort.Slice(dets, func(i, j int) bool { return dets[i].Q > dets[j].Q })
 	dets = dropNested(dets)
 
-	pred := model.Prediction{IDs: []string{}, DisplayNames: []string{}, Confidences: []float64{}, BBoxes: [][4]float64{}, Version: Version}
+	pred := emptyPrediction(PigoVersion)
 	for _, d := range dets {
 		conf := 1 - math.Exp(-float64(d.Q)/p.QScale)
 		if conf < params.ConfidenceThreshold {
@@ -208,10 +343,7 @@ func (m *Model) detect(pix []uint8, w, h, minSize int, params model.Parameters) 
 			clamp01((float64(d.Row) - half) / float64(h)),
 			clamp01((float64(d.Row) + half) / float64(h)),
 		}
-		pred.IDs = append(pred.IDs, "0")
-		pred.DisplayNames = append(pred.DisplayNames, Label)
-		pred.Confidences = append(pred.Confidences, math.Round(conf*1e4)/1e4)
-		pred.BBoxes = append(pred.BBoxes, box)
+		addFace(&pred, conf, box)
 	}
 	return pred
 }
