@@ -13,12 +13,19 @@ RUN go mod download
 COPY . .
 RUN CGO_ENABLED=1 go build -trimpath -ldflags="-s -w" -o /out/visionstack ./cmd/visionstack
 
+# ONNX Runtime's library for the built-in face detector, from the npm package
+# onnxruntime-node (pinned version and sha256 in the script).
+FROM node:20-bookworm-slim AS onnxruntime
+COPY scripts/install-onnxruntime.sh /install-onnxruntime.sh
+RUN /install-onnxruntime.sh /ort
+
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends libvips42 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin visionstack
 WORKDIR /app
 COPY --from=build /out/visionstack /usr/local/bin/visionstack
+COPY --from=onnxruntime /ort/1.30.0/libonnxruntime.so /usr/local/lib/libonnxruntime.so
 # The project files travel with the image: VISIONSTACK_PROJECT selects one.
 COPY projects/ /app/projects/
 USER 10001:10001

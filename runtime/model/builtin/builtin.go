@@ -1,11 +1,11 @@
 // Package builtin is the face detector shipped in the binary, behind the Vertex AI
 // AutoML detection contract, so the pipeline treats it like any remote model.
 //
-// By default it is MediaPipe's BlazeFace (back-camera model, runtime/model/blazeface)
-// on ONNX Runtime: one window over the whole image for large faces and overlapping
-// tiles for small ones. pigo's pixel-intensity cascade (cascade/facefinder, MIT, see
-// cascade/LICENSE-pigo) remains as Params.Detector "pigo": it needs no native
-// library, finds fewer faces and is slower (README "Anonymization").
+// By default it is pigo's pixel-intensity cascade (cascade/facefinder, MIT, see
+// cascade/LICENSE-pigo). BlazeFaceParams select MediaPipe's BlazeFace (back-camera
+// model, runtime/model/blazeface) on ONNX Runtime: one window over the whole image
+// for large faces and overlapping tiles for small ones. It finds more faces, faster,
+// but is not the default yet (README "Built-in face model" says why).
 //
 // Both are tuned for recall, because a missed face is an anonymization failure while
 // a blurred hand is only cosmetic.
@@ -42,8 +42,9 @@ const Label = "face"
 // Bump it whenever either changes, so results and drift baselines say which one
 // produced them. PigoVersion is the cascade's.
 const (
-	Version     = blazeface.Version + "+tiles512"
-	PigoVersion = "pigo-facefinder/1"
+	Version          = PigoVersion
+	PigoVersion      = "pigo-facefinder/1"
+	BlazeFaceVersion = blazeface.Version + "-tiles512"
 )
 
 // Detectors.
@@ -54,7 +55,7 @@ const (
 
 // Params tune the detector; DefaultParams are what was measured best on the samples.
 type Params struct {
-	Detector string // DetectorBlazeFace (the default when empty) or DetectorPigo
+	Detector string // DetectorPigo (DefaultParams) or DetectorBlazeFace (also when empty)
 	// BlazeFace: the tile side for small faces, in pixels of the analysed image
 	// (0: whole image only), and the tiles' overlap.
 	Tile    int
@@ -71,7 +72,7 @@ type Params struct {
 
 // DefaultParams: see README "Built-in face model" for the measurements behind them.
 var DefaultParams = Params{
-	Detector:    DetectorBlazeFace,
+	Detector:    DetectorPigo,
 	Tile:        512,
 	Overlap:     0.25,
 	MinSizeFrac: 0.03,
@@ -82,6 +83,13 @@ var DefaultParams = Params{
 	IoU:         0.2,
 	QScale:      5,
 }
+
+// BlazeFaceParams select BlazeFace with whole-image and 512 px tile windows.
+var BlazeFaceParams = func() Params {
+	p := DefaultParams
+	p.Detector = DetectorBlazeFace
+	return p
+}()
 
 // Model is the built-in face detector. It is safe for concurrent use.
 type Model struct {
@@ -129,10 +137,10 @@ func (m *Model) version() string {
 	if m.faces == nil {
 		return PigoVersion
 	}
-	if m.params.Tile == DefaultParams.Tile && m.params.Overlap == DefaultParams.Overlap {
-		return Version
+	if m.params.Tile == BlazeFaceParams.Tile && m.params.Overlap == BlazeFaceParams.Overlap {
+		return BlazeFaceVersion
 	}
-	return fmt.Sprintf("%s+tiles%d/%g", blazeface.Version, m.params.Tile, m.params.Overlap)
+	return fmt.Sprintf("%s-tiles%d-%g", blazeface.Version, m.params.Tile, m.params.Overlap)
 }
 
 // Predict detects faces in each instance.
@@ -196,11 +204,17 @@ func (m *Model) detectRGB(rgb []uint8, w, h int, params model.Parameters) (model
 		if params.MaxPredictions > 0 && len(pred.Confidences) >= params.MaxPredictions {
 			break
 		}
-		// BlazeFace's box runs from the brows to the chin; anonymization pads it.
-		addFace(&pred, f.Score, [4]float64{clamp01(f.X0 / float64(w)), clamp01(f.X1 / float64(w)), clamp01(f.Y0 / float64(h)), clamp01(f.Y1 / float64(h))})
+		// BlazeFace's box runs from the brows to the mouth; grown to the whole face
+		// (forehead, chin), as a face box is expected to be and anonymization needs.
+		cx, cy := (f.X0+f.X1)/2, (f.Y0+f.Y1)/2
+		hw, hh := (f.X1-f.X0)*BoxGrowth/2, (f.Y1-f.Y0)*BoxGrowth/2
+		addFace(&pred, f.Score, [4]float64{clamp01((cx - hw) / float64(w)), clamp01((cx + hw) / float64(w)), clamp01((cy - hh) / float64(h)), clamp01((cy + hh) / float64(h))})
 	}
 	return pred, nil
 }
+
+// BoxGrowth scales BlazeFace's boxes about their centre.
+const BoxGrowth = 1.3
 
 // MinConfidence is the lowest score BlazeFace reports: below it, the network's
 // outputs are mostly background.
@@ -223,6 +237,10 @@ func addFace(p *model.Prediction, conf float64, box [4]float64) {
 const (
 	VerifySide       = 1024
 	VerifyConfidence = 0.35
+	// BlazeFace scores real faces high (0.65 and up on the samples) and fires at
+	// 0.35–0.5 on the smooth blobs anonymization leaves, which would then be
+	// anonymized again and again: its re-check uses the analysis threshold.
+	VerifyConfidenceBlazeFace = 0.5
 )
 
 // Faces finds faces in an image already in memory (the verification pass over an
@@ -282,7 +300,7 @@ func (m *Model) facesRGB(small *imaging.Image, within []meta.Box) ([]meta.Detect
 	if err != nil {
 		return nil, err
 	}
-	pred, err := m.detectRGB(rgb, w, h, model.Parameters{ConfidenceThreshold: VerifyConfidence})
+	pred, err := m.detectRGB(rgb, w, h, model.Parameters{ConfidenceThreshold: VerifyConfidenceBlazeFace})
 	if err != nil {
 		return nil, err
 	}
