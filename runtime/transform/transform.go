@@ -260,22 +260,14 @@ func union(a, b imaging.Rect) imaging.Rect {
 	return imaging.Rect{X: x0, Y: y0, W: x1 - x0, H: y1 - y0}
 }
 
-// coveredBy says whether rs hold half of r or more between them (adjacent regions
-// of a crowd each hold part of a detection on their seam), and returns the one
-// holding most of it.
+// coveredBy returns the first of rs that holds half of r or more.
 func coveredBy(r imaging.Rect, rs []imaging.Rect) (imaging.Rect, bool) {
-	var best imaging.Rect
-	most, total := 0, 0
 	for _, o := range rs {
 		x0, y0 := max(r.X, o.X), max(r.Y, o.Y)
 		x1, y1 := min(r.X+r.W, o.X+o.W), min(r.Y+r.H, o.Y+o.H)
-		if x1 > x0 && y1 > y0 {
-			a := (x1 - x0) * (y1 - y0)
-			total += a // regions may overlap: an upper bound, fine for "half"
-			if a > most {
-				best, most = o, a
-			}
+		if x1 > x0 && y1 > y0 && 2*(x1-x0)*(y1-y0) >= r.W*r.H {
+			return o, true
 		}
 	}
-	return best, 2*total >= r.W*r.H
+	return imaging.Rect{}, false
 }
