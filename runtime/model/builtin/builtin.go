@@ -1,11 +1,11 @@
 // Package builtin is the face detector shipped in the binary, behind the Vertex AI
 // AutoML detection contract, so the pipeline treats it like any remote model.
 //
-// By default it is pigo's pixel-intensity cascade (cascade/facefinder, MIT, see
-// cascade/LICENSE-pigo). BlazeFaceParams select MediaPipe's BlazeFace (back-camera
-// model, runtime/model/blazeface) on ONNX Runtime: one window over the whole image
-// for large faces and overlapping tiles for small ones. It finds more faces, faster,
-// but is not the default yet (README "Built-in face model" says why).
+// By default it is MediaPipe's BlazeFace (back-camera model, runtime/model/blazeface)
+// on ONNX Runtime: one window over the whole image for large faces and overlapping
+// tiles for small ones. PigoParams select pigo's pixel-intensity cascade
+// (cascade/facefinder, MIT, see cascade/LICENSE-pigo), the detector before it: no
+// native library, fewer faces found, slower (README "Built-in face model").
 //
 // Both are tuned for recall, because a missed face is an anonymization failure while
 // a blurred hand is only cosmetic.
@@ -42,7 +42,7 @@ const Label = "face"
 // Bump it whenever either changes, so results and drift baselines say which one
 // produced them. PigoVersion is the cascade's.
 const (
-	Version          = PigoVersion
+	Version          = BlazeFaceVersion
 	PigoVersion      = "pigo-facefinder/1"
 	BlazeFaceVersion = blazeface.Version + "-tiles512"
 )
@@ -55,7 +55,7 @@ const (
 
 // Params tune the detector; DefaultParams are what was measured best on the samples.
 type Params struct {
-	Detector string // DetectorPigo (DefaultParams) or DetectorBlazeFace (also when empty)
+	Detector string // DetectorBlazeFace (DefaultParams; also when empty) or DetectorPigo
 	// BlazeFace: the tile side for small faces, in pixels of the analysed image
 	// (0: whole image only), and the tiles' overlap.
 	Tile    int
@@ -72,7 +72,7 @@ type Params struct {
 
 // DefaultParams: see README "Built-in face model" for the measurements behind them.
 var DefaultParams = Params{
-	Detector:    DetectorPigo,
+	Detector:    DetectorBlazeFace,
 	Tile:        512,
 	Overlap:     0.25,
 	MinSizeFrac: 0.03,
@@ -84,10 +84,10 @@ var DefaultParams = Params{
 	QScale:      5,
 }
 
-// BlazeFaceParams select BlazeFace with whole-image and 512 px tile windows.
-var BlazeFaceParams = func() Params {
+// PigoParams select pigo's cascade, the detector before BlazeFace.
+var PigoParams = func() Params {
 	p := DefaultParams
-	p.Detector = DetectorBlazeFace
+	p.Detector = DetectorPigo
 	return p
 }()
 
@@ -137,7 +137,7 @@ func (m *Model) version() string {
 	if m.faces == nil {
 		return PigoVersion
 	}
-	if m.params.Tile == BlazeFaceParams.Tile && m.params.Overlap == BlazeFaceParams.Overlap {
+	if m.params.Tile == DefaultParams.Tile && m.params.Overlap == DefaultParams.Overlap {
 		return BlazeFaceVersion
 	}
 	return fmt.Sprintf("%s-tiles%d-%g", blazeface.Version, m.params.Tile, m.params.Overlap)

@@ -123,8 +123,8 @@ func TestRecallOnSamples(t *testing.T) {
 		minRecall float64
 		maxAlarms int
 	}{
-		{"blazeface", builtin.BlazeFaceParams, minRecallBlazeFace, maxFalseAlarmsBlazeFace},
-		{"pigo (default)", builtin.DefaultParams, minRecall, maxFalseAlarms},
+		{"blazeface (default)", builtin.DefaultParams, minRecall, maxFalseAlarms},
+		{"pigo", builtin.PigoParams, minRecallPigo, maxFalseAlarmsPigo},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			m, err := builtin.New(c.params)
@@ -156,8 +156,7 @@ func TestSweep(t *testing.T) {
 	for _, angles := range [][]float64{{0}, third} {
 		for _, shift := range []float64{0.05, 0.1} {
 			for _, scale := range []float64{1.05, 1.1} {
-				p := builtin.DefaultParams
-				p.Detector = builtin.DetectorPigo
+				p := builtin.PigoParams
 				p.Angles, p.ShiftFactor, p.ScaleFactor = angles, shift, scale
 				m, _ := builtin.New(p)
 				start := time.Now()
