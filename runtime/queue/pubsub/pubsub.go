@@ -89,9 +89,7 @@ var _ queue.Sweeper = (*Queue)(nil)
 var SweepIdle = 3 * time.Second
 
 // sweepFlush is how long a Sweep keeps pulling after its nacks, so they are sent.
-// 300 ms lost nacks now and then on a loaded machine (the conformance test's second
-// sweep then saw nothing: the messages waited out their ack deadline).
-const sweepFlush = time.Second
+const sweepFlush = 300 * time.Millisecond
 
 // Sweep pulls the subscription's messages until none new arrives for SweepIdle.
 // A kept message is held, its lease extended by the client, until no new message
