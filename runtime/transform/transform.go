@@ -201,7 +201,14 @@ func (t *Transformer) verify(img *imaging.Image, b config.Blur, done []imaging.R
 			if _, ok := coveredBy(r, filled); ok {
 				continue
 			}
-			if region, ok := coveredBy(r, done); ok {
+			if _, ok := seenLarger(r, filled); ok {
+				continue
+			}
+			region, ok := coveredBy(r, done)
+			if !ok {
+				region, ok = seenLarger(r, done)
+			}
+			if ok {
 				if d.Confidence >= RecheckInside && !slices.Contains(again, region) {
 					again = append(again, region)
 				}
@@ -258,6 +265,23 @@ func union(a, b imaging.Rect) imaging.Rect {
 	x0, y0 := min(a.X, b.X), min(a.Y, b.Y)
 	x1, y1 := max(a.X+a.W, b.X+b.W), max(a.Y+a.H, b.Y+b.H)
 	return imaging.Rect{X: x0, Y: y0, W: x1 - x0, H: y1 - y0}
+}
+
+// seenLarger returns the first of rs that r holds half of or more, centred inside
+// it: the detector reading an anonymized region's blob at a larger scale (seen with
+// BlazeFace on pixelated boxes), not a new face beside it. Uniting the two and
+// anonymizing again only grows the blob, round after round.
+func seenLarger(r imaging.Rect, rs []imaging.Rect) (imaging.Rect, bool) {
+	cx, cy := r.X+r.W/2, r.Y+r.H/2
+	for _, o := range rs {
+		x0, y0 := max(r.X, o.X), max(r.Y, o.Y)
+		x1, y1 := min(r.X+r.W, o.X+o.W), min(r.Y+r.H, o.Y+o.H)
+		if x1 > x0 && y1 > y0 && 2*(x1-x0)*(y1-y0) >= o.W*o.H &&
+			cx >= o.X && cx < o.X+o.W && cy >= o.Y && cy < o.Y+o.H {
+			return o, true
+		}
+	}
+	return imaging.Rect{}, false
 }
 
 // coveredBy returns the first of rs that holds half of r or more.
