@@ -8,11 +8,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	ps "cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/visionstack/visionstack/runtime/queue"
 )
@@ -88,68 +91,79 @@ var _ queue.Sweeper = (*Queue)(nil)
 // SweepIdle ends a Sweep once no new message has arrived for this long.
 var SweepIdle = 3 * time.Second
 
-// sweepFlush is how long a Sweep keeps pulling after its nacks, so they are sent.
-const sweepFlush = 300 * time.Millisecond
-
-// Sweep pulls the subscription's messages until none new arrives for SweepIdle.
-// A kept message is held, its lease extended by the client, until no new message
-// comes, then nacked while the pull still runs (a nack sent during shutdown can be
-// lost, and the message would wait out its ack deadline), so the sweep sees each
-// message once. More than MaxOutstandingMessages kept at once stall the pull: the
-// rest wait for the next sweep.
+// Sweep pulls the subscription's messages with synchronous Pull calls until none new
+// arrives for SweepIdle. Handled messages are acknowledged; kept ones stay leased
+// until the end, so the sweep sees each once, and are then released with a
+// ModifyAckDeadline(0) whose answer it waits for. (Releasing them with the streaming
+// client's Nack at shutdown was lost now and then, and the next sweep found nothing
+// until their ack deadline ran out.)
 func (q *Queue) Sweep(ctx context.Context, subscription string, f func(context.Context, *queue.Message) bool) (int, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		mu      sync.Mutex
-		seen    = map[string]bool{}
-		release = make(chan struct{})
-		held    sync.WaitGroup
-	)
-	idle := time.AfterFunc(SweepIdle, func() {
-		close(release)
-		held.Wait()
-		time.Sleep(sweepFlush) // let the client send the nacks
+	admin := q.client.SubscriptionAdminClient
+	sub := subscription
+	if !strings.HasPrefix(sub, "projects/") {
+		sub = fmt.Sprintf("projects/%s/subscriptions/%s", q.project, subscription)
+	}
+	seen := map[string]bool{}
+	var keep []string
+	defer func() {
+		if len(keep) == 0 {
+			return
+		}
+		// Not ctx: release what was kept even when the caller gave up.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := admin.ModifyAckDeadline(rctx, &pubsubpb.ModifyAckDeadlineRequest{Subscription: sub, AckIds: keep}); err != nil {
+			q.log.Warn("sweep: releasing kept messages failed; they return after their ack deadline", "subscription", sub, "err", err)
+		}
+	}()
+	last := time.Now()
+	for {
+		wait := SweepIdle - time.Since(last)
+		if wait <= 0 {
+			return len(seen), nil
+		}
+		pctx, cancel := context.WithTimeout(ctx, wait)
+		resp, err := admin.Pull(pctx, &pubsubpb.PullRequest{Subscription: sub, MaxMessages: 100})
 		cancel()
-	})
-	defer idle.Stop()
-	err := q.client.Subscriber(subscription).Receive(ctx, func(rctx context.Context, m *ps.Message) {
-		mu.Lock()
-		again := seen[m.ID]
-		seen[m.ID] = true
-		if !again {
-			select {
-			case <-release:
-			default:
-				idle.Reset(SweepIdle)
+		if err != nil {
+			if ctx.Err() != nil {
+				return len(seen), ctx.Err()
+			}
+			if pctx.Err() != nil || status.Code(err) == codes.DeadlineExceeded {
+				continue // nothing within the idle time: the loop ends
+			}
+			return len(seen), fmt.Errorf("sweep %s: %w", subscription, err)
+		}
+		if len(resp.ReceivedMessages) == 0 {
+			select { // an empty answer can come at once: do not spin
+			case <-ctx.Done():
+				return len(seen), ctx.Err()
+			case <-time.After(min(100*time.Millisecond, wait)):
+			}
+			continue
+		}
+		var ack []string
+		for _, rm := range resp.ReceivedMessages {
+			m := rm.GetMessage()
+			if seen[m.GetMessageId()] { // its lease ran out during the sweep
+				keep = append(keep, rm.GetAckId())
+				continue
+			}
+			seen[m.GetMessageId()] = true
+			last = time.Now()
+			msg := &queue.Message{ID: m.GetMessageId(), Data: m.GetData(), Attributes: m.GetAttributes(), DeliveryAttempt: max(int(rm.GetDeliveryAttempt()), 1)}
+			if f(ctx, msg) {
+				ack = append(ack, rm.GetAckId())
+			} else {
+				keep = append(keep, rm.GetAckId())
 			}
 		}
-		held.Add(1)
-		mu.Unlock()
-		defer held.Done()
-		if again {
-			<-release
-			m.Nack()
-			return
+		if len(ack) > 0 {
+			if err := admin.Acknowledge(ctx, &pubsubpb.AcknowledgeRequest{Subscription: sub, AckIds: ack}); err != nil {
+				return len(seen), fmt.Errorf("sweep %s: acknowledge: %w", subscription, err)
+			}
 		}
-		msg := &queue.Message{ID: m.ID, Data: m.Data, Attributes: m.Attributes, DeliveryAttempt: 1}
-		if m.DeliveryAttempt != nil {
-			msg.DeliveryAttempt = *m.DeliveryAttempt
-		}
-		if f(rctx, msg) {
-			m.Ack()
-			return
-		}
-		<-release
-		m.Nack()
-	})
-	mu.Lock()
-	n := len(seen)
-	mu.Unlock()
-	if err != nil && ctx.Err() == nil {
-		return n, fmt.Errorf("sweep %s: %w", subscription, err)
 	}
-	return n, nil
 }
 
 // deadLetter moves a message that can never succeed to the subscription's
