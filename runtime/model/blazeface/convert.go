@@ -101,8 +101,8 @@ type attr struct {
 	s    string
 }
 
-func intAttr(name string, v int64) attr      { return attr{name: name, i: &v} }
-func intsAttr(name string, v ...int64) attr  { return attr{name: name, ints: v} }
+func intAttr(name string, v int64) attr     { return attr{name: name, i: &v} }
+func intsAttr(name string, v ...int64) attr { return attr{name: name, ints: v} }
 func stringAttr(name string, v string) attr { return attr{name: name, s: v} }
 
 func (g *graph) node(op string, in []string, out string, attrs ...attr) {
@@ -292,31 +292,20 @@ func toONNX(modelJSON, weights []byte, input string, inputShape []int, outputs [
 				return nil, fmt.Errorf("%s: %w", n.Name, err)
 			}
 			kh, kw, ci, co := f.shape[0], f.shape[1], f.shape[2], f.shape[3]
-			var w []float32
-			var dims []int
-			group := int64(1)
-			if n.Op == "DepthwiseConv2dNative" { // [kh kw C mult] → [C·mult 1 kh kw]
-				dims = []int{ci * co, 1, kh, kw}
-				w = make([]float32, ci*co*kh*kw)
-				for c := range ci {
-					for mu := range co {
-						for i := range kh {
-							for j := range kw {
-								w[((c*co+mu)*kh+i)*kw+j] = f.f32[((i*kw+j)*ci+c)*co+mu]
-							}
-						}
-					}
-				}
-				group = int64(ci)
-			} else { // HWIO → OIHW
-				dims = []int{co, ci, kh, kw}
-				w = make([]float32, co*ci*kh*kw)
-				for o := range co {
+			// TensorFlow's filter is [kh kw ci co] (depthwise: co is the channel
+			// multiplier); ONNX wants [co ci kh kw], depthwise [ci·mult 1 kh kw] in groups.
+			dims, group := []int{co, ci, kh, kw}, int64(1)
+			at := func(c, m, i, j int) int { return ((m*ci+c)*kh+i)*kw + j }
+			if n.Op == "DepthwiseConv2dNative" {
+				dims, group = []int{ci * co, 1, kh, kw}, int64(ci)
+				at = func(c, m, i, j int) int { return ((c*co+m)*kh+i)*kw + j }
+			}
+			w := make([]float32, ci*co*kh*kw)
+			for i := range kh {
+				for j := range kw {
 					for c := range ci {
-						for i := range kh {
-							for j := range kw {
-								w[((o*ci+c)*kh+i)*kw+j] = f.f32[((i*kw+j)*ci+c)*co+o]
-							}
+						for m := range co {
+							w[at(c, m, i, j)] = f.f32[((i*kw+j)*ci+c)*co+m]
 						}
 					}
 				}

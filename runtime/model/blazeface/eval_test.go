@@ -21,8 +21,8 @@ func matched(gt [4]float64, faces []blazeface.Face) bool {
 
 type tally struct {
 	found, faces, alarms, images int
-	elapsed                     time.Duration
-	runs                        int
+	elapsed                      time.Duration
+	runs                         int
 }
 
 func (s tally) String() string {
