@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"sync"
 
@@ -88,6 +89,7 @@ func startRuntime() error {
 // each on its core. It is safe for concurrent use.
 type Net struct {
 	session *ort.DynamicAdvancedSession
+	slots   chan struct{} // runs at once: one per core, so memory stays bounded
 }
 
 // ONNX is the model translated to ONNX (what Net runs).
@@ -115,11 +117,17 @@ func NewNet() (*Net, error) {
 	if err := opts.SetInterOpNumThreads(1); err != nil {
 		return nil, err
 	}
+	// Without the arena ONNX Runtime returns a run's activations when it ends; with
+	// it, every concurrent run's peak stayed allocated (16 concurrent 12 MP jobs
+	// peaked at 703 MiB against 409 MiB with pigo).
+	if err := opts.SetCpuMemArena(false); err != nil {
+		return nil, err
+	}
 	s, err := ort.NewDynamicAdvancedSessionWithONNXData(onnx, []string{inputName}, outputNames, opts)
 	if err != nil {
 		return nil, fmt.Errorf("blazeface: load into ONNX Runtime: %w", err)
 	}
-	return &Net{session: s}, nil
+	return &Net{session: s, slots: make(chan struct{}, runtime.GOMAXPROCS(0))}, nil
 }
 
 // Close frees the session.
@@ -143,7 +151,10 @@ func (n *Net) Run(input []float32, count int) ([]Raw, error) {
 	}
 	defer in.Destroy()
 	outs := make([]ort.Value, len(outputNames))
-	if err := n.session.Run([]ort.Value{in}, outs); err != nil {
+	n.slots <- struct{}{}
+	err = n.session.Run([]ort.Value{in}, outs)
+	<-n.slots
+	if err != nil {
 		return nil, fmt.Errorf("blazeface: run: %w", err)
 	}
 	data := make([][]float32, len(outs))
