@@ -110,11 +110,12 @@ func (p *pixels) colour() int {
 
 // fill paints r black (opaque).
 func (p *pixels) fill(r Rect) {
+	colour := p.colour()
 	for y := r.Y; y < r.Y+r.H; y++ {
 		row := p.pix[(y*p.w+r.X)*p.bands : (y*p.w+r.X+r.W)*p.bands]
 		for i := range row {
 			row[i] = 0
-			if i%p.bands >= p.colour() {
+			if i%p.bands >= colour {
 				row[i] = 255
 			}
 		}

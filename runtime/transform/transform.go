@@ -198,17 +198,10 @@ func (t *Transformer) verify(img *imaging.Image, b config.Blur, done []imaging.R
 				continue
 			}
 			r := padded(*d.Box, *b.Padding, img.Width(), img.Height())
-			if _, ok := coveredBy(r, filled); ok {
+			if _, ok := sameRegion(r, filled); ok {
 				continue
 			}
-			if _, ok := seenLarger(r, filled); ok {
-				continue
-			}
-			region, ok := coveredBy(r, done)
-			if !ok {
-				region, ok = seenLarger(r, done)
-			}
-			if ok {
+			if region, ok := sameRegion(r, done); ok {
 				if d.Confidence >= RecheckInside && !slices.Contains(again, region) {
 					again = append(again, region)
 				}
@@ -252,19 +245,36 @@ func normalised(r imaging.Rect, w, h int) meta.Box {
 // (-1: none).
 func overlapping(r imaging.Rect, rs []imaging.Rect) int {
 	for i, o := range rs {
-		x0, y0 := max(r.X, o.X), max(r.Y, o.Y)
-		x1, y1 := min(r.X+r.W, o.X+o.W), min(r.Y+r.H, o.Y+o.H)
-		if x1 > x0 && y1 > y0 && 5*(x1-x0)*(y1-y0) >= r.W*r.H {
+		if a := shared(r, o); a > 0 && 5*a >= r.W*r.H {
 			return i
 		}
 	}
 	return -1
 }
 
+// shared is the area two rectangles have in common.
+func shared(a, b imaging.Rect) int {
+	w := min(a.X+a.W, b.X+b.W) - max(a.X, b.X)
+	h := min(a.Y+a.H, b.Y+b.H) - max(a.Y, b.Y)
+	if w <= 0 || h <= 0 {
+		return 0
+	}
+	return w * h
+}
+
 func union(a, b imaging.Rect) imaging.Rect {
 	x0, y0 := min(a.X, b.X), min(a.Y, b.Y)
 	x1, y1 := max(a.X+a.W, b.X+b.W), max(a.Y+a.H, b.Y+b.H)
 	return imaging.Rect{X: x0, Y: y0, W: x1 - x0, H: y1 - y0}
+}
+
+// sameRegion returns the region of rs a re-check detection r is: one holding half of
+// r or more (coveredBy), else one r holds half of, centred in it (seenLarger).
+func sameRegion(r imaging.Rect, rs []imaging.Rect) (imaging.Rect, bool) {
+	if o, ok := coveredBy(r, rs); ok {
+		return o, true
+	}
+	return seenLarger(r, rs)
 }
 
 // seenLarger returns the first of rs that r holds half of or more, centred inside
@@ -274,9 +284,7 @@ func union(a, b imaging.Rect) imaging.Rect {
 func seenLarger(r imaging.Rect, rs []imaging.Rect) (imaging.Rect, bool) {
 	cx, cy := r.X+r.W/2, r.Y+r.H/2
 	for _, o := range rs {
-		x0, y0 := max(r.X, o.X), max(r.Y, o.Y)
-		x1, y1 := min(r.X+r.W, o.X+o.W), min(r.Y+r.H, o.Y+o.H)
-		if x1 > x0 && y1 > y0 && 2*(x1-x0)*(y1-y0) >= o.W*o.H &&
+		if a := shared(r, o); a > 0 && 2*a >= o.W*o.H &&
 			cx >= o.X && cx < o.X+o.W && cy >= o.Y && cy < o.Y+o.H {
 			return o, true
 		}
@@ -287,9 +295,7 @@ func seenLarger(r imaging.Rect, rs []imaging.Rect) (imaging.Rect, bool) {
 // coveredBy returns the first of rs that holds half of r or more.
 func coveredBy(r imaging.Rect, rs []imaging.Rect) (imaging.Rect, bool) {
 	for _, o := range rs {
-		x0, y0 := max(r.X, o.X), max(r.Y, o.Y)
-		x1, y1 := min(r.X+r.W, o.X+o.W), min(r.Y+r.H, o.Y+o.H)
-		if x1 > x0 && y1 > y0 && 2*(x1-x0)*(y1-y0) >= r.W*r.H {
+		if a := shared(r, o); a > 0 && 2*a >= r.W*r.H {
 			return o, true
 		}
 	}

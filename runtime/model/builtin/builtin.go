@@ -172,9 +172,11 @@ var InputLimits = func() imaging.Limits {
 }()
 
 // predict decodes an instance as it is (no resize, no orientation: the caller sent
-// what it wants analyzed), through the gate, and detects faces in it.
+// what it wants analyzed), through the gate, and detects faces in it. The pixels are
+// read once (Gray or RGB), so the lazy Thumbnail serves; Decode would copy the frame
+// first.
 func (m *Model) predict(data []byte, params model.Parameters) (model.Prediction, error) {
-	img, _, err := InputLimits.Decode(data, imaging.MaxSide, false)
+	img, _, err := InputLimits.Thumbnail(data, imaging.MaxSide, imaging.CropNone, false)
 	if err != nil {
 		return model.Prediction{}, err
 	}
