@@ -192,12 +192,13 @@ func (m *Model) predict(data []byte, params model.Parameters) (model.Prediction,
 	if err != nil {
 		return model.Prediction{}, err
 	}
-	return m.detectRGB(rgb, w, h, params)
+	return m.detectRGB(rgb, w, h, params, nil)
 }
 
-// detectRGB runs BlazeFace on 8-bit RGB pixels.
-func (m *Model) detectRGB(rgb []uint8, w, h int, params model.Parameters) (model.Prediction, error) {
-	faces, err := m.faces.Detect(rgb, w, h, max(params.ConfidenceThreshold, MinConfidence))
+// detectRGB runs BlazeFace on 8-bit RGB pixels, on the windows near the areas
+// (nil: everywhere).
+func (m *Model) detectRGB(rgb []uint8, w, h int, params model.Parameters, near []blazeface.Area) (model.Prediction, error) {
+	faces, err := m.faces.DetectNear(rgb, w, h, max(params.ConfidenceThreshold, MinConfidence), near)
 	if err != nil {
 		return model.Prediction{}, err
 	}
@@ -295,21 +296,28 @@ func (m *Model) Faces(img *imaging.Image, within []meta.Box) ([]meta.Detection, 
 	return dets, nil
 }
 
-// facesRGB is Faces for BlazeFace. Its windows are fixed, so it looks everywhere
-// and keeps what touches an area when within is given.
+// facesRGB is Faces for BlazeFace. Its windows are fixed: with within it runs those
+// that see near the areas and keeps what touches one.
 func (m *Model) facesRGB(small *imaging.Image, within []meta.Box) ([]meta.Detection, error) {
 	rgb, w, h, err := small.RGB()
 	if err != nil {
 		return nil, err
 	}
-	pred, err := m.detectRGB(rgb, w, h, model.Parameters{ConfidenceThreshold: VerifyConfidenceBlazeFace})
+	var near []blazeface.Area
+	if within != nil {
+		near = make([]blazeface.Area, 0, len(within))
+		for _, a := range within {
+			near = append(near, blazeface.Area{X0: a.XMin * float64(w), Y0: a.YMin * float64(h), X1: a.XMax * float64(w), Y1: a.YMax * float64(h)})
+		}
+	}
+	pred, err := m.detectRGB(rgb, w, h, model.Parameters{ConfidenceThreshold: VerifyConfidenceBlazeFace}, near)
 	if err != nil {
 		return nil, err
 	}
 	var dets []meta.Detection
 	for i, b := range pred.BBoxes {
 		box := meta.Box{XMin: b[0], XMax: b[1], YMin: b[2], YMax: b[3]}
-		if within != nil && !slices.ContainsFunc(within, func(a meta.Box) bool { return touches(a, box) }) {
+		if within != nil && !slices.ContainsFunc(within, func(a meta.Box) bool { return Touches(a, box) }) {
 			continue
 		}
 		dets = append(dets, meta.Detection{Label: Label, Confidence: pred.Confidences[i], Box: &box})
@@ -317,8 +325,17 @@ func (m *Model) facesRGB(small *imaging.Image, within []meta.Box) ([]meta.Detect
 	return dets, nil
 }
 
-// touches says whether b overlaps a grown by half its size on each side.
-func touches(a, b meta.Box) bool {
+// WindowsRun is how many BlazeFace windows the model has run (0 with pigo).
+func (m *Model) WindowsRun() int64 {
+	if m.faces == nil {
+		return 0
+	}
+	return m.faces.Runs()
+}
+
+// Touches says whether b overlaps a grown by half its size on each side: a re-check
+// round looks there after only a changed.
+func Touches(a, b meta.Box) bool {
 	mx, my := (a.XMax-a.XMin)/2, (a.YMax-a.YMin)/2
 	return b.XMax > a.XMin-mx && b.XMin < a.XMax+mx && b.YMax > a.YMin-my && b.YMin < a.YMax+my
 }
