@@ -35,7 +35,7 @@ pipeline (prepare, analyze, transform, act) locally or on Cloud Run, and serves 
 	cmd.SetErr(errOut)
 	cmd.PersistentFlags().StringVar(&g.root, "root", ".", "repository root that holds projects/")
 	cmd.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log every step")
-	cmd.AddCommand(newNewCmd(g), newValidateCmd(g), newRunCmd(g), newServeCmd(g), newModelCmd(g), newSchemaCmd(g), newStatusCmd(g), newReconcileCmd(g))
+	cmd.AddCommand(newNewCmd(g), newValidateCmd(g), newRunCmd(g), newServeCmd(g), newModelCmd(g), newSchemaCmd(g), newStatusCmd(g), newReconcileCmd(g), newBackfillCmd(g))
 	cmd.AddCommand(newDeployCmds(g)...)
 	return cmd
 }

@@ -147,5 +147,10 @@ type Store interface {
 	FreezeBaseline(ctx context.Context, name string, data []byte) ([]byte, error)
 	// Baseline returns what FreezeBaseline stored under name, or ErrNotFound.
 	Baseline(ctx context.Context, name string) ([]byte, error)
+	// SaveCursor stores data under name, replacing what was there: where a long
+	// command (backfill) got to, so a restart resumes there.
+	SaveCursor(ctx context.Context, name string, data []byte) error
+	// Cursor returns what SaveCursor stored last under name, or ErrNotFound.
+	Cursor(ctx context.Context, name string) ([]byte, error)
 	Close() error
 }

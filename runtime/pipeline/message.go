@@ -29,6 +29,16 @@ func SyncObject(key, format string) string {
 	return SyncPrefix + strings.TrimPrefix(key, contentKeyPrefix) + "." + format
 }
 
+// SyncKey is the content key of an original the sync API stored (SyncObject's name).
+func SyncKey(object string) (string, bool) {
+	rest, ok := strings.CutPrefix(object, SyncPrefix)
+	sum, _, _ := strings.Cut(rest, ".")
+	if !ok || len(sum) != 64 || !isLowerHex(sum) {
+		return "", false
+	}
+	return contentKeyPrefix + sum, true
+}
+
 // TaskFrom reads a message of the work topic: a Cloud Storage notification
 // (JSON_API_V1) or a task. skip, when not empty, says why it needs no work. A task is
 // accepted only if the service could have written it (CheckTask).
@@ -87,6 +97,7 @@ func syncOriginal(payload []byte) bool {
 // content hash the sync API named the object by. So no message can file one image's
 // results under another key, or reach another key's output.
 func CheckTask(t Task, incoming string) error {
+	t.Key = BaseKey(t.Key) // the same image again, for another model version
 	src := t.Source
 	if src.Bucket != incoming {
 		return fmt.Errorf("task for bucket %q, this service reads %q", src.Bucket, incoming)
@@ -101,6 +112,49 @@ func CheckTask(t Task, incoming string) error {
 		return nil
 	}
 	return fmt.Errorf("task key %q does not name its source %s#%d: the service writes no such task", t.Key, src.Object, src.Generation)
+}
+
+// VersionSeparator joins an image's key and the model version a backfill runs it
+// for: the job of (image, version), done once however often it is queued.
+const VersionSeparator = "@v="
+
+// VersionedKey is the key of key's image processed again for a model version.
+func VersionedKey(key, version string) string { return BaseKey(key) + VersionSeparator + version }
+
+// BaseKey is the image's own key of a (maybe versioned) job key. An image's key ends
+// in its generation (#digits) or content hash, which no version label does, so the
+// last separator followed by a valid label is the version's even when the object's
+// name holds the separator too.
+func BaseKey(key string) string {
+	base, version := SplitKey(key)
+	if version == "" {
+		return key
+	}
+	return base
+}
+
+// SplitKey splits a job key into the image's key and the model version (empty: the
+// image's own job).
+func SplitKey(key string) (base, version string) {
+	i := strings.LastIndex(key, VersionSeparator)
+	if i < 0 || ValidateVersion(key[i+len(VersionSeparator):]) != nil {
+		return key, ""
+	}
+	return key[:i], key[i+len(VersionSeparator):]
+}
+
+// ValidateVersion accepts a model version label a key may carry: 1–128 letters,
+// digits and . _ - / : +.
+func ValidateVersion(v string) error {
+	if v == "" || len(v) > 128 {
+		return fmt.Errorf("model version %q: want 1 to 128 characters", v)
+	}
+	for _, c := range v {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("._-/:+", c)) {
+			return fmt.Errorf("model version %q: only letters, digits and . _ - / : + are allowed", v)
+		}
+	}
+	return nil
 }
 
 func isLowerHex(s string) bool {

@@ -430,7 +430,7 @@ func (p *Pipeline) prepare(ctx context.Context, t Task) (data []byte, img *prepa
 	// one is superseded. A content key names bytes, not a generation: the same bytes
 	// stored again (a run resubmitting after a crash) are still this job's.
 	if err == nil && t.Source.Generation != 0 && attrs.Generation != t.Source.Generation &&
-		!(strings.HasPrefix(t.Key, contentKeyPrefix) && ContentKey(data) == t.Key) {
+		!(strings.HasPrefix(t.Key, contentKeyPrefix) && ContentKey(data) == BaseKey(t.Key)) {
 		return nil, nil, nil, fault.Permanent(fmt.Errorf("%w: queued generation %d, found %d", ErrSuperseded, t.Source.Generation, attrs.Generation))
 	}
 	if err != nil {

@@ -32,6 +32,9 @@ const Collection = config.JobsCollection
 // BaselinesCollection holds frozen drift baselines, one document per name.
 const BaselinesCollection = "baselines"
 
+// CursorsCollection holds where long commands (backfill) got to, one document per name.
+const CursorsCollection = "cursors"
+
 // Store is a meta.Store on Firestore.
 type Store struct {
 	client *fs.Client
@@ -291,6 +294,35 @@ func (s *Store) Baseline(ctx context.Context, name string) ([]byte, error) {
 	var d baselineDoc
 	if err := snap.DataTo(&d); err != nil {
 		return nil, fmt.Errorf("baseline %s: %w", name, err)
+	}
+	return d.Data, nil
+}
+
+type cursorDoc struct {
+	Data    []byte    `firestore:"data"`
+	Updated time.Time `firestore:"updated"`
+}
+
+// SaveCursor replaces the document stored under name.
+func (s *Store) SaveCursor(ctx context.Context, name string, data []byte) error {
+	if _, err := s.client.Collection(CursorsCollection).Doc(name).Set(ctx, cursorDoc{Data: data, Updated: s.now().UTC()}); err != nil {
+		return fmt.Errorf("save cursor %s: %w", name, err)
+	}
+	return nil
+}
+
+// Cursor reads the document stored under name.
+func (s *Store) Cursor(ctx context.Context, name string) ([]byte, error) {
+	snap, err := s.client.Collection(CursorsCollection).Doc(name).Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return nil, fmt.Errorf("cursor %s: %w", name, meta.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cursor %s: %w", name, err)
+	}
+	var d cursorDoc
+	if err := snap.DataTo(&d); err != nil {
+		return nil, fmt.Errorf("cursor %s: %w", name, err)
 	}
 	return d.Data, nil
 }

@@ -246,4 +246,23 @@ func Run(t *testing.T, open func(t *testing.T) meta.Store) {
 			t.Fatalf("a late writer replaced the baseline: %q, %v", again, err)
 		}
 	})
+
+	t.Run("CursorLastWriteWins", func(t *testing.T) {
+		s := open(t)
+		if _, err := s.Cursor(ctx, "backfill-x"); !errors.Is(err, meta.ErrNotFound) {
+			t.Fatalf("Cursor(missing) = %v, want ErrNotFound", err)
+		}
+		for _, v := range []string{`{"after":"a"}`, `{"after":"b"}`} {
+			if err := s.SaveCursor(ctx, "backfill-x", []byte(v)); err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.Cursor(ctx, "backfill-x")
+			if err != nil || string(got) != v {
+				t.Fatalf("Cursor = %q, %v; want %q", got, err, v)
+			}
+		}
+		if _, err := s.Cursor(ctx, "backfill-y"); !errors.Is(err, meta.ErrNotFound) {
+			t.Fatalf("another cursor's name: %v, want ErrNotFound", err)
+		}
+	})
 }

@@ -32,6 +32,11 @@ CREATE TABLE IF NOT EXISTS baselines (
 	data    BLOB NOT NULL,
 	created INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS cursors (
+	name    TEXT PRIMARY KEY,
+	data    BLOB NOT NULL,
+	updated INTEGER NOT NULL
+);
 `
 
 // Store is a meta.Store on SQLite.
@@ -248,6 +253,28 @@ func (s *Store) Baseline(ctx context.Context, name string) ([]byte, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("baseline %s: %w", name, err)
+	}
+	return data, nil
+}
+
+// SaveCursor replaces the row stored under name.
+func (s *Store) SaveCursor(ctx context.Context, name string, data []byte) error {
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO cursors(name, data, updated) VALUES (?, ?, ?)
+		ON CONFLICT(name) DO UPDATE SET data = excluded.data, updated = excluded.updated`, name, data, s.now().UnixNano()); err != nil {
+		return fmt.Errorf("save cursor %s: %w", name, err)
+	}
+	return nil
+}
+
+// Cursor reads the row stored under name.
+func (s *Store) Cursor(ctx context.Context, name string) ([]byte, error) {
+	var data []byte
+	err := s.db.QueryRowContext(ctx, `SELECT data FROM cursors WHERE name = ?`, name).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("cursor %s: %w", name, meta.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cursor %s: %w", name, err)
 	}
 	return data, nil
 }

@@ -1,0 +1,238 @@
+package backfill_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/visionstack/visionstack/runtime/backfill"
+	"github.com/visionstack/visionstack/runtime/blob"
+	"github.com/visionstack/visionstack/runtime/blob/local"
+	"github.com/visionstack/visionstack/runtime/meta"
+	"github.com/visionstack/visionstack/runtime/meta/sqlite"
+	"github.com/visionstack/visionstack/runtime/pipeline"
+)
+
+// recorder is a publisher that keeps the tasks and fails from the failAfter-th on.
+type recorder struct {
+	mu        sync.Mutex
+	tasks     []pipeline.Task
+	failAfter int // 0: never
+}
+
+func (r *recorder) Publish(_ context.Context, topic string, data []byte, attrs map[string]string) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failAfter > 0 && len(r.tasks) >= r.failAfter {
+		return "", errors.New("publish: connection reset")
+	}
+	var t pipeline.Task
+	if err := json.Unmarshal(data, &t); err != nil || attrs["key"] != t.Key || topic != "work" {
+		return "", fmt.Errorf("bad publish %s %q %v", topic, data, attrs)
+	}
+	r.tasks = append(r.tasks, t)
+	return fmt.Sprint(len(r.tasks)), nil
+}
+
+type fixture struct {
+	store *sqlite.Store
+	in    *local.Bucket
+	pub   *recorder
+}
+
+func newFixture(t *testing.T, objects int) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	s, err := sqlite.Open(filepath.Join(dir, "meta.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	in, err := local.Open(filepath.Join(dir, "incoming"), "incoming")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range objects {
+		if _, err := in.Put(context.Background(), fmt.Sprintf("cam/%03d.jpg", i), []byte{0xff, 0xd8, byte(i)}, blob.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &fixture{store: s, in: in, pub: &recorder{}}
+}
+
+func (f *fixture) options() backfill.Options {
+	return backfill.Options{Meta: f.store, Publisher: f.pub, Topic: "work", Incoming: f.in, Prefix: "cam/", Version: "v2", SaveEvery: time.Nanosecond}
+}
+
+// finish records a final job under key.
+func (f *fixture) finish(t *testing.T, key string, src meta.Source, results ...meta.Result) {
+	t.Helper()
+	ctx := context.Background()
+	c, err := f.store.Claim(ctx, key, src, "test", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.store.Complete(ctx, c, meta.Job{Key: key, Source: src, State: meta.StateDone, Results: results}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestQueuesEveryObjectOnceWithVersionedKeys(t *testing.T) {
+	f := newFixture(t, 20)
+	ctx := context.Background()
+	var last backfill.Progress
+	o := f.options()
+	o.Progress = func(p backfill.Progress) { last = p }
+	rep, err := backfill.Run(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Total != 20 || rep.Published != 20 || len(f.pub.tasks) != 20 || len(rep.Skipped) != 0 {
+		t.Fatalf("report %+v, %d tasks; want 20 queued", rep, len(f.pub.tasks))
+	}
+	if last.Done != 20 || last.Total != 20 {
+		t.Errorf("last progress %+v, want 20 of 20", last)
+	}
+	for i, tk := range f.pub.tasks {
+		want := pipeline.ObjectKey("incoming", fmt.Sprintf("cam/%03d.jpg", i), tk.Source.Generation) + pipeline.VersionSeparator + "v2"
+		if tk.Key != want || pipeline.CheckTask(tk, "incoming") != nil {
+			t.Errorf("task %d key %q, want %q (and a task the service accepts)", i, tk.Key, want)
+		}
+	}
+	// Again: the cursor says it is all done.
+	rep, err = backfill.Run(ctx, o)
+	if err != nil || rep.Resumed != 20 || rep.Published != 0 || len(f.pub.tasks) != 20 {
+		t.Fatalf("second run: %+v, %v, %d tasks; want all resumed, none queued", rep, err, len(f.pub.tasks))
+	}
+	// With --restart it looks at each again (and queues again: the keys dedupe the work).
+	o.Restart = true
+	rep, err = backfill.Run(ctx, o)
+	if err != nil || rep.Published != 20 {
+		t.Fatalf("restart: %+v, %v", rep, err)
+	}
+}
+
+// A run that fails half-way resumes after the last image it queued: nothing is
+// lost, and at most the image in flight is queued twice.
+func TestResumesAfterFailure(t *testing.T) {
+	f := newFixture(t, 30)
+	ctx := context.Background()
+	f.pub.failAfter = 12
+	rep, err := backfill.Run(ctx, f.options())
+	if err == nil || rep.Published != 12 {
+		t.Fatalf("first run: %+v, %v; want an error after 12", rep, err)
+	}
+	f.pub.failAfter = 0
+	rep, err = backfill.Run(ctx, f.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Resumed != 12 || rep.Published != 18 {
+		t.Errorf("second run %+v, want 12 resumed and 18 queued", rep)
+	}
+	seen := map[string]int{}
+	for _, tk := range f.pub.tasks {
+		seen[tk.Key]++
+	}
+	if len(seen) != 30 || len(f.pub.tasks) != 30 {
+		t.Errorf("%d tasks for %d images, want 30 for 30", len(f.pub.tasks), len(seen))
+	}
+}
+
+func TestSkipsWhatTheVersionProcessedAndSaysWhy(t *testing.T) {
+	f := newFixture(t, 4)
+	ctx := context.Background()
+	objs, err := f.in.List(ctx, "cam/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := func(i int) meta.Source {
+		return meta.Source{Bucket: "incoming", Object: objs[i].Name, Generation: objs[i].Generation}
+	}
+	key := func(i int) string { return pipeline.ObjectKey("incoming", objs[i].Name, objs[i].Generation) }
+	// 0: its backfill job for v2 is done; 1: its own job was v2's already; 2: its own
+	// job was v1's (to do); 3: never processed (to do).
+	f.finish(t, pipeline.VersionedKey(key(0), "v2"), src(0))
+	f.finish(t, key(1), src(1), meta.Result{Analysis: "faces", ModelVersion: "v2"})
+	f.finish(t, key(2), src(2), meta.Result{Analysis: "faces", ModelVersion: "v1"})
+	rep, err := backfill.Run(ctx, f.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Published != 2 || len(rep.Skipped) != 2 {
+		t.Fatalf("report %+v, want 2 queued and 2 skipped", rep)
+	}
+	if !strings.Contains(rep.Skipped[0].Why, "already processed for version v2") || !strings.Contains(rep.Skipped[1].Why, "already processed by version v2") {
+		t.Errorf("skips %+v", rep.Skipped)
+	}
+}
+
+// --from-version: the images a version produced results for, once each.
+func TestFromVersionQueuesThatVersionsImages(t *testing.T) {
+	f := newFixture(t, 3)
+	ctx := context.Background()
+	objs, _ := f.in.List(ctx, "cam/")
+	for i, v := range []string{"v1", "v1", "v0"} {
+		src := meta.Source{Bucket: "incoming", Object: objs[i].Name, Generation: objs[i].Generation}
+		f.finish(t, pipeline.ObjectKey("incoming", objs[i].Name, objs[i].Generation), src, meta.Result{ModelVersion: v})
+	}
+	// A backfill job of image 0 by v1 too: still one image.
+	src0 := meta.Source{Bucket: "incoming", Object: objs[0].Name, Generation: objs[0].Generation}
+	f.finish(t, pipeline.VersionedKey(pipeline.ObjectKey("incoming", objs[0].Name, objs[0].Generation), "v1"), src0, meta.Result{ModelVersion: "v1"})
+	o := f.options()
+	o.Prefix, o.FromVersion = "", "v1"
+	rep, err := backfill.Run(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Total != 2 || rep.Published != 2 {
+		t.Fatalf("report %+v, want the 2 images v1 processed", rep)
+	}
+	for _, tk := range f.pub.tasks {
+		if tk.Source.Object == objs[2].Name || !strings.HasSuffix(tk.Key, "@v=v2") {
+			t.Errorf("task %+v", tk)
+		}
+	}
+}
+
+// --rate paces the tasks: n tasks at r a second take at least (n-1)/r.
+func TestRateLimits(t *testing.T) {
+	f := newFixture(t, 6)
+	o := f.options()
+	o.Rate = 25
+	start := time.Now()
+	if _, err := backfill.Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if took, least := time.Since(start), 5*time.Second/25; took < least {
+		t.Errorf("6 tasks at 25/s took %v, want at least %v", took, least)
+	}
+}
+
+func TestDryRunQueuesNothingAndSavesNoCursor(t *testing.T) {
+	f := newFixture(t, 5)
+	o := f.options()
+	o.DryRun = true
+	rep, err := backfill.Run(context.Background(), o)
+	if err != nil || rep.Published != 5 || len(f.pub.tasks) != 0 {
+		t.Fatalf("dry run %+v, %v, %d tasks", rep, err, len(f.pub.tasks))
+	}
+	if _, err := f.store.Cursor(context.Background(), rep.Cursor); !errors.Is(err, meta.ErrNotFound) {
+		t.Errorf("dry run saved a cursor: %v", err)
+	}
+}
+
+func TestRejectsABadVersion(t *testing.T) {
+	f := newFixture(t, 1)
+	o := f.options()
+	o.Version = "two words"
+	if _, err := backfill.Run(context.Background(), o); !errors.Is(err, backfill.ErrNoVersion) {
+		t.Fatalf("err = %v, want ErrNoVersion", err)
+	}
+}
