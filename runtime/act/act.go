@@ -116,7 +116,7 @@ func (a *Actor) Quarantined(ctx context.Context, c meta.Claim, job meta.Job, ori
 
 func (a *Actor) finish(ctx context.Context, c meta.Claim, job meta.Job) error {
 	if a.publish && a.Publisher != nil {
-		ev := Event{Key: c.Key, State: job.State, Source: job.Source, Outputs: job.Outputs, Results: job.Results, Reason: job.Reason}
+		ev := Event{Key: c.Key, State: job.State, Source: job.Source, Outputs: job.Outputs, Results: meta.WithoutShadows(job.Results), Reason: job.Reason}
 		data, err := json.Marshal(ev)
 		if err != nil {
 			return err

@@ -19,6 +19,7 @@ import (
 type Analysis struct {
 	Spec      config.Analysis
 	Predictor model.Predictor
+	Shadow    model.Predictor // nil: none
 	// Anonymized: a blur reads its boxes, so maxPredictions does not cap it.
 	Anonymized bool
 }
@@ -51,7 +52,13 @@ func New(pl config.Pipeline, models map[string]model.Predictor) (*Analyzer, erro
 		if p == nil {
 			return nil, fmt.Errorf("analysis %s: no client for model %s", s.Name, s.Model)
 		}
-		a.analyses = append(a.analyses, Analysis{Spec: s, Predictor: p, Anonymized: pl.Anonymized(s.Name)})
+		an := Analysis{Spec: s, Predictor: p, Anonymized: pl.Anonymized(s.Name)}
+		if s.Shadow != "" {
+			if an.Shadow = models[s.Shadow]; an.Shadow == nil {
+				return nil, fmt.Errorf("analysis %s: no client for shadow model %s", s.Name, s.Shadow)
+			}
+		}
+		a.analyses = append(a.analyses, an)
 	}
 	return a, nil
 }
@@ -97,7 +104,34 @@ func (a *Analyzer) run(ctx context.Context, payload, mimeType string, want func(
 	return out, nil
 }
 
+// one runs an analysis, and its shadow beside it: the shadow's answer (or error) is
+// attached to the result and changes nothing else; the job waits for it at most the
+// analysis' timeout.
 func (a *Analyzer) one(ctx context.Context, an Analysis, payload, mime string) (meta.Result, error) {
+	var shadow chan meta.Result
+	if an.Shadow != nil {
+		shadow = make(chan meta.Result, 1)
+		sa := an
+		sa.Spec.Model, sa.Predictor, sa.Shadow = an.Spec.Shadow, an.Shadow, nil
+		go func() {
+			r, err := a.call(ctx, sa, payload, mime)
+			if err != nil {
+				r = meta.Result{Analysis: sa.Spec.Name, Model: sa.Spec.Model, Detections: []meta.Detection{}, Error: err.Error()}
+			}
+			shadow <- r
+		}()
+	}
+	r, err := a.call(ctx, an, payload, mime)
+	if shadow != nil {
+		s := <-shadow
+		if err == nil {
+			r.Shadow = &s
+		}
+	}
+	return r, err
+}
+
+func (a *Analyzer) call(ctx context.Context, an Analysis, payload, mime string) (meta.Result, error) {
 	s := an.Spec
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout.Duration)
 	defer cancel()

@@ -105,6 +105,10 @@ type Analysis struct {
 	Model string `yaml:"model" json:"model" jsonschema:"required"`
 	// Format of the predictions: automl-detection or automl-classification.
 	Format string `yaml:"format,omitempty" json:"format,omitempty" jsonschema:"enum=automl-detection,enum=automl-classification"`
+	// Shadow is a second model (same forms as Model) called on the same input beside
+	// this one: its result is stored with the stable one (results[].shadow) and never
+	// acted on. visionstack model compare reports how the two agree.
+	Shadow string `yaml:"shadow,omitempty" json:"shadow,omitempty"`
 	// Mode sync runs on the synchronous API; async runs on the push path (default async).
 	Mode string `yaml:"mode,omitempty" json:"mode,omitempty" jsonschema:"enum=sync,enum=async"`
 	// MinConfidence drops weaker predictions (0..1, default 0.5).

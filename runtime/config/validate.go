@@ -196,6 +196,13 @@ func (v *validator) analyses(as []Analysis) map[string]*Analysis {
 		if _, err := ParseModel(a.Model); err != nil {
 			v.add(path+".model", "%s", err.Error())
 		}
+		if a.Shadow != "" {
+			if _, err := ParseModel(a.Shadow); err != nil {
+				v.add(path+".shadow", "%s", err.Error())
+			} else if a.Shadow == a.Model {
+				v.add(path+".shadow", "%q is the analysis' own model: name the version to compare with it, or remove shadow", a.Shadow)
+			}
+		}
 		if a.Format != "automl-detection" && a.Format != "automl-classification" {
 			v.add(path+".format", "%q: use automl-detection or automl-classification", a.Format)
 		}

@@ -68,6 +68,22 @@ type Result struct {
 	// result, and which deployment served it (empty when the model did not say).
 	ModelVersion  string `json:"modelVersion,omitempty"`
 	DeployedModel string `json:"deployedModel,omitempty"`
+	// Shadow is the analysis' shadow model's result on the same input (config
+	// analyses[].shadow): stored for comparison, never acted on.
+	Shadow *Result `json:"shadow,omitempty"`
+	// Error: the shadow's call failed (only in a Shadow; a failed analysis has no result).
+	Error string `json:"error,omitempty"`
+}
+
+// WithoutShadows returns rs without their shadow results: what leaves the service
+// (API answers, processed events), so no caller acts on a shadow model's answer.
+func WithoutShadows(rs []Result) []Result {
+	out := make([]Result, len(rs))
+	for i, r := range rs {
+		r.Shadow = nil
+		out[i] = r
+	}
+	return out
 }
 
 // Output is an object the pipeline wrote.

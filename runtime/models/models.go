@@ -32,7 +32,15 @@ func Build(ctx context.Context, cfg *config.Project, o Options) (map[string]mode
 	out := map[string]model.Predictor{}
 	var opened closers.Stack
 	closeAll := opened.Close
+	type use struct{ Name, Model string }
+	var uses []use
 	for _, a := range cfg.Pipeline.Analyses {
+		uses = append(uses, use{a.Name, a.Model})
+		if a.Shadow != "" {
+			uses = append(uses, use{a.Name + " (shadow)", a.Shadow})
+		}
+	}
+	for _, a := range uses {
 		if _, ok := out[a.Model]; ok {
 			continue
 		}

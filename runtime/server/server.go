@@ -256,17 +256,10 @@ func (s *Server) analyze(w http.ResponseWriter, r *http.Request) {
 	}
 	tm.HandOff = msSince(start)
 	writeJSON(w, http.StatusOK, AnalyzeResponse{Key: key, Format: h.Format, Width: img.Width, Height: img.Height,
-		Results: nonNil(results), Queued: true, Timings: tm})
+		Results: meta.WithoutShadows(results), Queued: true, Timings: tm})
 }
 
 func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
-
-func nonNil(r []meta.Result) []meta.Result {
-	if r == nil {
-		return []meta.Result{}
-	}
-	return r
-}
 
 // handOff stores the original under its content hash (create-if-absent: a repeat
 // upload is one object), records the job with the sync results (the push path reads
