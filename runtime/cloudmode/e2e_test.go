@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -113,10 +114,19 @@ func (c *chain) metric(t testing.TB, what string) string {
 // subscription with a dead-letter policy → our server → Firestore emulator + fake GCS.
 func newChain(t testing.TB, name string, failures int32) *chain {
 	t.Helper()
+	return newChainWith(t, name, failures, nil, nil)
+}
+
+// newChainWith is newChain with the demo project file edited and more model clients.
+func newChainWith(t testing.TB, name string, failures int32, edit func([]byte) []byte, models map[string]model.Predictor) *chain {
+	t.Helper()
 	ctx := context.Background()
 	raw, err := os.ReadFile(photos.DemoProject())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if edit != nil {
+		raw = edit(raw)
 	}
 	raw = bytes.Replace(raw, []byte("name: demo"), []byte("name: "+name), 1)
 	raw = bytes.Replace(raw, []byte("maxAttempts: 5, minBackoff: 10s"), []byte("maxAttempts: 5, minBackoff: 1s"), 1)
@@ -170,7 +180,9 @@ func newChain(t testing.TB, name string, failures int32) *chain {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tel.Shutdown(context.Background()) })
-	env, err := cloudmode.Open(ctx, cfg, cloudmode.Options{Models: map[string]model.Predictor{"builtin:faces": fm}, Logger: log,
+	clients := map[string]model.Predictor{"builtin:faces": fm}
+	maps.Copy(clients, models)
+	env, err := cloudmode.Open(ctx, cfg, cloudmode.Options{Models: clients, Logger: log,
 		Database: "(default)", Telemetry: tel})
 	if err != nil {
 		t.Fatal(err)
@@ -463,4 +475,67 @@ func BenchmarkPushPeerSampleMethod(b *testing.B) {
 		}
 		return time.Since(start), nil
 	})
+}
+
+// shadowModel answers with one face in the top-left corner, as version canary-2.
+type shadowModel struct{ calls atomic.Int32 }
+
+func (m *shadowModel) Predict(_ context.Context, in []model.Instance, _ model.Parameters) ([]model.Prediction, error) {
+	m.calls.Add(1)
+	out := make([]model.Prediction, len(in))
+	for i := range out {
+		out[i] = model.Prediction{IDs: []string{"0"}, DisplayNames: []string{"face"}, Confidences: []float64{0.9},
+			BBoxes: [][4]float64{{0, 0.2, 0, 0.2}}, Version: "canary-2"}
+	}
+	return out, nil
+}
+
+// Shadow mode on the emulators: the shadow model answers every image, its result is
+// stored beside the stable one in Firestore, and the output is byte for byte what the
+// same photo gives without a shadow (its corner box is not anonymized); the processed
+// event does not carry it.
+func TestShadowOnEmulators(t *testing.T) {
+	const shadowRef = "kserve:http://canary.invalid/v2/models/faces"
+	stable := newChain(t, "e2e-noshadow", 0)
+	gen := stable.upload(t, "photos/grace.jpg", "grace_hopper.jpg")
+	want := stable.waitJob(t, pipeline.ObjectKey(stable.env.Names.IncomingBucket, "photos/grace.jpg", gen), 60*time.Second)
+
+	sm := &shadowModel{}
+	c := newChainWith(t, "e2e-shadow", 0, func(y []byte) []byte {
+		return bytes.Replace(y, []byte(`mode: sync, minConfidence: 0.5}`), []byte(`mode: sync, minConfidence: 0.5, shadow: "`+shadowRef+`"}`), 1)
+	}, map[string]model.Predictor{shadowRef: sm})
+	gen = c.upload(t, "photos/grace.jpg", "grace_hopper.jpg")
+	j := c.waitJob(t, pipeline.ObjectKey(c.env.Names.IncomingBucket, "photos/grace.jpg", gen), 60*time.Second)
+	if j.State != meta.StateDone || len(j.Results) != 1 {
+		t.Fatalf("job %+v", j)
+	}
+	r := j.Results[0]
+	if r.Shadow == nil || r.Shadow.ModelVersion != "canary-2" || r.Shadow.Model != shadowRef || len(r.Shadow.Detections) != 1 {
+		t.Fatalf("stored shadow result %+v, want canary-2's corner face", r.Shadow)
+	}
+	if len(r.Detections) != len(want.Results[0].Detections) || r.ModelVersion != want.Results[0].ModelVersion {
+		t.Errorf("stable result %+v, want what the chain without a shadow recorded: %+v", r, want.Results[0])
+	}
+	if sm.calls.Load() == 0 {
+		t.Error("the shadow model was never called")
+	}
+	read := func(c *chain) []byte {
+		rd, _, err := c.env.Processed.NewReader(context.Background(), "photos/grace.jpg")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rd.Close()
+		b, err := io.ReadAll(rd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	if !bytes.Equal(read(c), read(stable)) {
+		t.Error("the output with a shadow differs from the output without one: the shadow's answer was acted on")
+	}
+	events := pull(t, c.processed, 3*time.Second)
+	if len(events) == 0 || bytes.Contains(events[0].Data, []byte("canary-2")) {
+		t.Errorf("processed events %d; the shadow's answer must not leave the service: %s", len(events), events[0].Data)
+	}
 }

@@ -51,6 +51,18 @@ type Box struct {
 	YMax float64 `json:"yMax"`
 }
 
+// IoU is the intersection over union of two boxes.
+func (b Box) IoU(o Box) float64 {
+	ix := max(0, min(b.XMax, o.XMax)-max(b.XMin, o.XMin))
+	iy := max(0, min(b.YMax, o.YMax)-max(b.YMin, o.YMin))
+	inter := ix * iy
+	union := (b.XMax-b.XMin)*(b.YMax-b.YMin) + (o.XMax-o.XMin)*(o.YMax-o.YMin) - inter
+	if union <= 0 {
+		return 0
+	}
+	return inter / union
+}
+
 // Detection is one prediction: a label with a confidence, and a box for detections.
 type Detection struct {
 	Label      string  `json:"label"`

@@ -291,3 +291,24 @@ func ks(x, y []float64) float64 {
 	}
 	return d
 }
+
+// Compare is the distance between two sets of observations, such as a stable model's
+// and a canary's or shadow's answers on the same traffic: the PSIs and KS of drift,
+// expected taking the baseline's place. Drifted is PSI > threshold.
+func Compare(expected, actual []Observation, threshold float64) Report {
+	e, a := newDist(), newDist()
+	for _, o := range expected {
+		e.add(o, 1)
+	}
+	for _, o := range actual {
+		a.add(o, 1)
+	}
+	r := Report{Window: len(actual)}
+	r.PSILabels = psiMap(e.labels, a.labels)
+	r.PSIBoxes = psi(e.boxes, a.boxes)
+	r.PSIConf = psi(coarse(e.conf), coarse(a.conf))
+	r.PSI = max(r.PSILabels, r.PSIBoxes, r.PSIConf)
+	r.KS = ks(e.conf, a.conf)
+	r.Drifted = r.PSI > threshold
+	return r
+}
