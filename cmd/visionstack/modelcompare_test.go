@@ -31,7 +31,7 @@ func TestModelCompareReportsAgreement(t *testing.T) {
 		must(t, err)
 		must(t, s.Complete(ctx, c, meta.Job{Key: key, State: meta.StateDone, Results: []meta.Result{{Analysis: "faces", ModelVersion: "1",
 			Detections: []meta.Detection{{Label: "face", Confidence: 0.9, Box: box(0.1)}},
-			Shadow: &meta.Result{Analysis: "faces", ModelVersion: "2", Detections: []meta.Detection{{Label: "face", Confidence: 0.8, Box: box(shadowX)}}}}}}))
+			Shadow:     &meta.Result{Analysis: "faces", ModelVersion: "2", Detections: []meta.Detection{{Label: "face", Confidence: 0.8, Box: box(shadowX)}}}}}}))
 	}
 	s.Close()
 	out, err := runCLI(t, "--root", root, "model", "compare", "demo", "--data", data)

@@ -19,10 +19,10 @@ func job(stable, shadow []meta.Detection, shadowErr string) meta.Job {
 func TestAgreement(t *testing.T) {
 	jobs := []meta.Job{
 		job([]meta.Detection{face(0.1, 0.9), face(0.5, 0.8)}, []meta.Detection{face(0.11, 0.85), face(0.5, 0.7)}, ""), // same faces
-		job([]meta.Detection{face(0.1, 0.9)}, []meta.Detection{face(0.7, 0.6)}, ""),                                      // disagree
-		job(nil, []meta.Detection{face(0.3, 0.6)}, ""),                                                                    // shadow only
-		job([]meta.Detection{face(0.1, 0.9)}, nil, "503"),                                                                 // shadow failed
-		{State: meta.StateDone, Results: []meta.Result{{Analysis: "faces"}}},                                              // no shadow
+		job([]meta.Detection{face(0.1, 0.9)}, []meta.Detection{face(0.7, 0.6)}, ""),                                   // disagree
+		job(nil, []meta.Detection{face(0.3, 0.6)}, ""),                                                                // shadow only
+		job([]meta.Detection{face(0.1, 0.9)}, nil, "503"),                                                             // shadow failed
+		{State: meta.StateDone, Results: []meta.Result{{Analysis: "faces"}}},                                          // no shadow
 	}
 	a := modelcompare.Jobs(jobs, "faces", 0.2)
 	if a.Images != 3 || a.ShadowFailed != 1 || a.Matched != 2 || a.StableOnly != 1 || a.ShadowOnly != 2 || a.SameAnswer != 1 {
