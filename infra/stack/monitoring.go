@@ -149,6 +149,9 @@ func (b *builder) dashboard() map[string]any {
 		chart("Prediction drift (PSI)", own(config.MetricDriftPSI), "ALIGN_MAX"),
 		chart("Prediction drift (KS)", own(config.MetricDriftKS), "ALIGN_MAX"),
 		chart("Anonymization re-checks (clean, re-anonymized, quarantined)", own(config.MetricRechecks), "ALIGN_RATE"),
+		chart("Detections per image p50 (by model version)", own(config.MetricPredictionBoxes), "ALIGN_PERCENTILE_50"),
+		chart("Detection confidence p50 (by model version)", own(config.MetricPredictionConfidence), "ALIGN_PERCENTILE_50"),
+		chart("Detections by label and model version", own(config.MetricPredictionLabels), "ALIGN_RATE"),
 	}
 	return map[string]any{"displayName": "visionstack " + b.cfg.Name, "gridLayout": map[string]any{"columns": "2", "widgets": widgets}}
 }

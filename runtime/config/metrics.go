@@ -55,11 +55,25 @@ var (
 		Description: "Anonymized images looked at again for faces, by result: clean, reanonymized (a face the analysis missed was found and anonymized) or quarantined (a face remained)"}
 	MetricDriftKS = Metric{Name: "visionstack.drift.ks", Unit: "1", Kind: Gauge, Labels: []string{"analysis"},
 		Description: "Kolmogorov-Smirnov D of an analysis' confidences, recent window vs baseline"}
+	MetricPredictionBoxes = Metric{Name: "visionstack.predictions.boxes", Unit: "{detection}", Kind: Histogram, Labels: []string{"analysis", "model_version"},
+		Description: "Detections an analysis recorded per image, by model version (shadows' too): what model rollout compares a canary on"}
+	MetricPredictionConfidence = Metric{Name: "visionstack.predictions.confidence", Unit: "1", Kind: Histogram, Labels: []string{"analysis", "model_version"},
+		Description: "Confidence of each detection recorded, by model version"}
+	MetricPredictionLabels = Metric{Name: "visionstack.predictions.labels", Unit: "{detection}", Kind: Counter, Labels: []string{"analysis", "model_version", "label"},
+		Description: "Detections recorded, by label and model version"}
+)
+
+// Bucket bounds of the prediction histograms: boxes per image 0, 1, 2, 3, 4-5, 6+
+// (the drift monitor's bins) and confidence tenths.
+var (
+	PredictionBoxBounds        = []float64{0.5, 1.5, 2.5, 3.5, 5.5}
+	PredictionConfidenceBounds = []float64{0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9}
 )
 
 // Metrics lists every metric, for documentation and tests.
 var Metrics = []Metric{MetricStepDuration, MetricJobs, MetricModelDuration, MetricModelErrors, MetricInflight,
-	MetricBytes, MetricPixels, MetricDriftPSI, MetricDriftKS, MetricRechecks}
+	MetricBytes, MetricPixels, MetricDriftPSI, MetricDriftKS, MetricRechecks,
+	MetricPredictionBoxes, MetricPredictionConfidence, MetricPredictionLabels}
 
 // Results of the anonymization re-check, the values of MetricRechecks' result label.
 const (

@@ -333,6 +333,9 @@ func (p *Pipeline) Process(ctx context.Context, t Task) (_ Outcome, err error) {
 	if err != nil {
 		return p.fail(ctx, log, claim, job, data, err, out)
 	}
+	for _, r := range job.Results {
+		p.tel.Predictions(ctx, r)
+	}
 
 	_, end = p.step(ctx, "transform")
 	processed, err := p.transformer.Apply(img.Decoded, job.Results)

@@ -31,6 +31,7 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/visionstack/visionstack/runtime/config"
+	"github.com/visionstack/visionstack/runtime/meta"
 	"github.com/visionstack/visionstack/runtime/telemetry/drift"
 )
 
@@ -58,6 +59,8 @@ type Telemetry struct {
 	gcp     string
 
 	steps, modelDur               metric.Float64Histogram
+	predBoxes, predConf           metric.Float64Histogram
+	predLabels                    metric.Int64Counter
 	jobs, modelErr, bytes, pixels metric.Int64Counter
 	rechecks                      metric.Int64Counter
 	inflight                      metric.Int64UpDownCounter
@@ -87,7 +90,8 @@ func New(ctx context.Context, o Options) (_ *Telemetry, err error) {
 		return nil, fmt.Errorf("prometheus exporter: %w", err)
 	}
 	t.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
-	mopts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(prom), sdkmetric.WithView(durationBuckets)}
+	mopts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(prom), sdkmetric.WithView(durationBuckets, predictionBuckets(config.MetricPredictionBoxes, config.PredictionBoxBounds),
+		predictionBuckets(config.MetricPredictionConfidence, config.PredictionConfidenceBounds))}
 	if o.GCPProject != "" {
 		exp, err := mexporter.New(mexporter.WithProjectID(o.GCPProject), mexporter.WithMonitoringClientOptions(o.MonitoringOptions...),
 			mexporter.WithMetricDescriptorTypeFormatter(func(m metricdata.Metrics) string { return config.CloudMetricTypeOf(m.Name) }))
@@ -126,9 +130,16 @@ func New(ctx context.Context, o Options) (_ *Telemetry, err error) {
 }
 
 // durationBuckets: image steps take milliseconds to tens of seconds.
-var durationBuckets = sdkmetric.NewView(sdkmetric.Instrument{Kind: sdkmetric.InstrumentKindHistogram},
+var durationBuckets = sdkmetric.NewView(sdkmetric.Instrument{Name: "*.duration", Kind: sdkmetric.InstrumentKindHistogram},
 	sdkmetric.Stream{Aggregation: sdkmetric.AggregationExplicitBucketHistogram{
 		Boundaries: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}}})
+
+// predictionBuckets: the prediction histograms keep the drift monitor's bins, so a
+// canary's distribution can be compared from Cloud Monitoring alone.
+func predictionBuckets(m config.Metric, bounds []float64) sdkmetric.View {
+	return sdkmetric.NewView(sdkmetric.Instrument{Name: m.Name, Kind: sdkmetric.InstrumentKindHistogram},
+		sdkmetric.Stream{Aggregation: sdkmetric.AggregationExplicitBucketHistogram{Boundaries: bounds}})
+}
 
 func (t *Telemetry) instruments(m metric.Meter) error {
 	var errs []error
@@ -151,6 +162,8 @@ func (t *Telemetry) instruments(m metric.Meter) error {
 	t.jobs, t.modelErr = counter(config.MetricJobs), counter(config.MetricModelErrors)
 	t.bytes, t.pixels = counter(config.MetricBytes), counter(config.MetricPixels)
 	t.rechecks = counter(config.MetricRechecks)
+	t.predBoxes, t.predConf = hist(config.MetricPredictionBoxes), hist(config.MetricPredictionConfidence)
+	t.predLabels = counter(config.MetricPredictionLabels)
 	t.driftPSI, t.driftKS = gauge(config.MetricDriftPSI), gauge(config.MetricDriftKS)
 	var err error
 	t.inflight, err = m.Int64UpDownCounter(config.MetricInflight.Name, metric.WithUnit(config.MetricInflight.Unit),
@@ -226,6 +239,25 @@ func (t *Telemetry) ModelCall(ctx context.Context, analysis, model, version stri
 	t.modelDur.Record(ctx, d.Seconds(), t.attrs(a, m, attribute.String("model_version", version)))
 	if kind != "" {
 		t.modelErr.Add(ctx, 1, t.attrs(a, m, attribute.String("kind", kind)))
+	}
+}
+
+// Predictions records what one analysis result says, by the version that answered:
+// boxes, confidences and labels, and the same of its shadow.
+func (t *Telemetry) Predictions(ctx context.Context, r meta.Result) {
+	if t == nil {
+		return
+	}
+	for _, x := range []*meta.Result{&r, r.Shadow} {
+		if x == nil || x.Error != "" {
+			continue
+		}
+		a, v := attribute.String("analysis", x.Analysis), attribute.String("model_version", x.ModelVersion)
+		t.predBoxes.Record(ctx, float64(len(x.Detections)), t.attrs(a, v))
+		for _, d := range x.Detections {
+			t.predConf.Record(ctx, d.Confidence, t.attrs(a, v))
+			t.predLabels.Add(ctx, 1, t.attrs(a, v, attribute.String("label", d.Label)))
+		}
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/visionstack/visionstack/runtime/config"
+	"github.com/visionstack/visionstack/runtime/meta"
 	"github.com/visionstack/visionstack/runtime/telemetry"
 	"github.com/visionstack/visionstack/runtime/telemetry/drift"
 )
@@ -90,6 +91,7 @@ func TestCloudExportersSendWhatTheStackReads(t *testing.T) {
 	tel.Read(sctx, 1000, 640*480)
 	tel.Drift(sctx, "faces", drift.Report{PSI: 0.31, KS: 0.4})
 	tel.Recheck(sctx, config.RecheckReanonymized)
+	tel.Predictions(sctx, meta.Result{Analysis: "faces", ModelVersion: "2", Detections: []meta.Detection{{Label: "face", Confidence: 0.8}}})
 	span.End()
 	if err := tel.Shutdown(ctx); err != nil { // flushes both exporters
 		t.Fatal(err)
