@@ -292,9 +292,19 @@ func ks(x, y []float64) float64 {
 	return d
 }
 
+// Counts is a distribution as histograms: detections by label, images by boxes per
+// image (BoxBins), detections by confidence (10 or 100 equal bins over 0..1).
+type Counts struct {
+	Labels     map[string]float64
+	Boxes      []float64
+	Confidence []float64
+}
+
+func (d *dist) counts() Counts { return Counts{Labels: d.labels, Boxes: d.boxes, Confidence: d.conf} }
+
 // Compare is the distance between two sets of observations, such as a stable model's
-// and a canary's or shadow's answers on the same traffic: the PSIs and KS of drift,
-// expected taking the baseline's place. Drifted is PSI > threshold.
+// and a shadow's answers on the same images: the PSIs and KS of drift, expected
+// taking the baseline's place. Drifted is PSI > threshold.
 func Compare(expected, actual []Observation, threshold float64) Report {
 	e, a := newDist(), newDist()
 	for _, o := range expected {
@@ -303,12 +313,25 @@ func Compare(expected, actual []Observation, threshold float64) Report {
 	for _, o := range actual {
 		a.add(o, 1)
 	}
-	r := Report{Window: len(actual)}
-	r.PSILabels = psiMap(e.labels, a.labels)
-	r.PSIBoxes = psi(e.boxes, a.boxes)
-	r.PSIConf = psi(coarse(e.conf), coarse(a.conf))
+	return CompareCounts(e.counts(), a.counts(), threshold)
+}
+
+// CompareCounts is Compare on histograms (a canary's and the stable version's, read
+// back from Cloud Monitoring). Window is the images actual counts.
+func CompareCounts(expected, actual Counts, threshold float64) Report {
+	var r Report
+	for _, n := range actual.Boxes {
+		r.Window += int(n)
+	}
+	r.PSILabels = psiMap(expected.Labels, actual.Labels)
+	if len(expected.Boxes) == len(actual.Boxes) {
+		r.PSIBoxes = psi(expected.Boxes, actual.Boxes)
+	}
+	if len(expected.Confidence) == len(actual.Confidence) && len(actual.Confidence)%psiBins == 0 {
+		r.PSIConf = psi(coarse(expected.Confidence), coarse(actual.Confidence))
+		r.KS = ks(expected.Confidence, actual.Confidence)
+	}
 	r.PSI = max(r.PSILabels, r.PSIBoxes, r.PSIConf)
-	r.KS = ks(e.conf, a.conf)
 	r.Drifted = r.PSI > threshold
 	return r
 }

@@ -1,0 +1,649 @@
+// Package rollout ships a new version of a project's Vertex AI model as a canary and
+// decides on its own: it uploads the version under the same model (model
+// versioning), deploys it to the endpoint with a share of the traffic, watches it
+// against the stable version — error ratio and p95 latency from Vertex AI's own
+// metrics, and the distance between their predictions (PSI on labels, boxes per
+// image and confidences) from the metrics the runtime writes — then promotes it to
+// all the traffic or rolls it back (traffic to the stable version, canary
+// undeployed).
+//
+// Every step is recorded before and after it runs, in the metadata store and in a
+// log of decisions: a rollout interrupted anywhere (a crash, a kill) leaves the
+// endpoint in a stated state, and Run with Resume finishes it from there.
+package rollout
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	aiplatform "cloud.google.com/go/aiplatform/apiv1"
+	"cloud.google.com/go/aiplatform/apiv1/aiplatformpb"
+	monitoring "cloud.google.com/go/monitoring/apiv3/v2"
+	"cloud.google.com/go/monitoring/apiv3/v2/monitoringpb"
+	"google.golang.org/api/iterator"
+	"google.golang.org/genproto/googleapis/api/distribution"
+	metricpb "google.golang.org/genproto/googleapis/api/metric"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/visionstack/visionstack/runtime/config"
+	"github.com/visionstack/visionstack/runtime/meta"
+	"github.com/visionstack/visionstack/runtime/telemetry/drift"
+)
+
+// Phases of a rollout, in order; Promoted and RolledBack are final.
+const (
+	PhaseUploading   = "uploading"
+	PhaseDeploying   = "deploying"
+	PhaseWatching    = "watching"
+	PhasePromoting   = "promoting"
+	PhaseRollingBack = "rolling-back"
+	PhasePromoted    = "promoted"
+	PhaseRolledBack  = "rolled-back"
+)
+
+// Vertex AI's metrics of an endpoint's deployed models (label deployed_model_id).
+const (
+	MetricPredictions = "aiplatform.googleapis.com/prediction/online/prediction_count"
+	MetricErrors      = "aiplatform.googleapis.com/prediction/online/error_count"
+	MetricLatencies   = "aiplatform.googleapis.com/prediction/online/prediction_latencies"
+)
+
+// Limits decide a canary's fate.
+type Limits struct {
+	MinPredictions  int64   // canary predictions needed to promote (default 100)
+	MaxErrorRatio   float64 // canary error ratio may exceed the stable one's by this (default 0.02)
+	MaxLatencyRatio float64 // canary p95 may be this many times the stable one's (default 1.5)
+	MaxPSI          float64 // prediction distance allowed (default: the drift threshold, 0.2)
+	MinImages       int     // images per version before the PSI counts (default 50)
+}
+
+func (l *Limits) defaults() {
+	if l.MinPredictions <= 0 {
+		l.MinPredictions = 100
+	}
+	if l.MaxErrorRatio <= 0 {
+		l.MaxErrorRatio = 0.02
+	}
+	if l.MaxLatencyRatio <= 0 {
+		l.MaxLatencyRatio = 1.5
+	}
+	if l.MaxPSI <= 0 {
+		l.MaxPSI = config.DefaultDriftThreshold
+	}
+	if l.MinImages <= 0 {
+		l.MinImages = 50
+	}
+}
+
+// Options of a rollout.
+type Options struct {
+	Models    *aiplatform.ModelClient
+	Endpoints *aiplatform.EndpointClient
+	Metrics   *monitoring.MetricClient
+	State     meta.Store // where the rollout's state is kept (StateName)
+	Log       io.Writer  // one JSON line per step and decision, with its numbers
+	Progress  io.Writer  // the same for people
+
+	Project    string // the visionstack project (the runtime's metric label)
+	GCPProject string
+	Region     string
+	EndpointID string
+	Analysis   string             // whose predictions are compared
+	Model      config.ModelDeploy // the new version's container and resources
+	Canary     int                // percent of the traffic the canary gets
+	Watch      time.Duration      // how long the canary is watched
+	Interval   time.Duration      // between looks (default a minute)
+	Limits     Limits
+	Resume     bool // finish the rollout in progress instead of starting one
+
+	Now   func() time.Time
+	Sleep func(context.Context, time.Duration) error
+}
+
+// Arm is one version on the endpoint.
+type Arm struct {
+	DeployedModelID string `json:"deployedModelId,omitempty"`
+	Model           string `json:"model,omitempty"` // projects/P/locations/L/models/M@V: what results record
+}
+
+// ArmNumbers are one version's figures over the watch so far.
+type ArmNumbers struct {
+	Predictions int64         `json:"predictions"`
+	Errors      int64         `json:"errors"`
+	ErrorRatio  float64       `json:"errorRatio"`
+	P95         time.Duration `json:"p95"`
+	Images      int           `json:"images"` // images whose predictions the runtime recorded
+}
+
+// Numbers compare the canary with the stable version.
+type Numbers struct {
+	Stable   ArmNumbers   `json:"stable"`
+	Canary   ArmNumbers   `json:"canary"`
+	Distance drift.Report `json:"distance"` // stable as expected, canary as actual
+}
+
+// State is a rollout's record, saved before and after every step.
+type State struct {
+	ID        string        `json:"id"`
+	Phase     string        `json:"phase"`
+	Endpoint  string        `json:"endpoint"`
+	Stable    Arm           `json:"stable"`
+	Canary    Arm           `json:"canary"`
+	CanaryPct int           `json:"canaryPercent"`
+	WatchFrom time.Time     `json:"watchFrom,omitzero"`
+	WatchFor  time.Duration `json:"watchFor"`
+	Decision  string        `json:"decision,omitempty"`
+	Numbers   *Numbers      `json:"numbers,omitempty"`
+	Updated   time.Time     `json:"updated"`
+}
+
+// Final reports whether the rollout is over.
+func (s State) Final() bool { return s.Phase == PhasePromoted || s.Phase == PhaseRolledBack }
+
+// StateName is where a project's rollout state is kept in the metadata store.
+func StateName(project string) string { return "rollout-" + project }
+
+// ErrInProgress: a rollout is under way; finish it with Resume.
+var ErrInProgress = errors.New("a rollout is in progress")
+
+// Load reads the project's rollout state (meta.ErrNotFound: none ever ran).
+func Load(ctx context.Context, store meta.Store, project string) (State, error) {
+	raw, err := store.Cursor(ctx, StateName(project))
+	if err != nil {
+		return State{}, err
+	}
+	var s State
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return State{}, fmt.Errorf("rollout state of %s: %w", project, err)
+	}
+	return s, nil
+}
+
+type runner struct {
+	Options
+	st State
+}
+
+// Run carries a rollout to promotion or rollback and returns its final state.
+func Run(ctx context.Context, o Options) (State, error) {
+	o.Limits.defaults()
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Sleep == nil {
+		o.Sleep = sleep
+	}
+	if o.Interval <= 0 {
+		o.Interval = time.Minute
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	r := &runner{Options: o}
+	prev, err := Load(ctx, o.State, o.Project)
+	switch {
+	case err != nil && !errors.Is(err, meta.ErrNotFound):
+		return State{}, err
+	case o.Resume && (err != nil || prev.Final()):
+		return prev, fmt.Errorf("no rollout of %s to resume (last: %s)", o.Project, describe(prev))
+	case !o.Resume && err == nil && !prev.Final():
+		return prev, fmt.Errorf("%w: %s; finish it with model rollout --resume", ErrInProgress, describe(prev))
+	case o.Resume:
+		r.st = prev
+		r.note("resume", "resuming in phase "+prev.Phase)
+	default:
+		if o.Canary < 1 || o.Canary > 99 {
+			return State{}, fmt.Errorf("canary share %d%%: give 1 to 99", o.Canary)
+		}
+		if err := r.begin(ctx); err != nil {
+			return r.st, err
+		}
+	}
+	for !r.st.Final() {
+		var err error
+		switch r.st.Phase {
+		case PhaseUploading:
+			err = r.upload(ctx)
+		case PhaseDeploying:
+			err = r.deploy(ctx)
+		case PhaseWatching:
+			err = r.watch(ctx)
+		case PhasePromoting:
+			err = r.finish(ctx, r.st.Canary, r.st.Stable, PhasePromoted)
+		case PhaseRollingBack:
+			err = r.finish(ctx, r.st.Stable, r.st.Canary, PhaseRolledBack)
+		default:
+			err = fmt.Errorf("rollout state has unknown phase %q", r.st.Phase)
+		}
+		if err != nil {
+			return r.st, fmt.Errorf("rollout %s, phase %s: %w (the endpoint is as the state says; run model rollout --resume to go on)", r.st.ID, r.st.Phase, err)
+		}
+	}
+	return r.st, nil
+}
+
+func describe(s State) string {
+	if s.ID == "" {
+		return "none"
+	}
+	return fmt.Sprintf("rollout %s, phase %s since %s, canary %s at %d%%", s.ID, s.Phase, s.Updated.Format(time.RFC3339), s.Canary.Model, s.CanaryPct)
+}
+
+func (r *runner) endpointName() string {
+	return fmt.Sprintf("projects/%s/locations/%s/endpoints/%s", r.GCPProject, r.Region, r.EndpointID)
+}
+
+// begin finds the stable version: the deployed model with the most traffic.
+func (r *runner) begin(ctx context.Context) error {
+	ep, err := r.Endpoints.GetEndpoint(ctx, &aiplatformpb.GetEndpointRequest{Name: r.endpointName()})
+	if err != nil {
+		return fmt.Errorf("read endpoint: %w", err)
+	}
+	var stable *aiplatformpb.DeployedModel
+	for _, dm := range ep.GetDeployedModels() {
+		if stable == nil || ep.GetTrafficSplit()[dm.GetId()] > ep.GetTrafficSplit()[stable.GetId()] {
+			stable = dm
+		}
+	}
+	if stable == nil {
+		return fmt.Errorf("endpoint %s has no deployed model: deploy the first version with visionstack model deploy", r.endpointName())
+	}
+	now := r.Now().UTC()
+	r.st = State{ID: now.Format("20060102T150405Z"), Phase: PhaseUploading, Endpoint: r.endpointName(), CanaryPct: r.Canary, WatchFor: r.Watch,
+		Stable: Arm{DeployedModelID: stable.GetId(), Model: versioned(stable.GetModel(), stable.GetModelVersionId())}}
+	return r.save("begin", fmt.Sprintf("stable version %s (deployed model %s); uploading %s as a new version", r.st.Stable.Model, r.st.Stable.DeployedModelID, r.Model.Image))
+}
+
+// versioned names a model version as results record it: M@V.
+func versioned(model, version string) string {
+	if strings.Contains(model, "@") || version == "" {
+		return model
+	}
+	return model + "@" + version
+}
+
+// upload adds the new version under the stable version's model. Interrupted before
+// its answer was saved, it runs again: the earlier upload is an unused version.
+func (r *runner) upload(ctx context.Context) error {
+	parentModel, _, _ := strings.Cut(r.st.Stable.Model, "@")
+	m := r.Model
+	op, err := r.Models.UploadModel(ctx, &aiplatformpb.UploadModelRequest{
+		Parent: fmt.Sprintf("projects/%s/locations/%s", r.GCPProject, r.Region), ParentModel: parentModel,
+		Model: &aiplatformpb.Model{DisplayName: m.DisplayName, ArtifactUri: m.ArtifactURI, ContainerSpec: &aiplatformpb.ModelContainerSpec{
+			ImageUri: m.Image, Args: m.Args, PredictRoute: m.PredictRoute, HealthRoute: m.HealthRoute,
+			Ports: []*aiplatformpb.Port{{ContainerPort: int32(m.Port)}}}}})
+	if err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	resp, err := op.Wait(ctx)
+	if err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	r.st.Canary = Arm{Model: versioned(resp.GetModel(), resp.GetModelVersionId())}
+	r.st.Phase = PhaseDeploying
+	return r.save("uploaded", "new version "+r.st.Canary.Model)
+}
+
+// deploy puts the canary on the endpoint with its share. A deployment that finished
+// before an interruption is found on the endpoint and adopted.
+func (r *runner) deploy(ctx context.Context) error {
+	ep, err := r.Endpoints.GetEndpoint(ctx, &aiplatformpb.GetEndpointRequest{Name: r.st.Endpoint})
+	if err != nil {
+		return fmt.Errorf("read endpoint: %w", err)
+	}
+	for _, dm := range ep.GetDeployedModels() {
+		if versioned(dm.GetModel(), dm.GetModelVersionId()) == r.st.Canary.Model {
+			r.st.Canary.DeployedModelID = dm.GetId()
+		}
+	}
+	split := func(canary string) map[string]int32 {
+		return map[string]int32{canary: int32(r.st.CanaryPct), r.st.Stable.DeployedModelID: int32(100 - r.st.CanaryPct)}
+	}
+	if r.st.Canary.DeployedModelID == "" {
+		m := r.Model
+		op, err := r.Endpoints.DeployModel(ctx, &aiplatformpb.DeployModelRequest{Endpoint: r.st.Endpoint,
+			DeployedModel: &aiplatformpb.DeployedModel{Model: r.st.Canary.Model, DisplayName: m.DisplayName,
+				PredictionResources: &aiplatformpb.DeployedModel_DedicatedResources{DedicatedResources: &aiplatformpb.DedicatedResources{
+					MachineSpec:     &aiplatformpb.MachineSpec{MachineType: m.MachineType},
+					MinReplicaCount: int32(m.MinReplicas), MaxReplicaCount: int32(m.MaxReplicas)}}},
+			TrafficSplit: split("0")}) // "0" is the model being deployed
+		if err != nil {
+			return fmt.Errorf("deploy: %w", err)
+		}
+		resp, err := op.Wait(ctx)
+		if err != nil {
+			return fmt.Errorf("deploy: %w", err)
+		}
+		r.st.Canary.DeployedModelID = resp.GetDeployedModel().GetId()
+	} else if err := r.traffic(ctx, split(r.st.Canary.DeployedModelID)); err != nil {
+		return err
+	}
+	r.st.Phase, r.st.WatchFrom = PhaseWatching, r.Now().UTC()
+	return r.save("deployed", fmt.Sprintf("canary %s deployed as %s with %d%% of the traffic; watching for %s", r.st.Canary.Model, r.st.Canary.DeployedModelID, r.st.CanaryPct, r.st.WatchFor))
+}
+
+// watch looks at the canary every interval until the watch is over, rolling back at
+// once when it is plainly worse, then decides.
+func (r *runner) watch(ctx context.Context) error {
+	end := r.st.WatchFrom.Add(r.st.WatchFor)
+	for {
+		left := end.Sub(r.Now())
+		if left > 0 {
+			if err := r.Sleep(ctx, min(left, r.Interval)); err != nil {
+				return err
+			}
+		}
+		n, err := r.measure(ctx)
+		if err != nil {
+			return err
+		}
+		r.st.Numbers = &n
+		done := !r.Now().Before(end)
+		healthy, why := r.judge(n, done)
+		switch {
+		case !healthy:
+			r.st.Phase, r.st.Decision = PhaseRollingBack, "roll back: "+why
+			return r.save("decision", r.st.Decision)
+		case done:
+			r.st.Phase, r.st.Decision = PhasePromoting, "promote: "+why
+			return r.save("decision", r.st.Decision)
+		}
+		if err := r.save("look", why); err != nil {
+			return err
+		}
+	}
+}
+
+// judge says whether the canary is healthy so far (final: the watch is over) and why.
+func (r *runner) judge(n Numbers, final bool) (bool, string) {
+	l := r.Limits
+	c, s := n.Canary, n.Stable
+	figures := fmt.Sprintf("errors %.2f%% vs %.2f%%, p95 %s vs %s, prediction PSI %.3f over %d and %d images",
+		100*c.ErrorRatio, 100*s.ErrorRatio, c.P95, s.P95, n.Distance.PSI, c.Images, s.Images)
+	switch {
+	case c.Predictions > 0 && c.Errors >= 5 && c.ErrorRatio > s.ErrorRatio+l.MaxErrorRatio:
+		return false, "canary errors rose: " + figures
+	case c.Predictions >= l.MinPredictions && s.P95 > 0 && float64(c.P95) > l.MaxLatencyRatio*float64(s.P95):
+		return false, fmt.Sprintf("canary p95 over %.1f× the stable one's: %s", l.MaxLatencyRatio, figures)
+	case c.Images >= l.MinImages && s.Images >= l.MinImages && n.Distance.PSI > l.MaxPSI:
+		return false, fmt.Sprintf("canary predictions drift from the stable version's (PSI > %.2f): %s", l.MaxPSI, figures)
+	case final && c.Predictions < l.MinPredictions:
+		return false, fmt.Sprintf("too little canary traffic to judge (%d predictions, %d needed): %s", c.Predictions, l.MinPredictions, figures)
+	case final && (c.Images < l.MinImages || s.Images < l.MinImages):
+		return false, fmt.Sprintf("too few images with recorded predictions to compare (%d needed of each): %s", l.MinImages, figures)
+	}
+	return true, "healthy: " + figures
+}
+
+// finish gives keep all the traffic and undeploys drop. Each half is idempotent, so
+// an interrupted finish runs again from the start.
+func (r *runner) finish(ctx context.Context, keep, drop Arm, final string) error {
+	if err := r.traffic(ctx, map[string]int32{keep.DeployedModelID: 100}); err != nil {
+		return err
+	}
+	ep, err := r.Endpoints.GetEndpoint(ctx, &aiplatformpb.GetEndpointRequest{Name: r.st.Endpoint})
+	if err != nil {
+		return fmt.Errorf("read endpoint: %w", err)
+	}
+	if drop.DeployedModelID != "" && slices.ContainsFunc(ep.GetDeployedModels(), func(dm *aiplatformpb.DeployedModel) bool { return dm.GetId() == drop.DeployedModelID }) {
+		op, err := r.Endpoints.UndeployModel(ctx, &aiplatformpb.UndeployModelRequest{Endpoint: r.st.Endpoint, DeployedModelId: drop.DeployedModelID,
+			TrafficSplit: map[string]int32{keep.DeployedModelID: 100}})
+		if err != nil {
+			return fmt.Errorf("undeploy %s: %w", drop.DeployedModelID, err)
+		}
+		if _, err := op.Wait(ctx); err != nil {
+			return fmt.Errorf("undeploy %s: %w", drop.DeployedModelID, err)
+		}
+	}
+	r.st.Phase = final
+	return r.save(final, fmt.Sprintf("%s has all the traffic; %s undeployed", keep.Model, drop.Model))
+}
+
+func (r *runner) traffic(ctx context.Context, split map[string]int32) error {
+	_, err := r.Endpoints.UpdateEndpoint(ctx, &aiplatformpb.UpdateEndpointRequest{
+		Endpoint:   &aiplatformpb.Endpoint{Name: r.st.Endpoint, TrafficSplit: split},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"traffic_split"}}})
+	if err != nil {
+		return fmt.Errorf("set traffic %v: %w", split, err)
+	}
+	return nil
+}
+
+// save records the state and logs the step.
+func (r *runner) save(step, what string) error {
+	r.st.Updated = r.Now().UTC()
+	raw, err := json.Marshal(r.st)
+	if err != nil {
+		return err
+	}
+	line, _ := json.Marshal(struct {
+		Time    time.Time `json:"time"`
+		Rollout string    `json:"rollout"`
+		Step    string    `json:"step"`
+		Phase   string    `json:"phase"`
+		What    string    `json:"what"`
+		Numbers *Numbers  `json:"numbers,omitempty"`
+	}{r.st.Updated, r.st.ID, step, r.st.Phase, what, r.st.Numbers})
+	fmt.Fprintf(r.Log, "%s\n", line)
+	fmt.Fprintf(r.Progress, "%s  %-12s %s\n", r.st.Updated.Format("15:04:05"), r.st.Phase, what)
+	// The state is saved with a context of its own: a cancelled run still records
+	// where it got to.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.State.SaveCursor(ctx, StateName(r.Project), raw); err != nil {
+		return fmt.Errorf("save rollout state: %w", err)
+	}
+	return nil
+}
+
+func (r *runner) note(step, what string) {
+	fmt.Fprintf(r.Progress, "%s  %-12s %s\n", r.Now().UTC().Format("15:04:05"), r.st.Phase, what)
+}
+
+// measure reads both versions' figures since the watch began.
+func (r *runner) measure(ctx context.Context) (Numbers, error) {
+	var n Numbers
+	var counts [2]drift.Counts
+	for i, arm := range []Arm{r.st.Stable, r.st.Canary} {
+		a := &n.Stable
+		if i == 1 {
+			a = &n.Canary
+		}
+		vertex := fmt.Sprintf(`resource.labels.endpoint_id="%s" AND metric.labels.deployed_model_id="%s"`, r.EndpointID, arm.DeployedModelID)
+		var err error
+		if a.Predictions, err = r.sum(ctx, MetricPredictions, vertex); err != nil {
+			return n, err
+		}
+		if a.Errors, err = r.sum(ctx, MetricErrors, vertex); err != nil {
+			return n, err
+		}
+		if a.Predictions > 0 {
+			a.ErrorRatio = float64(a.Errors) / float64(a.Predictions)
+		}
+		lat, err := r.histogram(ctx, MetricLatencies, vertex)
+		if err != nil {
+			return n, err
+		}
+		a.P95 = time.Duration(lat.quantile(0.95) * float64(time.Millisecond)) // Vertex reports milliseconds
+		own := fmt.Sprintf(`metric.labels.project="%s" AND metric.labels.analysis="%s" AND metric.labels.model_version="%s"`, r.Project, r.Analysis, arm.Model)
+		boxes, err := r.histogram(ctx, config.MetricPredictionBoxes.CloudType(), own)
+		if err != nil {
+			return n, err
+		}
+		conf, err := r.histogram(ctx, config.MetricPredictionConfidence.CloudType(), own)
+		if err != nil {
+			return n, err
+		}
+		labels, err := r.byLabel(ctx, config.MetricPredictionLabels.CloudType(), own, "label")
+		if err != nil {
+			return n, err
+		}
+		counts[i] = drift.Counts{Labels: labels, Boxes: boxes.fit(len(config.PredictionBoxBounds) + 1), Confidence: conf.fit(len(config.PredictionConfidenceBounds) + 1)}
+		for _, c := range boxes.counts {
+			a.Images += int(c)
+		}
+	}
+	n.Distance = drift.CompareCounts(counts[0], counts[1], r.Limits.MaxPSI)
+	return n, nil
+}
+
+func (r *runner) interval() *monitoringpb.TimeInterval {
+	return &monitoringpb.TimeInterval{StartTime: timestamppb.New(r.st.WatchFrom), EndTime: timestamppb.New(r.Now())}
+}
+
+func (r *runner) series(ctx context.Context, metricType, filter string, each func(*monitoringpb.TimeSeries)) error {
+	it := r.Metrics.ListTimeSeries(ctx, &monitoringpb.ListTimeSeriesRequest{Name: "projects/" + r.GCPProject,
+		Filter: fmt.Sprintf(`metric.type="%s" AND %s`, metricType, filter), Interval: r.interval(),
+		View: monitoringpb.ListTimeSeriesRequest_FULL})
+	for {
+		ts, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", metricType, err)
+		}
+		each(ts)
+	}
+}
+
+// sum adds up a delta count's points.
+func (r *runner) sum(ctx context.Context, metricType, filter string) (int64, error) {
+	var total int64
+	err := r.series(ctx, metricType, filter, func(ts *monitoringpb.TimeSeries) {
+		for _, p := range ts.GetPoints() {
+			total += p.GetValue().GetInt64Value()
+		}
+	})
+	return total, err
+}
+
+// byLabel adds up a counter's points by one of its labels. The runtime's counters are
+// cumulative: each series counts from its start, so its latest point is its total
+// (series that started before the watch are over-counted the same way for both
+// versions, which a PSI does not mind).
+func (r *runner) byLabel(ctx context.Context, metricType, filter, label string) (map[string]float64, error) {
+	out := map[string]float64{}
+	err := r.series(ctx, metricType, filter, func(ts *monitoringpb.TimeSeries) {
+		if ps := ts.GetPoints(); len(ps) > 0 {
+			v := ps[0].GetValue() // newest first
+			out[ts.GetMetric().GetLabels()[label]] += float64(v.GetInt64Value()) + v.GetDoubleValue()
+		}
+	})
+	return out, err
+}
+
+// hist is a distribution read back: bucket upper bounds and counts.
+type hist struct {
+	bounds []float64 // len(counts)-1 finite bounds
+	counts []float64
+}
+
+// histogram adds up the distributions of the matching series (the newest point of a
+// cumulative series, every point of a delta one).
+func (r *runner) histogram(ctx context.Context, metricType, filter string) (hist, error) {
+	var h hist
+	err := r.series(ctx, metricType, filter, func(ts *monitoringpb.TimeSeries) {
+		ps := ts.GetPoints()
+		if ts.GetMetricKind() != metricpb.MetricDescriptor_DELTA && len(ps) > 1 {
+			ps = ps[:1]
+		}
+		for _, p := range ps {
+			d := p.GetValue().GetDistributionValue()
+			if d == nil {
+				continue
+			}
+			b := bounds(d.GetBucketOptions(), len(d.GetBucketCounts()))
+			if h.counts == nil {
+				h.bounds, h.counts = b, make([]float64, len(d.GetBucketCounts()))
+			}
+			if len(d.GetBucketCounts()) != len(h.counts) {
+				continue
+			}
+			for i, c := range d.GetBucketCounts() {
+				h.counts[i] += float64(c)
+			}
+		}
+	})
+	return h, err
+}
+
+// fit returns the counts as n bins (none recorded: zeros).
+func (h hist) fit(n int) []float64 {
+	if len(h.counts) == n {
+		return h.counts
+	}
+	return make([]float64, n)
+}
+
+// quantile interpolates the q-quantile inside its bucket.
+func (h hist) quantile(q float64) float64 {
+	var total float64
+	for _, c := range h.counts {
+		total += c
+	}
+	if total == 0 {
+		return 0
+	}
+	want, seen := q*total, 0.0
+	for i, c := range h.counts {
+		if seen+c >= want && c > 0 {
+			lo, hi := 0.0, 0.0
+			if i > 0 {
+				lo = h.bounds[i-1]
+			}
+			if i < len(h.bounds) {
+				hi = h.bounds[i]
+			} else {
+				return lo // the overflow bucket: its lower bound
+			}
+			return lo + (hi-lo)*(want-seen)/c
+		}
+		seen += c
+	}
+	return h.bounds[len(h.bounds)-1]
+}
+
+// bounds are the finite bucket bounds of a distribution with n buckets.
+func bounds(o *distribution.Distribution_BucketOptions, n int) []float64 {
+	out := make([]float64, 0, max(n-1, 0))
+	switch {
+	case o.GetExplicitBuckets() != nil:
+		out = append(out, o.GetExplicitBuckets().GetBounds()...)
+	case o.GetExponentialBuckets() != nil:
+		e := o.GetExponentialBuckets()
+		for i := range n - 1 {
+			out = append(out, e.GetScale()*math.Pow(e.GetGrowthFactor(), float64(i)))
+		}
+	case o.GetLinearBuckets() != nil:
+		l := o.GetLinearBuckets()
+		for i := range n - 1 {
+			out = append(out, l.GetOffset()+l.GetWidth()*float64(i))
+		}
+	}
+	return out
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+
