@@ -4,11 +4,10 @@ import (
 	"context"
 	"fmt"
 
-	aiplatform "cloud.google.com/go/aiplatform/apiv1"
 	"github.com/spf13/cobra"
-	"google.golang.org/api/option"
 
 	"github.com/visionstack/visionstack/infra/stack"
+	"github.com/visionstack/visionstack/internal/closers"
 	"github.com/visionstack/visionstack/runtime/model/vertex"
 )
 
@@ -34,18 +33,13 @@ waiting on both long-running operations. Run it after visionstack up.`,
 			if cfg.Model == nil {
 				return fmt.Errorf("projects/%s/project.yaml has no model block: add model: {image: …} (see README, Config reference)", cfg.Name)
 			}
-			ep := option.WithEndpoint(cfg.GCP.Region + "-aiplatform.googleapis.com:443")
-			models, err := aiplatform.NewModelClient(ctx, ep)
+			var cl closers.Stack
+			defer cl.Close()
+			c, err := openGCPClients(ctx, cfg.GCP.Region, &cl, false)
 			if err != nil {
-				return fmt.Errorf("model client: %w (are application default credentials set? gcloud auth application-default login)", err)
+				return err
 			}
-			defer models.Close()
-			endpoints, err := aiplatform.NewEndpointClient(ctx, ep)
-			if err != nil {
-				return fmt.Errorf("endpoint client: %w", err)
-			}
-			defer endpoints.Close()
-			d, err := vertex.Deploy(ctx, models, endpoints, cfg.GCP.Project, cfg.GCP.Region,
+			d, err := vertex.Deploy(ctx, c.models, c.endpoints, cfg.GCP.Project, cfg.GCP.Region,
 				stack.EndpointID(cfg.GCP.Project, cfg.Name), *cfg.Model, g.out)
 			if err != nil {
 				return err

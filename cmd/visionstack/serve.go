@@ -419,6 +419,6 @@ Vertex client can be pointed at it locally.`,
 	}
 	serve.Flags().StringVar(&ref, "model", "builtin:faces", "built-in model to serve")
 	serve.Flags().StringVar(&logFormat, "log-format", defaultLogFormat(), "json (Cloud Logging) or text")
-	cmd.AddCommand(serve, newModelDeployCmd(g), newModelCompareCmd(g))
+	cmd.AddCommand(serve, newModelDeployCmd(g), newModelCompareCmd(g), newModelRolloutCmd(g))
 	return cmd
 }

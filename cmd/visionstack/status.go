@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	fs "cloud.google.com/go/firestore"
 	"github.com/spf13/cobra"
@@ -17,6 +19,7 @@ import (
 	"github.com/visionstack/visionstack/runtime/meta"
 	"github.com/visionstack/visionstack/runtime/meta/firestore"
 	"github.com/visionstack/visionstack/runtime/meta/sqlite"
+	"github.com/visionstack/visionstack/runtime/rollout"
 	"github.com/visionstack/visionstack/runtime/telemetry/drift"
 )
 
@@ -90,6 +93,15 @@ func (o *statusOptions) run(ctx context.Context, g *globalOptions, name string) 
 	}
 	fmt.Fprintf(w, "jobs (latest %d): %s\n", o.limit, strings.Join(states, ", "))
 	printDrift(w, hs)
+	switch st, err := rollout.Load(ctx, store, cfg.Name); {
+	case err == nil:
+		printRollout(w, st)
+		if !st.Final() {
+			fmt.Fprintf(w, "  in progress since %s: the endpoint is as above; finish it with visionstack model rollout %s --resume\n", st.Updated.Format(time.RFC3339), cfg.Name)
+		}
+	case !errors.Is(err, meta.ErrNotFound):
+		return err
+	}
 	return nil
 }
 

@@ -86,6 +86,8 @@ func TestHealthyCanaryIsPromoted(t *testing.T) {
 	if got := h.endpointState(); len(got) != 1 || got["222"] != 100 {
 		t.Errorf("endpoint %v, want only the new version, with all the traffic", got)
 	}
+	h.fake.Mu.Lock()
+	defer h.fake.Mu.Unlock()
 	if h.fake.Upload.GetParentModel() != rollouttest.StableModel || h.fake.Upload.GetModel().GetContainerSpec().GetImageUri() != h.opts.Model.Image {
 		t.Errorf("upload %v: want a new version under %s", h.fake.Upload, rollouttest.StableModel)
 	}
@@ -175,8 +177,11 @@ func TestCrashMidRolloutResumes(t *testing.T) {
 	if got := h.endpointState(); len(got) != 1 || got["222"] != 100 {
 		t.Errorf("endpoint %v after resume", got)
 	}
-	if h.fake.Uploads != 1 {
-		t.Errorf("%d uploads: resume must not upload again", h.fake.Uploads)
+	h.fake.Mu.Lock()
+	uploads := h.fake.Uploads
+	h.fake.Mu.Unlock()
+	if uploads != 1 {
+		t.Errorf("%d uploads: resume must not upload again", uploads)
 	}
 	if _, err := rollout.Run(context.Background(), h.opts); err == nil {
 		t.Error("resume with nothing in progress should say so")
@@ -189,7 +194,9 @@ func TestFailedStepsResume(t *testing.T) {
 	for _, method := range []string{"UploadModel", "DeployModel", "UpdateEndpoint"} {
 		t.Run(method, func(t *testing.T) {
 			h := newHarness(t, rollouttest.Healthy)
+			h.fake.Mu.Lock()
 			h.fake.FailNext = method
+			h.fake.Mu.Unlock()
 			if _, err := rollout.Run(context.Background(), h.opts); err == nil {
 				t.Fatalf("%s failed, the rollout did not", method)
 			}

@@ -108,7 +108,7 @@ func (f *Fake) UploadModel(_ context.Context, r *aiplatformpb.UploadModelRequest
 func (f *Fake) GetEndpoint(_ context.Context, r *aiplatformpb.GetEndpointRequest) (*aiplatformpb.Endpoint, error) {
 	f.Mu.Lock()
 	defer f.Mu.Unlock()
-	if r.Name != Endpoint {
+	if r.Name != f.EP.Name {
 		return nil, status.Errorf(codes.NotFound, "endpoint %s", r.Name)
 	}
 	return proto.Clone(f.EP).(*aiplatformpb.Endpoint), nil
