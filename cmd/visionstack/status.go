@@ -118,7 +118,11 @@ func printDrift(w io.Writer, hs []*drift.History) {
 }
 
 func printHistory(w io.Writer, h *drift.History) {
-	fmt.Fprintf(w, "drift of analysis %q (threshold %.2f, window %d images", h.Analysis, h.Threshold, h.Window)
+	fmt.Fprintf(w, "drift of analysis %q", h.Analysis)
+	if h.Version != "" {
+		fmt.Fprintf(w, ", model version %s", h.Version)
+	}
+	fmt.Fprintf(w, " (threshold %.2f, window %d images", h.Threshold, h.Window)
 	if h.Baseline != nil {
 		fmt.Fprintf(w, ", baseline: %s", h.Baseline.Source)
 	}

@@ -49,12 +49,12 @@ var (
 		Description: "Bytes of original images read"}
 	MetricPixels = Metric{Name: "visionstack.processed.pixels", Unit: "{pixel}", Kind: Counter,
 		Description: "Pixels of original images decoded"}
-	MetricDriftPSI = Metric{Name: "visionstack.drift.psi", Unit: "1", Kind: Gauge, Labels: []string{"analysis"},
-		Description: "Population stability index of an analysis' predictions, recent window vs baseline (largest of labels, boxes per image, confidences)"}
+	MetricDriftPSI = Metric{Name: "visionstack.drift.psi", Unit: "1", Kind: Gauge, Labels: []string{"analysis", "model_version"},
+		Description: "Population stability index of an analysis' predictions, recent window vs the model version's baseline (largest of labels, boxes per image, confidences)"}
 	MetricRechecks = Metric{Name: "visionstack.anonymization.rechecks", Unit: "{image}", Kind: Counter, Labels: []string{"result"},
 		Description: "Anonymized images looked at again for faces, by result: clean, reanonymized (a face the analysis missed was found and anonymized) or quarantined (a face remained)"}
-	MetricDriftKS = Metric{Name: "visionstack.drift.ks", Unit: "1", Kind: Gauge, Labels: []string{"analysis"},
-		Description: "Kolmogorov-Smirnov D of an analysis' confidences, recent window vs baseline"}
+	MetricDriftKS = Metric{Name: "visionstack.drift.ks", Unit: "1", Kind: Gauge, Labels: []string{"analysis", "model_version"},
+		Description: "Kolmogorov-Smirnov D of an analysis' confidences, recent window vs the model version's baseline"}
 	MetricPredictionBoxes = Metric{Name: "visionstack.predictions.boxes", Unit: "{detection}", Kind: Histogram, Labels: []string{"analysis", "model_version"},
 		Description: "Detections an analysis recorded per image, by model version (shadows' too): what model rollout compares a canary on"}
 	MetricPredictionConfidence = Metric{Name: "visionstack.predictions.confidence", Unit: "1", Kind: Histogram, Labels: []string{"analysis", "model_version"},

@@ -291,7 +291,7 @@ func (t *Telemetry) Drift(ctx context.Context, analysis string, r drift.Report) 
 	if t == nil {
 		return
 	}
-	a := attribute.String("analysis", analysis)
-	t.driftPSI.Record(ctx, r.PSI, t.attrs(a))
-	t.driftKS.Record(ctx, r.KS, t.attrs(a))
+	a, v := attribute.String("analysis", analysis), attribute.String("model_version", r.Version)
+	t.driftPSI.Record(ctx, r.PSI, t.attrs(a, v))
+	t.driftKS.Record(ctx, r.KS, t.attrs(a, v))
 }

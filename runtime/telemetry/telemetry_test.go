@@ -89,7 +89,7 @@ func TestCloudExportersSendWhatTheStackReads(t *testing.T) {
 	tel.ModelCall(sctx, "faces", "builtin:faces", "pigo-facefinder/1", 120*time.Millisecond, "transient")
 	tel.Inflight(sctx, 1)
 	tel.Read(sctx, 1000, 640*480)
-	tel.Drift(sctx, "faces", drift.Report{PSI: 0.31, KS: 0.4})
+	tel.Drift(sctx, "faces", drift.Report{PSI: 0.31, KS: 0.4, Version: "1"})
 	tel.Recheck(sctx, config.RecheckReanonymized)
 	tel.Predictions(sctx, meta.Result{Analysis: "faces", ModelVersion: "2", Detections: []meta.Detection{{Label: "face", Confidence: 0.8}}})
 	span.End()

@@ -22,6 +22,7 @@ import (
 type Observation struct {
 	Labels      []string
 	Confidences []float64
+	Version     string // the model version that answered (not compared)
 }
 
 // Report is the state after an observation.
@@ -35,6 +36,7 @@ type Report struct {
 	KS         float64 `json:"ks"`      // Kolmogorov–Smirnov D of confidences, baseline vs window
 	Drifted    bool    `json:"drifted"` // PSI > threshold with at least half a window
 	Window     int     `json:"window"`  // images in the window
+	Version    string  `json:"version,omitempty"` // the model version compared with its baseline
 }
 
 // BoxBins are the upper bounds of the boxes-per-image histogram (last: 6 and more).

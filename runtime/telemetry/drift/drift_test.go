@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/visionstack/visionstack/runtime/config"
@@ -105,7 +106,7 @@ func TestTrackersShareOneBaseline(t *testing.T) {
 	for range 40 {
 		a.Observe(ctx, job(1)) // A sees one face per image and freezes that
 	}
-	if _, err := store.Baseline(ctx, drift.BaselineName("faces")); err != nil {
+	if _, err := store.Baseline(ctx, drift.BaselineName("faces", "")); err != nil {
 		t.Fatalf("A did not freeze the baseline: %v", err)
 	}
 	for range 20 {
@@ -116,5 +117,55 @@ func TestTrackersShareOneBaseline(t *testing.T) {
 	}
 	if r := b.Last(); !r.Drifted || r.Window != 50 {
 		t.Fatalf("B compares with its own images, not with A's frozen baseline: %+v", r)
+	}
+}
+
+// Each model version is compared with its own first images: a new version that
+// finds more faces by design is not "drift", and the old version keeps its baseline.
+func TestBaselinesPerModelVersion(t *testing.T) {
+	ctx := context.Background()
+	store, err := sqlite.Open(filepath.Join(t.TempDir(), "meta.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	d := config.Drift{Analysis: "faces", Threshold: 0.2, Window: 50, BaselineImages: 40}
+	var recorded []drift.Report
+	tr, err := drift.Open(ctx, store, d, nil, func(_ context.Context, _ string, r drift.Report) { recorded = append(recorded, r) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := func(version string, faces int) meta.Job {
+		r := meta.Result{Analysis: "faces", ModelVersion: version}
+		for range faces {
+			r.Detections = append(r.Detections, meta.Detection{Label: "face", Confidence: 0.9})
+		}
+		return meta.Job{State: meta.StateDone, Results: []meta.Result{r}}
+	}
+	for range 90 {
+		tr.Observe(ctx, job("1", 1))
+	}
+	for range 90 {
+		tr.Observe(ctx, job("2", 3)) // three faces where version 1 saw one
+	}
+	if r := tr.Last(); r.Drifted || r.Version != "2" || r.Window != 50 {
+		t.Fatalf("version 2 against its own baseline: %+v, want settled and not drifted", r)
+	}
+	for _, v := range []string{"1", "2"} {
+		if _, err := store.Baseline(ctx, drift.BaselineName("faces", v)); err != nil {
+			t.Errorf("no baseline frozen for version %s: %v", v, err)
+		}
+	}
+	for range 30 {
+		tr.Observe(ctx, job("1", 3)) // version 1 now sees three: that is drift for it
+	}
+	if r := tr.Last(); !r.Drifted || r.Version != "1" {
+		t.Fatalf("version 1 seeing three faces: %+v, want drifted against version 1's baseline", r)
+	}
+	if last := recorded[len(recorded)-1]; last.Version != "1" {
+		t.Errorf("the metric carries version %q, want 1", last.Version)
+	}
+	if name := drift.BaselineName("faces", "projects/p/locations/l/models/m@2"); strings.Contains(strings.TrimPrefix(name, "drift-faces@"), "/") {
+		t.Errorf("baseline name %q has a /: not a valid Firestore document id", name)
 	}
 }
