@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"sort"
+	"syscall"
 	"time"
 
 	ps "cloud.google.com/go/pubsub/v2"
@@ -73,13 +76,13 @@ not crowd out live traffic.`,
 }
 
 func (o *backfillOptions) run(ctx context.Context, g *globalOptions, name string) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	cfg, _, err := g.loadProject(name)
+	ctx, cfg, err := g.begin(ctx, name)
 	if err != nil {
 		return err
 	}
+	// Ctrl-C or SIGTERM: stop after saving where it got to, so that --resume or a rerun goes on.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	if o.prefix != "" && o.fromVersion != "" {
 		return errors.New("--prefix and --from-version choose different images: give one")
 	}

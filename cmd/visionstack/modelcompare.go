@@ -48,10 +48,7 @@ analysis' detection agreement (F1) is below it, for a CI gate before a rollout.`
 }
 
 func (o *compareOptions) run(ctx context.Context, g *globalOptions, name string) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	cfg, _, err := g.loadProject(name)
+	ctx, cfg, err := g.begin(ctx, name)
 	if err != nil {
 		return err
 	}

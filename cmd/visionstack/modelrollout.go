@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	aiplatform "cloud.google.com/go/aiplatform/apiv1"
@@ -117,13 +119,13 @@ stays as the status says; model rollout --resume NAME finishes the rollout.`,
 }
 
 func (o *rolloutOptions) run(ctx context.Context, g *globalOptions, name string) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	cfg, _, err := g.loadProject(name)
+	ctx, cfg, err := g.begin(ctx, name)
 	if err != nil {
 		return err
 	}
+	// Ctrl-C or SIGTERM: stop after saving where it got to, so that --resume or a rerun goes on.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	if cfg.Model == nil {
 		return fmt.Errorf("projects/%s/project.yaml has no model block: add model: {image: …} with the new version's image (README \"Ship a new model version\")", cfg.Name)
 	}

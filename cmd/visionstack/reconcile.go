@@ -57,10 +57,7 @@ emulator variables).`,
 }
 
 func (o *reconcileOptions) run(ctx context.Context, g *globalOptions, name string) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	cfg, _, err := g.loadProject(name)
+	ctx, cfg, err := g.begin(ctx, name)
 	if err != nil {
 		return err
 	}

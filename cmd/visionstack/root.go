@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -73,6 +74,16 @@ func (g *globalOptions) loadProject(arg string) (*config.Project, string, error)
 		return nil, file, err
 	}
 	return p, file, nil
+}
+
+// begin is the start of a command on a project: a context (cobra's, or a new one when
+// the command runs outside Execute) and the project's config.
+func (g *globalOptions) begin(ctx context.Context, name string) (context.Context, *config.Project, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	cfg, _, err := g.loadProject(name)
+	return ctx, cfg, err
 }
 
 // exitError carries a specific exit code.

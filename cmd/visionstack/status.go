@@ -54,10 +54,7 @@ pin it in the project file.`,
 }
 
 func (o *statusOptions) run(ctx context.Context, g *globalOptions, name string) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	cfg, _, err := g.loadProject(name)
+	ctx, cfg, err := g.begin(ctx, name)
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/visionstack/visionstack/internal/wait"
 	"github.com/visionstack/visionstack/runtime/blob"
 	"github.com/visionstack/visionstack/runtime/meta"
 	"github.com/visionstack/visionstack/runtime/pipeline"
@@ -187,7 +188,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 			if o.Rate > 0 {
 				// Paced from the run's start: a slow publish is made up for, a burst is not.
 				due := start.Add(time.Duration(float64(rep.Published) / o.Rate * float64(time.Second)))
-				if err := sleepUntil(ctx, due, o.Now); err != nil {
+				if err := wait.For(ctx, due.Sub(o.Now())); err != nil {
 					return rep, errors.Join(err, save(last))
 				}
 			}
@@ -303,19 +304,4 @@ func quoteOrAll(prefix string) string {
 		return "the bucket's root"
 	}
 	return fmt.Sprintf("%q", prefix)
-}
-
-func sleepUntil(ctx context.Context, t time.Time, now func() time.Time) error {
-	d := t.Sub(now())
-	if d <= 0 {
-		return nil
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return nil
-	}
 }

@@ -9,12 +9,6 @@ import (
 	"testing"
 	"time"
 
-	aiplatform "cloud.google.com/go/aiplatform/apiv1"
-	monitoring "cloud.google.com/go/monitoring/apiv3/v2"
-	"google.golang.org/api/option"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/runtime/meta"
 	"github.com/visionstack/visionstack/runtime/meta/sqlite"
@@ -34,24 +28,7 @@ type harness struct {
 func newHarness(t *testing.T, canary rollouttest.Behaviour) *harness {
 	t.Helper()
 	f := rollouttest.New(canary)
-	conn, err := grpc.NewClient(f.Serve(t), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	ctx := context.Background()
-	models, err := aiplatform.NewModelClient(ctx, option.WithGRPCConn(conn))
-	if err != nil {
-		t.Fatal(err)
-	}
-	endpoints, err := aiplatform.NewEndpointClient(ctx, option.WithGRPCConn(conn))
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, err := monitoring.NewMetricClient(ctx, option.WithGRPCConn(conn))
-	if err != nil {
-		t.Fatal(err)
-	}
+	models, endpoints, metrics := f.Clients(t)
 	store, err := sqlite.Open(filepath.Join(t.TempDir(), "meta.db"))
 	if err != nil {
 		t.Fatal(err)

@@ -12,13 +12,17 @@ import (
 	"sync"
 	"testing"
 
+	aiplatform "cloud.google.com/go/aiplatform/apiv1"
 	"cloud.google.com/go/aiplatform/apiv1/aiplatformpb"
 	"cloud.google.com/go/longrunning/autogen/longrunningpb"
+	monitoring "cloud.google.com/go/monitoring/apiv3/v2"
 	"cloud.google.com/go/monitoring/apiv3/v2/monitoringpb"
+	"google.golang.org/api/option"
 	"google.golang.org/genproto/googleapis/api/distribution"
 	metricpb "google.golang.org/genproto/googleapis/api/metric"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -61,6 +65,7 @@ type Fake struct {
 	Deploy   *aiplatformpb.DeployModelRequest
 	Uploads  int
 	FailNext string // a method that fails once with Unavailable
+	Polls    int    // GetOperation calls: clients really wait on operations
 	canary   Behaviour
 	stable   Behaviour
 }
@@ -88,7 +93,12 @@ func (f *Fake) op(name string, resp proto.Message) *longrunningpb.Operation {
 func (f *Fake) GetOperation(_ context.Context, r *longrunningpb.GetOperationRequest) (*longrunningpb.Operation, error) {
 	f.Mu.Lock()
 	defer f.Mu.Unlock()
-	a, err := anypb.New(f.ops[r.Name])
+	f.Polls++
+	resp, ok := f.ops[r.Name]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "operation %s", r.Name)
+	}
+	a, err := anypb.New(resp)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +112,11 @@ func (f *Fake) UploadModel(_ context.Context, r *aiplatformpb.UploadModelRequest
 		return nil, err
 	}
 	f.Upload, f.Uploads = r, f.Uploads+1
-	return f.op(fmt.Sprintf("operations/upload-%d", f.Uploads), &aiplatformpb.UploadModelResponse{Model: r.ParentModel, ModelVersionId: "2"}), nil
+	resp := &aiplatformpb.UploadModelResponse{Model: r.ParentModel, ModelVersionId: "2"}
+	if r.ParentModel == "" { // a new model (model deploy), not a version of one
+		resp = &aiplatformpb.UploadModelResponse{Model: r.Parent + "/models/43", ModelVersionId: "1"}
+	}
+	return f.op(fmt.Sprintf("operations/upload-%d", f.Uploads), resp), nil
 }
 
 func (f *Fake) GetEndpoint(_ context.Context, r *aiplatformpb.GetEndpointRequest) (*aiplatformpb.Endpoint, error) {
@@ -279,6 +293,30 @@ func (f *Fake) Serve(t testing.TB) string {
 	go gs.Serve(lis)
 	t.Cleanup(gs.Stop)
 	return lis.Addr().String()
+}
+
+// Clients are the real Google clients of f's services, connected to it.
+func (f *Fake) Clients(t testing.TB) (*aiplatform.ModelClient, *aiplatform.EndpointClient, *monitoring.MetricClient) {
+	t.Helper()
+	conn, err := grpc.NewClient(f.Serve(t), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ctx := context.Background()
+	models, err := aiplatform.NewModelClient(ctx, option.WithGRPCConn(conn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoints, err := aiplatform.NewEndpointClient(ctx, option.WithGRPCConn(conn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, err := monitoring.NewMetricClient(ctx, option.WithGRPCConn(conn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return models, endpoints, metrics
 }
 
 // Deployed lists the endpoint's deployed models and their traffic.

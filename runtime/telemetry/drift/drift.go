@@ -33,9 +33,9 @@ type Report struct {
 	PSILabels  float64 `json:"psiLabels"`
 	PSIBoxes   float64 `json:"psiBoxes"`
 	PSIConf    float64 `json:"psiConfidence"`
-	KS         float64 `json:"ks"`      // Kolmogorov–Smirnov D of confidences, baseline vs window
-	Drifted    bool    `json:"drifted"` // PSI > threshold with at least half a window
-	Window     int     `json:"window"`  // images in the window
+	KS         float64 `json:"ks"`                // Kolmogorov–Smirnov D of confidences, baseline vs window
+	Drifted    bool    `json:"drifted"`           // PSI > threshold with at least half a window
+	Window     int     `json:"window"`            // images in the window
 	Version    string  `json:"version,omitempty"` // the model version compared with its baseline
 }
 
