@@ -81,12 +81,7 @@ func TestBaselineFromProjectFile(t *testing.T) {
 // Two instances collect at once: the first to reach baselineImages freezes the
 // baseline in the store, the other adopts it without collecting a whole one.
 func TestTrackersShareOneBaseline(t *testing.T) {
-	ctx := context.Background()
-	store, err := sqlite.Open(filepath.Join(t.TempDir(), "meta.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	ctx, store := context.Background(), openStore(t)
 	d := config.Drift{Analysis: "faces", Threshold: 0.2, Window: 50, BaselineImages: 40}
 	a, err := drift.Open(ctx, store, d, nil, nil)
 	if err != nil {
@@ -96,13 +91,7 @@ func TestTrackersShareOneBaseline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	job := func(faces int) meta.Job {
-		r := meta.Result{Analysis: "faces"}
-		for range faces {
-			r.Detections = append(r.Detections, meta.Detection{Label: "face", Confidence: 0.9})
-		}
-		return meta.Job{State: meta.StateDone, Results: []meta.Result{r}}
-	}
+	job := func(faces int) meta.Job { return facesJob("", faces) }
 	for range 40 {
 		a.Observe(ctx, job(1)) // A sees one face per image and freezes that
 	}
@@ -123,25 +112,14 @@ func TestTrackersShareOneBaseline(t *testing.T) {
 // Each model version is compared with its own first images: a new version that
 // finds more faces by design is not "drift", and the old version keeps its baseline.
 func TestBaselinesPerModelVersion(t *testing.T) {
-	ctx := context.Background()
-	store, err := sqlite.Open(filepath.Join(t.TempDir(), "meta.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	ctx, store := context.Background(), openStore(t)
 	d := config.Drift{Analysis: "faces", Threshold: 0.2, Window: 50, BaselineImages: 40}
 	var recorded []drift.Report
 	tr, err := drift.Open(ctx, store, d, nil, func(_ context.Context, _ string, r drift.Report) { recorded = append(recorded, r) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	job := func(version string, faces int) meta.Job {
-		r := meta.Result{Analysis: "faces", ModelVersion: version}
-		for range faces {
-			r.Detections = append(r.Detections, meta.Detection{Label: "face", Confidence: 0.9})
-		}
-		return meta.Job{State: meta.StateDone, Results: []meta.Result{r}}
-	}
+	job := facesJob
 	for range 90 {
 		tr.Observe(ctx, job("1", 1))
 	}
@@ -168,4 +146,23 @@ func TestBaselinesPerModelVersion(t *testing.T) {
 	if name := drift.BaselineName("faces", "projects/p/locations/l/models/m@2"); strings.Contains(strings.TrimPrefix(name, "drift-faces@"), "/") {
 		t.Errorf("baseline name %q has a /: not a valid Firestore document id", name)
 	}
+}
+
+func openStore(t *testing.T) *sqlite.Store {
+	t.Helper()
+	store, err := sqlite.Open(filepath.Join(t.TempDir(), "meta.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return store
+}
+
+// facesJob is a done job whose faces analysis by version found faces faces.
+func facesJob(version string, faces int) meta.Job {
+	r := meta.Result{Analysis: "faces", ModelVersion: version}
+	for range faces {
+		r.Detections = append(r.Detections, meta.Detection{Label: "face", Confidence: 0.9})
+	}
+	return meta.Job{State: meta.StateDone, Results: []meta.Result{r}}
 }
