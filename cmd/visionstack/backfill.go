@@ -107,11 +107,14 @@ func (o *backfillOptions) run(ctx context.Context, g *globalOptions, name string
 	}
 	fmt.Fprintf(g.out, "backfill %s for model version %s — %s\n", cfg.Name, o.version, where)
 	rep, err := backfill.Run(ctx, bo)
+	if errors.Is(err, backfill.ErrNoVersion) {
+		return err
+	}
 	printBackfill(g.out, rep, o.dryRun)
-	if err != nil {
+	if err != nil && rep.Published+len(rep.Skipped) > 0 {
 		return fmt.Errorf("%w\nrun the same command again to resume after the last image queued", err)
 	}
-	return nil
+	return err
 }
 
 // onlyBuiltin: every analysis uses the built-in model, whose version is known here.
@@ -142,7 +145,7 @@ func (o *backfillOptions) backends(ctx context.Context, cfg *config.Project, cl 
 			return bo, "", err
 		}
 		cl.Add(q.Close)
-		bo.Incoming, bo.Publisher, bo.Topic = in, q, localmode.WorkTopic
+		bo.Incoming, bo.Publisher, bo.Topic, bo.ContentKeys = in, q, localmode.WorkTopic, true
 		return bo, where + "; tasks go to the local queue (visionstack serve " + cfg.Name + " processes them)", nil
 	default: // cloud: open vetted the backend
 		sc, err := storage.NewClient(ctx)

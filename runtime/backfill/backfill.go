@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -40,6 +41,9 @@ type Options struct {
 	Version string
 	// Rate bounds the tasks published a second (0: as fast as the queue takes them).
 	Rate float64
+	// ContentKeys keys objects by their content, as local runs key their jobs (the
+	// local queue is the user's own): each object is read once to hash it.
+	ContentKeys bool
 	// Restart ignores a saved cursor and starts from the beginning (the keys still
 	// make it idempotent).
 	Restart bool
@@ -272,6 +276,13 @@ func (o Options) items(ctx context.Context) ([]item, error) {
 		for _, a := range objs {
 			it := item{id: a.Name, src: meta.Source{Bucket: o.Incoming.Name(), Object: a.Name, Generation: a.Generation}}
 			it.key = pipeline.ObjectKey(it.src.Bucket, it.src.Object, it.src.Generation)
+			if o.ContentKeys && !strings.HasSuffix(a.Name, "/") {
+				data, err := readAll(ctx, o.Incoming, a.Name)
+				if err != nil {
+					return nil, fmt.Errorf("backfill: read %s: %w", a.Name, err)
+				}
+				it.key = pipeline.ContentKey(data)
+			}
 			switch {
 			case strings.HasSuffix(a.Name, "/"):
 				it.why = "folder placeholder"
@@ -290,6 +301,15 @@ func (o Options) items(ctx context.Context) ([]item, error) {
 	}
 	slices.SortFunc(items, func(a, b item) int { return cmp.Compare(a.id, b.id) })
 	return items, nil
+}
+
+func readAll(ctx context.Context, b blob.Bucket, name string) ([]byte, error) {
+	r, _, err := b.NewReader(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
 }
 
 // CursorName is where a run's cursor is kept: one per scope and version, so another

@@ -236,3 +236,24 @@ func TestRejectsABadVersion(t *testing.T) {
 		t.Fatalf("err = %v, want ErrNoVersion", err)
 	}
 }
+
+// Locally, jobs are keyed by content: with ContentKeys an image a local run already
+// processed with the version is recognised and skipped, and the others are queued
+// under their content key.
+func TestContentKeysMatchLocalRuns(t *testing.T) {
+	f := newFixture(t, 2)
+	ctx := context.Background()
+	f.finish(t, pipeline.ContentKey([]byte{0xff, 0xd8, 0}), meta.Source{Bucket: "incoming", Object: "cam/000.jpg"}, meta.Result{ModelVersion: "v2"})
+	o := f.options()
+	o.ContentKeys = true
+	rep, err := backfill.Run(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Published != 1 || len(rep.Skipped) != 1 || rep.Skipped[0].Item != "cam/000.jpg" {
+		t.Fatalf("report %+v, want cam/000.jpg skipped and cam/001.jpg queued", rep)
+	}
+	if want := pipeline.VersionedKey(pipeline.ContentKey([]byte{0xff, 0xd8, 1}), "v2"); f.pub.tasks[0].Key != want {
+		t.Errorf("task key %q, want %q", f.pub.tasks[0].Key, want)
+	}
+}
