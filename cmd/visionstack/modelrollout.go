@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -71,6 +72,7 @@ type rolloutOptions struct {
 	analysis         string
 	limits           rollout.Limits
 	resume           bool
+	shadow           bool
 	logFile          string
 }
 
@@ -114,6 +116,8 @@ stays as the status says; model rollout --resume NAME finishes the rollout.`,
 	cmd.Flags().Float64Var(&o.limits.MaxPSI, "max-psi", config.DefaultDriftThreshold, "prediction distance (PSI) allowed between the versions")
 	cmd.Flags().IntVar(&o.limits.MinImages, "min-images", 50, "images with recorded predictions of each version before the PSI counts (and to promote)")
 	cmd.Flags().BoolVar(&o.resume, "resume", false, "finish the rollout in progress (after an interruption)")
+	cmd.Flags().BoolVar(&o.shadow, "shadow", false, "deploy the new version to the analysis' shadow endpoint instead, judge it by its stored answers' agreement (--min-agreement), then take it off; the stable endpoint is not touched")
+	cmd.Flags().Float64Var(&o.limits.MinAgreement, "min-agreement", 0.9, "with --shadow: detection agreement (F1) with the stable version needed")
 	cmd.Flags().StringVar(&o.logFile, "log", "", "decision log, JSON lines (default out/NAME/rollout.log)")
 	return cmd
 }
@@ -137,6 +141,12 @@ func (o *rolloutOptions) run(ctx context.Context, g *globalOptions, name string)
 	}
 	if analysis == "" {
 		return errors.New("no analysis uses vertex:endpoint: name the one whose predictions to compare with --analysis")
+	}
+	shadowEndpoint := ""
+	if o.shadow {
+		if shadowEndpoint, err = shadowEndpointOf(cfg, analysis); err != nil {
+			return err
+		}
 	}
 	var cl closers.Stack
 	defer cl.Close()
@@ -164,16 +174,34 @@ func (o *rolloutOptions) run(ctx context.Context, g *globalOptions, name string)
 	st, err := rollout.Run(ctx, rollout.Options{Models: c.models, Endpoints: c.endpoints, Metrics: c.metrics, State: store,
 		Log: logf, Progress: g.out, Project: cfg.Name, GCPProject: cfg.GCP.Project, Region: cfg.GCP.Region,
 		EndpointID: stack.EndpointID(cfg.GCP.Project, cfg.Name), Analysis: analysis, Model: *cfg.Model,
-		Canary: o.canary, Watch: o.watch, Interval: o.interval, Limits: o.limits, Resume: o.resume})
+		Canary: o.canary, Watch: o.watch, Interval: o.interval, Limits: o.limits, Resume: o.resume, ShadowEndpoint: shadowEndpoint})
 	if err != nil {
 		return err
 	}
 	printRollout(g.out, st)
 	fmt.Fprintf(g.out, "decision log: %s\n", logPath)
-	if st.Phase == rollout.PhaseRolledBack {
+	switch {
+	case st.Phase == rollout.PhaseRolledBack:
 		return exitError{code: 3, err: fmt.Errorf("rolled back: %s", st.Decision)}
+	case st.Phase == rollout.PhaseShadowed && !st.Agreed():
+		return exitError{code: 3, err: fmt.Errorf("the shadow did not agree with the stable version: %s", st.Decision)}
 	}
 	return nil
+}
+
+// shadowEndpointOf is the Vertex endpoint an analysis names as its shadow.
+func shadowEndpointOf(cfg *config.Project, analysis string) (string, error) {
+	for _, a := range cfg.Pipeline.Analyses {
+		if a.Name != analysis {
+			continue
+		}
+		ref, err := config.ParseModel(a.Shadow)
+		if a.Shadow == "" || err != nil || ref.Kind != config.ModelVertex || !strings.HasPrefix(ref.Target, "projects/") {
+			return "", fmt.Errorf("--shadow deploys the new version to analysis %s's shadow endpoint: set shadow: \"vertex:projects/P/locations/L/endpoints/E\" on it (an endpoint of its own, e.g. gcloud ai endpoints create) and run visionstack up, so the runtime calls it", analysis)
+		}
+		return ref.Target, nil
+	}
+	return "", fmt.Errorf("no analysis %q in projects/%s/project.yaml", analysis, cfg.Name)
 }
 
 // openStateStore opens the metadata store that keeps a project's rollout state: the

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/visionstack/visionstack/infra/stack"
+	"github.com/visionstack/visionstack/runtime/meta"
 	"github.com/visionstack/visionstack/runtime/meta/sqlite"
 	"github.com/visionstack/visionstack/runtime/rollout"
 	"github.com/visionstack/visionstack/runtime/rollout/rollouttest"
@@ -94,4 +96,69 @@ func TestModelRolloutKilledThenResumed(t *testing.T) {
 	if !strings.Contains(string(log), `"step":"decision"`) || !strings.Contains(string(log), `"step":"promoted"`) {
 		t.Errorf("decision log:\n%s", log)
 	}
+}
+
+// `model rollout --shadow`: the new version goes to the analysis' shadow endpoint
+// only; the answers the runtime stores beside the stable ones while it is watched
+// decide; it is taken off again and the stable endpoint is untouched.
+func TestModelRolloutShadow(t *testing.T) {
+	fake := rollouttest.New(rollouttest.Healthy)
+	t.Setenv(APIHostEnv, fake.Serve(t))
+	fake.Mu.Lock()
+	fake.EP.Name = "projects/acme-prod/locations/europe-west3/endpoints/" + stack.EndpointID("acme-prod", "demo")
+	fake.Mu.Unlock()
+	root := t.TempDir()
+	y := mustRead(t, "../../projects/demo/project.yaml")
+	y = strings.Replace(y, "gcp: {project: visionstack-demo,", "gcp: {project: acme-prod,", 1)
+	y += "model: {image: europe-west3-docker.pkg.dev/acme-prod/acme/model@sha256:def, machineType: n1-standard-2}\n"
+	must(t, os.MkdirAll(filepath.Join(root, "projects", "demo"), 0o755))
+	file := filepath.Join(root, "projects", "demo", "project.yaml")
+	must(t, os.WriteFile(file, []byte(y), 0o644))
+	data := t.TempDir()
+	args := []string{"--root", root, "model", "rollout", "demo", "--backend", "local", "--data", data, "--analysis", "faces",
+		"--shadow", "--watch", "2s", "--interval", "200ms", "--min-images", "5", "--log", filepath.Join(data, "rollout.log")}
+	if out, err := runCLI(t, args...); err == nil || !strings.Contains(err.Error(), "set shadow:") {
+		t.Fatalf("--shadow without a shadow endpoint in the project: %v\n%s", err, out)
+	}
+	y = strings.Replace(y, `mode: sync, minConfidence: 0.5}`, `mode: sync, minConfidence: 0.5, shadow: "vertex:`+rollouttest.ShadowEndpoint+`"}`, 1)
+	must(t, os.WriteFile(file, []byte(y), 0o644))
+
+	// The runtime's part, played here: once the shadow is deployed, jobs come in with
+	// its answers beside the stable ones.
+	go func() {
+		s, err := sqlite.Open(filepath.Join(data, "visionstack.db"))
+		for err != nil || phaseOf(s) != rollout.PhaseWatching {
+			time.Sleep(20 * time.Millisecond)
+			if err != nil {
+				s, err = sqlite.Open(filepath.Join(data, "visionstack.db"))
+			}
+		}
+		defer s.Close()
+		box := &meta.Box{XMin: 0.1, XMax: 0.2, YMin: 0.1, YMax: 0.2}
+		for i := range 8 {
+			key := fmt.Sprint("img-", i)
+			c, err := s.Claim(context.Background(), key, meta.Source{Object: key}, "t", time.Minute)
+			if err != nil {
+				return
+			}
+			d := []meta.Detection{{Label: "face", Confidence: 0.9, Box: box}}
+			_ = s.Complete(context.Background(), c, meta.Job{Key: key, State: meta.StateDone, Results: []meta.Result{{Analysis: "faces",
+				ModelVersion: rollouttest.StableModel + "@1", Detections: d, Shadow: &meta.Result{Analysis: "faces", ModelVersion: rollouttest.StableModel + "@2", Detections: d}}}})
+		}
+	}()
+	out, err := runCLI(t, args...)
+	if err != nil {
+		t.Fatalf("shadow rollout: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, ": shadowed") || !strings.Contains(out, "decision: agrees: detection agreement (F1) 1.000, same answer on 8 of 8 images") {
+		t.Errorf("output:\n%s", out)
+	}
+	if got := fake.Deployed(); len(got) != 1 || got["111"] != 100 {
+		t.Errorf("stable endpoint %v, want untouched", got)
+	}
+}
+
+func phaseOf(s *sqlite.Store) string {
+	st, _ := rollout.Load(context.Background(), s, "demo")
+	return st.Phase
 }

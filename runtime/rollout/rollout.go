@@ -36,6 +36,7 @@ import (
 	"github.com/visionstack/visionstack/internal/wait"
 	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/runtime/meta"
+	"github.com/visionstack/visionstack/runtime/modelcompare"
 	"github.com/visionstack/visionstack/runtime/telemetry/drift"
 )
 
@@ -48,6 +49,10 @@ const (
 	PhaseRollingBack = "rolling-back"
 	PhasePromoted    = "promoted"
 	PhaseRolledBack  = "rolled-back"
+	// A shadow rollout (Options.ShadowEndpoint) ends its watch here, then the new
+	// version leaves the shadow endpoint.
+	PhaseEndingShadow = "ending-shadow"
+	PhaseShadowed     = "shadowed"
 )
 
 // Vertex AI's metrics of an endpoint's deployed models (label deployed_model_id).
@@ -64,6 +69,7 @@ type Limits struct {
 	MaxLatencyRatio float64 // canary p95 may be this many times the stable one's (default 1.5)
 	MaxPSI          float64 // prediction distance allowed (default: the drift threshold, 0.2)
 	MinImages       int     // images per version before the PSI counts (default 50)
+	MinAgreement    float64 // shadow: detection agreement (F1) needed (default 0.9)
 }
 
 func (l *Limits) defaults() {
@@ -81,6 +87,9 @@ func (l *Limits) defaults() {
 	}
 	if l.MinImages <= 0 {
 		l.MinImages = 50
+	}
+	if l.MinAgreement <= 0 {
+		l.MinAgreement = 0.9
 	}
 }
 
@@ -104,6 +113,11 @@ type Options struct {
 	Interval   time.Duration      // between looks (default a minute)
 	Limits     Limits
 	Resume     bool // finish the rollout in progress instead of starting one
+	// ShadowEndpoint, when set, makes it a shadow rollout: the new version is deployed
+	// alone to this endpoint (an analysis' shadow, which the runtime calls beside the
+	// stable model and never acts on), watched by how its stored answers agree with
+	// the stable version's, then undeployed; the stable endpoint is never touched.
+	ShadowEndpoint string
 
 	Now   func() time.Time
 	Sleep func(context.Context, time.Duration) error
@@ -131,23 +145,41 @@ type Numbers struct {
 	Distance drift.Report `json:"distance"` // stable as expected, canary as actual
 }
 
+// ShadowNumbers are how a shadow agrees with the stable version so far.
+type ShadowNumbers struct {
+	Images       int          `json:"images"`
+	ShadowFailed int          `json:"shadowFailed"`
+	SameAnswer   int          `json:"sameAnswer"`
+	F1           float64      `json:"f1"`
+	Distance     drift.Report `json:"distance"`
+}
+
 // State is a rollout's record, saved before and after every step.
 type State struct {
-	ID        string        `json:"id"`
-	Phase     string        `json:"phase"`
-	Endpoint  string        `json:"endpoint"`
-	Stable    Arm           `json:"stable"`
-	Canary    Arm           `json:"canary"`
-	CanaryPct int           `json:"canaryPercent"`
-	WatchFrom time.Time     `json:"watchFrom,omitzero"`
-	WatchFor  time.Duration `json:"watchFor"`
-	Decision  string        `json:"decision,omitempty"`
-	Numbers   *Numbers      `json:"numbers,omitempty"`
-	Updated   time.Time     `json:"updated"`
+	ID             string         `json:"id"`
+	Phase          string         `json:"phase"`
+	Endpoint       string         `json:"endpoint"`
+	ShadowEndpoint string         `json:"shadowEndpoint,omitempty"` // a shadow rollout's
+	Shadow         *ShadowNumbers `json:"shadow,omitempty"`
+	Stable         Arm            `json:"stable"`
+	Canary         Arm            `json:"canary"`
+	CanaryPct      int            `json:"canaryPercent"`
+	WatchFrom      time.Time      `json:"watchFrom,omitzero"`
+	WatchFor       time.Duration  `json:"watchFor"`
+	Decision       string         `json:"decision,omitempty"`
+	Numbers        *Numbers       `json:"numbers,omitempty"`
+	Updated        time.Time      `json:"updated"`
 }
 
 // Final reports whether the rollout is over.
-func (s State) Final() bool { return s.Phase == PhasePromoted || s.Phase == PhaseRolledBack }
+func (s State) Final() bool {
+	return s.Phase == PhasePromoted || s.Phase == PhaseRolledBack || s.Phase == PhaseShadowed
+}
+
+// Agreed reports whether a finished shadow rollout found the versions agreeing.
+func (s State) Agreed() bool {
+	return s.Phase == PhaseShadowed && strings.HasPrefix(s.Decision, "agrees")
+}
 
 // StateName is where a project's rollout state is kept in the metadata store.
 func StateName(project string) string { return "rollout-" + project }
@@ -204,7 +236,9 @@ func Run(ctx context.Context, o Options) (State, error) {
 		r.st = prev
 		r.note("resume", "resuming in phase "+prev.Phase)
 	default:
-		if o.Canary < 1 || o.Canary > 99 {
+		if o.ShadowEndpoint != "" {
+			o.Canary = 100 // of the shadow endpoint's traffic
+		} else if o.Canary < 1 || o.Canary > 99 {
 			return State{}, fmt.Errorf("canary share %d%%: give 1 to 99", o.Canary)
 		}
 		if err := r.begin(ctx); err != nil {
@@ -224,6 +258,8 @@ func Run(ctx context.Context, o Options) (State, error) {
 			err = r.finish(ctx, r.st.Canary, r.st.Stable, PhasePromoted)
 		case PhaseRollingBack:
 			err = r.finish(ctx, r.st.Stable, r.st.Canary, PhaseRolledBack)
+		case PhaseEndingShadow:
+			err = r.endShadow(ctx)
 		default:
 			err = fmt.Errorf("rollout state has unknown phase %q", r.st.Phase)
 		}
@@ -262,7 +298,8 @@ func (r *runner) begin(ctx context.Context) error {
 	}
 	now := r.Now().UTC()
 	r.st = State{ID: now.Format("20060102T150405Z"), Phase: PhaseUploading, Endpoint: r.endpointName(), CanaryPct: r.Canary, WatchFor: r.Watch,
-		Stable: Arm{DeployedModelID: stable.GetId(), Model: versioned(stable.GetModel(), stable.GetModelVersionId())}}
+		ShadowEndpoint: r.ShadowEndpoint,
+		Stable:         Arm{DeployedModelID: stable.GetId(), Model: versioned(stable.GetModel(), stable.GetModelVersionId())}}
 	return r.save("begin", fmt.Sprintf("stable version %s (deployed model %s); uploading %s as a new version", r.st.Stable.Model, r.st.Stable.DeployedModelID, r.Model.Image))
 }
 
@@ -311,6 +348,9 @@ func (r *runner) deploy(ctx context.Context) error {
 	split := func(canary string) map[string]int32 {
 		return map[string]int32{canary: int32(r.st.CanaryPct), r.st.Stable.DeployedModelID: int32(100 - r.st.CanaryPct)}
 	}
+	if r.st.ShadowEndpoint != "" {
+		return r.deployShadow(ctx)
+	}
 	if r.st.Canary.DeployedModelID == "" {
 		m := r.Model
 		op, err := r.Endpoints.DeployModel(ctx, &aiplatformpb.DeployModelRequest{Endpoint: r.st.Endpoint,
@@ -327,7 +367,7 @@ func (r *runner) deploy(ctx context.Context) error {
 			return fmt.Errorf("deploy: %w", err)
 		}
 		r.st.Canary.DeployedModelID = resp.GetDeployedModel().GetId()
-	} else if err := r.traffic(ctx, split(r.st.Canary.DeployedModelID)); err != nil {
+	} else if err := r.traffic(ctx, r.st.Endpoint, split(r.st.Canary.DeployedModelID)); err != nil {
 		return err
 	}
 	r.st.Phase, r.st.WatchFrom = PhaseWatching, r.Now().UTC()
@@ -345,13 +385,32 @@ func (r *runner) watch(ctx context.Context) error {
 				return err
 			}
 		}
+		done := !r.Now().Before(end)
+		var healthy bool
+		var why string
+		if r.st.ShadowEndpoint != "" {
+			sn, err := r.measureShadow(ctx)
+			if err != nil {
+				return err
+			}
+			r.st.Shadow = &sn
+			if agrees, why, over := r.judgeShadow(sn, done); over {
+				r.st.Phase, r.st.Decision = PhaseEndingShadow, why
+				if agrees {
+					r.st.Decision = "agrees: " + why
+				}
+				return r.save("decision", r.st.Decision)
+			} else if err := r.save("look", why); err != nil {
+				return err
+			}
+			continue
+		}
 		n, err := r.measure(ctx)
 		if err != nil {
 			return err
 		}
 		r.st.Numbers = &n
-		done := !r.Now().Before(end)
-		healthy, why := r.judge(n, done)
+		healthy, why = r.judge(n, done)
 		switch {
 		case !healthy:
 			r.st.Phase, r.st.Decision = PhaseRollingBack, "roll back: "+why
@@ -387,10 +446,123 @@ func (r *runner) judge(n Numbers, final bool) (bool, string) {
 	return true, "healthy: " + figures
 }
 
+// deployShadow puts the new version alone on the shadow endpoint, undeploying what
+// an earlier shadow left there. A deployment that finished before an interruption is
+// found and adopted.
+func (r *runner) deployShadow(ctx context.Context) error {
+	ep, err := r.Endpoints.GetEndpoint(ctx, &aiplatformpb.GetEndpointRequest{Name: r.st.ShadowEndpoint})
+	if err != nil {
+		return fmt.Errorf("read shadow endpoint: %w", err)
+	}
+	for _, dm := range ep.GetDeployedModels() {
+		if versioned(dm.GetModel(), dm.GetModelVersionId()) == r.st.Canary.Model {
+			r.st.Canary.DeployedModelID = dm.GetId()
+		}
+	}
+	if r.st.Canary.DeployedModelID == "" {
+		m := r.Model
+		op, err := r.Endpoints.DeployModel(ctx, &aiplatformpb.DeployModelRequest{Endpoint: r.st.ShadowEndpoint,
+			DeployedModel: &aiplatformpb.DeployedModel{Model: r.st.Canary.Model, DisplayName: m.DisplayName,
+				PredictionResources: &aiplatformpb.DeployedModel_DedicatedResources{DedicatedResources: &aiplatformpb.DedicatedResources{
+					MachineSpec:     &aiplatformpb.MachineSpec{MachineType: m.MachineType},
+					MinReplicaCount: int32(m.MinReplicas), MaxReplicaCount: int32(m.MaxReplicas)}}},
+			TrafficSplit: map[string]int32{"0": 100}})
+		if err != nil {
+			return fmt.Errorf("deploy to the shadow endpoint: %w", err)
+		}
+		resp, err := op.Wait(ctx)
+		if err != nil {
+			return fmt.Errorf("deploy to the shadow endpoint: %w", err)
+		}
+		r.st.Canary.DeployedModelID = resp.GetDeployedModel().GetId()
+	}
+	for _, dm := range ep.GetDeployedModels() { // an earlier shadow's leftovers
+		if dm.GetId() != r.st.Canary.DeployedModelID {
+			if err := r.undeploy(ctx, r.st.ShadowEndpoint, dm.GetId(), map[string]int32{r.st.Canary.DeployedModelID: 100}); err != nil {
+				return err
+			}
+		}
+	}
+	r.st.Phase, r.st.WatchFrom = PhaseWatching, r.Now().UTC()
+	return r.save("deployed", fmt.Sprintf("shadow %s deployed as %s on %s; the runtime calls it beside the stable version; watching for %s",
+		r.st.Canary.Model, r.st.Canary.DeployedModelID, r.st.ShadowEndpoint, r.st.WatchFor))
+}
+
+// measureShadow compares the stable version's stored answers with the shadow's, on
+// the images both answered since the watch began.
+func (r *runner) measureShadow(ctx context.Context) (ShadowNumbers, error) {
+	jobs, err := r.State.List(ctx, meta.Filter{State: meta.StateDone, Limit: shadowJobs})
+	if err != nil {
+		return ShadowNumbers{}, fmt.Errorf("read jobs: %w", err)
+	}
+	jobs = slices.DeleteFunc(jobs, func(j meta.Job) bool {
+		return j.Updated.Before(r.st.WatchFrom) || !slices.ContainsFunc(j.Results, func(res meta.Result) bool {
+			return res.Analysis == r.Analysis && res.Shadow != nil && res.Shadow.ModelVersion == r.st.Canary.Model
+		})
+	})
+	a := modelcompare.Jobs(jobs, r.Analysis, r.Limits.MaxPSI)
+	return ShadowNumbers{Images: a.Images, ShadowFailed: a.ShadowFailed, SameAnswer: a.SameAnswer, F1: a.F1(), Distance: a.Distance}, nil
+}
+
+// shadowJobs bounds the latest jobs a shadow watch reads.
+const shadowJobs = 5000
+
+// judgeShadow says whether the watch is over (over) and, if so, whether the versions
+// agree: plainly disagreeing ends it at once; at its end, too few images is no
+// verdict of agreement.
+func (r *runner) judgeShadow(n ShadowNumbers, final bool) (agrees bool, why string, over bool) {
+	l := r.Limits
+	figures := fmt.Sprintf("detection agreement (F1) %.3f, same answer on %d of %d images, prediction PSI %.3f (shadow failed on %d)",
+		n.F1, n.SameAnswer, n.Images, n.Distance.PSI, n.ShadowFailed)
+	enough := n.Images >= l.MinImages
+	switch {
+	case enough && n.F1 < l.MinAgreement:
+		return false, fmt.Sprintf("disagrees (F1 under %.2f): %s", l.MinAgreement, figures), true
+	case enough && n.Distance.PSI > l.MaxPSI:
+		return false, fmt.Sprintf("disagrees (PSI over %.2f): %s", l.MaxPSI, figures), true
+	case final && !enough:
+		return false, fmt.Sprintf("inconclusive: too few images answered by both (%d needed): %s", l.MinImages, figures), true
+	case final:
+		return true, figures, true
+	}
+	return false, figures, false
+}
+
+// endShadow takes the new version off the shadow endpoint (the runtime's shadow calls
+// then fail and are recorded as such until the shadow is removed from the project).
+func (r *runner) endShadow(ctx context.Context) error {
+	ep, err := r.Endpoints.GetEndpoint(ctx, &aiplatformpb.GetEndpointRequest{Name: r.st.ShadowEndpoint})
+	if err != nil {
+		return fmt.Errorf("read shadow endpoint: %w", err)
+	}
+	if slices.ContainsFunc(ep.GetDeployedModels(), func(dm *aiplatformpb.DeployedModel) bool { return dm.GetId() == r.st.Canary.DeployedModelID }) {
+		if err := r.undeploy(ctx, r.st.ShadowEndpoint, r.st.Canary.DeployedModelID, nil); err != nil {
+			return err
+		}
+	}
+	r.st.Phase = PhaseShadowed
+	next := "roll it out with visionstack model rollout (canary)"
+	if !r.st.Agreed() {
+		next = "do not roll it out as it is"
+	}
+	return r.save(PhaseShadowed, fmt.Sprintf("%s undeployed from the shadow endpoint; %s", r.st.Canary.Model, next))
+}
+
+func (r *runner) undeploy(ctx context.Context, endpoint, id string, split map[string]int32) error {
+	op, err := r.Endpoints.UndeployModel(ctx, &aiplatformpb.UndeployModelRequest{Endpoint: endpoint, DeployedModelId: id, TrafficSplit: split})
+	if err != nil {
+		return fmt.Errorf("undeploy %s: %w", id, err)
+	}
+	if _, err := op.Wait(ctx); err != nil {
+		return fmt.Errorf("undeploy %s: %w", id, err)
+	}
+	return nil
+}
+
 // finish gives keep all the traffic and undeploys drop. Each half is idempotent, so
 // an interrupted finish runs again from the start.
 func (r *runner) finish(ctx context.Context, keep, drop Arm, final string) error {
-	if err := r.traffic(ctx, map[string]int32{keep.DeployedModelID: 100}); err != nil {
+	if err := r.traffic(ctx, r.st.Endpoint, map[string]int32{keep.DeployedModelID: 100}); err != nil {
 		return err
 	}
 	ep, err := r.Endpoints.GetEndpoint(ctx, &aiplatformpb.GetEndpointRequest{Name: r.st.Endpoint})
@@ -398,22 +570,17 @@ func (r *runner) finish(ctx context.Context, keep, drop Arm, final string) error
 		return fmt.Errorf("read endpoint: %w", err)
 	}
 	if drop.DeployedModelID != "" && slices.ContainsFunc(ep.GetDeployedModels(), func(dm *aiplatformpb.DeployedModel) bool { return dm.GetId() == drop.DeployedModelID }) {
-		op, err := r.Endpoints.UndeployModel(ctx, &aiplatformpb.UndeployModelRequest{Endpoint: r.st.Endpoint, DeployedModelId: drop.DeployedModelID,
-			TrafficSplit: map[string]int32{keep.DeployedModelID: 100}})
-		if err != nil {
-			return fmt.Errorf("undeploy %s: %w", drop.DeployedModelID, err)
-		}
-		if _, err := op.Wait(ctx); err != nil {
-			return fmt.Errorf("undeploy %s: %w", drop.DeployedModelID, err)
+		if err := r.undeploy(ctx, r.st.Endpoint, drop.DeployedModelID, map[string]int32{keep.DeployedModelID: 100}); err != nil {
+			return err
 		}
 	}
 	r.st.Phase = final
 	return r.save(final, fmt.Sprintf("%s has all the traffic; %s undeployed", keep.Model, drop.Model))
 }
 
-func (r *runner) traffic(ctx context.Context, split map[string]int32) error {
+func (r *runner) traffic(ctx context.Context, endpoint string, split map[string]int32) error {
 	_, err := r.Endpoints.UpdateEndpoint(ctx, &aiplatformpb.UpdateEndpointRequest{
-		Endpoint:   &aiplatformpb.Endpoint{Name: r.st.Endpoint, TrafficSplit: split},
+		Endpoint:   &aiplatformpb.Endpoint{Name: endpoint, TrafficSplit: split},
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"traffic_split"}}})
 	if err != nil {
 		return fmt.Errorf("set traffic %v: %w", split, err)

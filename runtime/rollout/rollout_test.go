@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -184,6 +185,63 @@ func TestFailedStepsResume(t *testing.T) {
 			}
 			if got := h.endpointState(); len(got) != 1 || got["222"] != 100 {
 				t.Errorf("endpoint %v", got)
+			}
+		})
+	}
+}
+
+// A shadow rollout deploys the new version alone to the analysis' shadow endpoint,
+// judges it by how its stored answers agree with the stable version's, and takes it
+// off again; the stable endpoint is never touched.
+func TestShadowRollout(t *testing.T) {
+	face := func(x float64) meta.Detection {
+		return meta.Detection{Label: "face", Confidence: 0.9, Box: &meta.Box{XMin: x, XMax: x + 0.1, YMin: 0.1, YMax: 0.2}}
+	}
+	for _, c := range []struct {
+		name    string
+		shadowX float64 // where the shadow sees the face the stable version sees at 0.1
+		images  int
+		agrees  bool
+		why     string
+	}{
+		{"agrees", 0.1, 60, true, "agrees:"},
+		{"disagrees", 0.6, 60, false, "disagrees (F1 under 0.90)"},
+		{"too few images", 0.1, 10, false, "inconclusive"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, rollouttest.Healthy)
+			h.now = time.Now().Add(-time.Hour) // jobs recorded now fall in the watch
+			ctx := context.Background()
+			for i := range c.images {
+				key := fmt.Sprint("img-", i)
+				cl, err := h.store.Claim(ctx, key, meta.Source{Object: key}, "t", time.Minute)
+				if err != nil {
+					t.Fatal(err)
+				}
+				res := meta.Result{Analysis: "defects", ModelVersion: rollouttest.StableModel + "@1", Detections: []meta.Detection{face(0.1)},
+					Shadow: &meta.Result{Analysis: "defects", ModelVersion: rollouttest.StableModel + "@2", Detections: []meta.Detection{face(c.shadowX)}}}
+				if err := h.store.Complete(ctx, cl, meta.Job{Key: key, State: meta.StateDone, Results: []meta.Result{res}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h.opts.ShadowEndpoint = rollouttest.ShadowEndpoint
+			st, err := rollout.Run(ctx, h.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Phase != rollout.PhaseShadowed || st.Agreed() != c.agrees || !strings.Contains(st.Decision, c.why) {
+				t.Fatalf("state %s, decision %q; want shadowed, agrees=%v (%s)", st.Phase, st.Decision, c.agrees, c.why)
+			}
+			if st.Shadow == nil || st.Shadow.Images != c.images {
+				t.Errorf("shadow numbers %+v, want %d images", st.Shadow, c.images)
+			}
+			if got := h.endpointState(); len(got) != 1 || got["111"] != 100 {
+				t.Errorf("stable endpoint %v: a shadow rollout must not touch it", got)
+			}
+			h.fake.Mu.Lock()
+			defer h.fake.Mu.Unlock()
+			if n := len(h.fake.ShadowEP.DeployedModels); n != 0 || h.fake.Deploy.GetEndpoint() != rollouttest.ShadowEndpoint {
+				t.Errorf("shadow endpoint keeps %d deployments (deployed to %s); want the version deployed there and taken off", n, h.fake.Deploy.GetEndpoint())
 			}
 		})
 	}

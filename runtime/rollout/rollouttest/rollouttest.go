@@ -34,8 +34,9 @@ import (
 // The endpoint and stable model the fake starts with: deployed model 111, version 1
 // of StableModel, with all the traffic. A deployed canary is 222.
 const (
-	Endpoint    = "projects/acme-prod/locations/europe-west3/endpoints/555"
-	StableModel = "projects/acme-prod/locations/europe-west3/models/42"
+	Endpoint       = "projects/acme-prod/locations/europe-west3/endpoints/555"
+	ShadowEndpoint = "projects/acme-prod/locations/europe-west3/endpoints/556" // empty at first; a deployment there is 333
+	StableModel    = "projects/acme-prod/locations/europe-west3/models/42"
 )
 
 // Behaviour is what the fake's metrics say about a version.
@@ -60,6 +61,7 @@ type Fake struct {
 
 	Mu       sync.Mutex
 	EP       *aiplatformpb.Endpoint
+	ShadowEP *aiplatformpb.Endpoint
 	ops      map[string]proto.Message
 	Upload   *aiplatformpb.UploadModelRequest
 	Deploy   *aiplatformpb.DeployModelRequest
@@ -73,6 +75,7 @@ type Fake struct {
 // New is a fake whose canary behaves as canary.
 func New(canary Behaviour) *Fake {
 	return &Fake{ops: map[string]proto.Message{}, canary: canary, stable: Steady,
+		ShadowEP: &aiplatformpb.Endpoint{Name: ShadowEndpoint},
 		EP: &aiplatformpb.Endpoint{Name: Endpoint, TrafficSplit: map[string]int32{"111": 100},
 			DeployedModels: []*aiplatformpb.DeployedModel{{Id: "111", Model: StableModel, ModelVersionId: "1"}}}}
 }
@@ -119,32 +122,43 @@ func (f *Fake) UploadModel(_ context.Context, r *aiplatformpb.UploadModelRequest
 	return f.op(fmt.Sprintf("operations/upload-%d", f.Uploads), resp), nil
 }
 
+// endpoint is the endpoint named name: the main one (EP) or the shadow one.
+func (f *Fake) endpoint(name string) (*aiplatformpb.Endpoint, error) {
+	for _, ep := range []*aiplatformpb.Endpoint{f.EP, f.ShadowEP} {
+		if ep.Name == name {
+			return ep, nil
+		}
+	}
+	return nil, status.Errorf(codes.NotFound, "endpoint %s", name)
+}
+
 func (f *Fake) GetEndpoint(_ context.Context, r *aiplatformpb.GetEndpointRequest) (*aiplatformpb.Endpoint, error) {
 	f.Mu.Lock()
 	defer f.Mu.Unlock()
-	if r.Name != f.EP.Name {
-		return nil, status.Errorf(codes.NotFound, "endpoint %s", r.Name)
+	ep, err := f.endpoint(r.Name)
+	if err != nil {
+		return nil, err
 	}
-	return proto.Clone(f.EP).(*aiplatformpb.Endpoint), nil
+	return proto.Clone(ep).(*aiplatformpb.Endpoint), nil
 }
 
-func (f *Fake) setTraffic(split map[string]int32) error {
+func setTraffic(ep *aiplatformpb.Endpoint, split map[string]int32) error {
 	var sum int32
 	for id, v := range split {
 		sum += v
-		if !f.deployed(id) {
+		if !deployed(ep, id) {
 			return status.Errorf(codes.InvalidArgument, "traffic for %s, which is not deployed", id)
 		}
 	}
-	if sum != 100 {
+	if sum != 100 && len(ep.DeployedModels) > 0 {
 		return status.Errorf(codes.InvalidArgument, "traffic split %v does not add up to 100", split)
 	}
-	f.EP.TrafficSplit = split
+	ep.TrafficSplit = split
 	return nil
 }
 
-func (f *Fake) deployed(id string) bool {
-	for _, dm := range f.EP.DeployedModels {
+func deployed(ep *aiplatformpb.Endpoint, id string) bool {
+	for _, dm := range ep.DeployedModels {
 		if dm.Id == id {
 			return true
 		}
@@ -158,10 +172,17 @@ func (f *Fake) DeployModel(_ context.Context, r *aiplatformpb.DeployModelRequest
 	if err := f.fail("DeployModel"); err != nil {
 		return nil, err
 	}
+	ep, err := f.endpoint(r.Endpoint)
+	if err != nil {
+		return nil, err
+	}
 	f.Deploy = r
 	model, version, _ := strings.Cut(r.DeployedModel.Model, "@")
 	dm := &aiplatformpb.DeployedModel{Id: "222", Model: model, ModelVersionId: version}
-	f.EP.DeployedModels = append(f.EP.DeployedModels, dm)
+	if ep == f.ShadowEP {
+		dm.Id = "333"
+	}
+	ep.DeployedModels = append(ep.DeployedModels, dm)
 	split := map[string]int32{}
 	for id, v := range r.TrafficSplit {
 		if id == "0" {
@@ -169,7 +190,7 @@ func (f *Fake) DeployModel(_ context.Context, r *aiplatformpb.DeployModelRequest
 		}
 		split[id] = v
 	}
-	if err := f.setTraffic(split); err != nil {
+	if err := setTraffic(ep, split); err != nil {
 		return nil, err
 	}
 	return f.op("operations/deploy", &aiplatformpb.DeployModelResponse{DeployedModel: dm}), nil
@@ -184,27 +205,37 @@ func (f *Fake) UpdateEndpoint(_ context.Context, r *aiplatformpb.UpdateEndpointR
 	if len(r.UpdateMask.GetPaths()) != 1 || r.UpdateMask.Paths[0] != "traffic_split" {
 		return nil, status.Errorf(codes.InvalidArgument, "update mask %v", r.UpdateMask)
 	}
-	if err := f.setTraffic(r.Endpoint.TrafficSplit); err != nil {
+	ep, err := f.endpoint(r.Endpoint.GetName())
+	if err != nil {
 		return nil, err
 	}
-	return proto.Clone(f.EP).(*aiplatformpb.Endpoint), nil
+	if err := setTraffic(ep, r.Endpoint.TrafficSplit); err != nil {
+		return nil, err
+	}
+	return proto.Clone(ep).(*aiplatformpb.Endpoint), nil
 }
 
 func (f *Fake) UndeployModel(_ context.Context, r *aiplatformpb.UndeployModelRequest) (*longrunningpb.Operation, error) {
 	f.Mu.Lock()
 	defer f.Mu.Unlock()
-	if f.EP.TrafficSplit[r.DeployedModelId] != 0 && r.TrafficSplit == nil {
+	ep, err := f.endpoint(r.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	if ep.TrafficSplit[r.DeployedModelId] != 0 && r.TrafficSplit == nil && len(ep.DeployedModels) > 1 {
 		return nil, status.Errorf(codes.FailedPrecondition, "%s still has traffic", r.DeployedModelId)
 	}
 	var kept []*aiplatformpb.DeployedModel
-	for _, dm := range f.EP.DeployedModels {
+	for _, dm := range ep.DeployedModels {
 		if dm.Id != r.DeployedModelId {
 			kept = append(kept, dm)
 		}
 	}
-	f.EP.DeployedModels = kept
-	if r.TrafficSplit != nil {
-		if err := f.setTraffic(r.TrafficSplit); err != nil {
+	ep.DeployedModels = kept
+	if len(kept) == 0 {
+		ep.TrafficSplit = nil
+	} else if r.TrafficSplit != nil {
+		if err := setTraffic(ep, r.TrafficSplit); err != nil {
 			return nil, err
 		}
 	}
