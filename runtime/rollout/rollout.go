@@ -36,6 +36,7 @@ import (
 	"github.com/visionstack/visionstack/internal/wait"
 	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/runtime/meta"
+	"github.com/visionstack/visionstack/runtime/model/vertex"
 	"github.com/visionstack/visionstack/runtime/modelcompare"
 	"github.com/visionstack/visionstack/runtime/telemetry/drift"
 )
@@ -234,7 +235,7 @@ func Run(ctx context.Context, o Options) (State, error) {
 		return prev, fmt.Errorf("%w: %s; finish it with model rollout --resume", ErrInProgress, describe(prev))
 	case o.Resume:
 		r.st = prev
-		r.note("resume", "resuming in phase "+prev.Phase)
+		r.note("resuming in phase " + prev.Phase)
 	default:
 		if o.ShadowEndpoint != "" {
 			o.Canary = 100 // of the shadow endpoint's traffic
@@ -315,12 +316,7 @@ func versioned(model, version string) string {
 // its answer was saved, it runs again: the earlier upload is an unused version.
 func (r *runner) upload(ctx context.Context) error {
 	parentModel, _, _ := strings.Cut(r.st.Stable.Model, "@")
-	m := r.Model
-	op, err := r.Models.UploadModel(ctx, &aiplatformpb.UploadModelRequest{
-		Parent: fmt.Sprintf("projects/%s/locations/%s", r.GCPProject, r.Region), ParentModel: parentModel,
-		Model: &aiplatformpb.Model{DisplayName: m.DisplayName, ArtifactUri: m.ArtifactURI, ContainerSpec: &aiplatformpb.ModelContainerSpec{
-			ImageUri: m.Image, Args: m.Args, PredictRoute: m.PredictRoute, HealthRoute: m.HealthRoute,
-			Ports: []*aiplatformpb.Port{{ContainerPort: int32(m.Port)}}}}})
+	op, err := r.Models.UploadModel(ctx, vertex.UploadRequest(fmt.Sprintf("projects/%s/locations/%s", r.GCPProject, r.Region), parentModel, r.Model))
 	if err != nil {
 		return fmt.Errorf("upload: %w", err)
 	}
@@ -333,96 +329,129 @@ func (r *runner) upload(ctx context.Context) error {
 	return r.save("uploaded", "new version "+r.st.Canary.Model)
 }
 
-// deploy puts the canary on the endpoint with its share. A deployment that finished
-// before an interruption is found on the endpoint and adopted.
+// deploy puts the canary on the endpoint with its share, beside the stable version
+// (or alone on the shadow endpoint, in a shadow rollout).
 func (r *runner) deploy(ctx context.Context) error {
-	ep, err := r.Endpoints.GetEndpoint(ctx, &aiplatformpb.GetEndpointRequest{Name: r.st.Endpoint})
-	if err != nil {
-		return fmt.Errorf("read endpoint: %w", err)
-	}
-	for _, dm := range ep.GetDeployedModels() {
-		if versioned(dm.GetModel(), dm.GetModelVersionId()) == r.st.Canary.Model {
-			r.st.Canary.DeployedModelID = dm.GetId()
-		}
-	}
-	split := func(canary string) map[string]int32 {
-		return map[string]int32{canary: int32(r.st.CanaryPct), r.st.Stable.DeployedModelID: int32(100 - r.st.CanaryPct)}
-	}
 	if r.st.ShadowEndpoint != "" {
 		return r.deployShadow(ctx)
 	}
-	if r.st.Canary.DeployedModelID == "" {
-		m := r.Model
-		op, err := r.Endpoints.DeployModel(ctx, &aiplatformpb.DeployModelRequest{Endpoint: r.st.Endpoint,
-			DeployedModel: &aiplatformpb.DeployedModel{Model: r.st.Canary.Model, DisplayName: m.DisplayName,
-				PredictionResources: &aiplatformpb.DeployedModel_DedicatedResources{DedicatedResources: &aiplatformpb.DedicatedResources{
-					MachineSpec:     &aiplatformpb.MachineSpec{MachineType: m.MachineType},
-					MinReplicaCount: int32(m.MinReplicas), MaxReplicaCount: int32(m.MaxReplicas)}}},
-			TrafficSplit: split("0")}) // "0" is the model being deployed
-		if err != nil {
-			return fmt.Errorf("deploy: %w", err)
-		}
-		resp, err := op.Wait(ctx)
-		if err != nil {
-			return fmt.Errorf("deploy: %w", err)
-		}
-		r.st.Canary.DeployedModelID = resp.GetDeployedModel().GetId()
-	} else if err := r.traffic(ctx, r.st.Endpoint, split(r.st.Canary.DeployedModelID)); err != nil {
+	if _, err := r.place(ctx, r.st.Endpoint, func(canary string) map[string]int32 {
+		return map[string]int32{canary: int32(r.st.CanaryPct), r.st.Stable.DeployedModelID: int32(100 - r.st.CanaryPct)}
+	}); err != nil {
 		return err
 	}
 	r.st.Phase, r.st.WatchFrom = PhaseWatching, r.Now().UTC()
 	return r.save("deployed", fmt.Sprintf("canary %s deployed as %s with %d%% of the traffic; watching for %s", r.st.Canary.Model, r.st.Canary.DeployedModelID, r.st.CanaryPct, r.st.WatchFor))
 }
 
-// watch looks at the canary every interval until the watch is over, rolling back at
-// once when it is plainly worse, then decides.
+// deployShadow puts the new version alone on the shadow endpoint, undeploying what
+// an earlier shadow left there.
+func (r *runner) deployShadow(ctx context.Context) error {
+	ep, err := r.place(ctx, r.st.ShadowEndpoint, func(canary string) map[string]int32 { return map[string]int32{canary: 100} })
+	if err != nil {
+		return err
+	}
+	for _, dm := range ep.GetDeployedModels() { // an earlier shadow's leftovers
+		if dm.GetId() != r.st.Canary.DeployedModelID {
+			if err := r.undeploy(ctx, r.st.ShadowEndpoint, dm.GetId(), map[string]int32{r.st.Canary.DeployedModelID: 100}); err != nil {
+				return err
+			}
+		}
+	}
+	r.st.Phase, r.st.WatchFrom = PhaseWatching, r.Now().UTC()
+	return r.save("deployed", fmt.Sprintf("shadow %s deployed as %s on %s; the runtime calls it beside the stable version; watching for %s",
+		r.st.Canary.Model, r.st.Canary.DeployedModelID, r.st.ShadowEndpoint, r.st.WatchFor))
+}
+
+// place deploys the canary to endpoint with the traffic split gives it ("0" while it
+// is being deployed). A deployment that finished before an interruption is found on
+// the endpoint, adopted and given its split. It returns the endpoint as read first.
+func (r *runner) place(ctx context.Context, endpoint string, split func(canary string) map[string]int32) (*aiplatformpb.Endpoint, error) {
+	ep, err := r.Endpoints.GetEndpoint(ctx, &aiplatformpb.GetEndpointRequest{Name: endpoint})
+	if err != nil {
+		return nil, fmt.Errorf("read endpoint: %w", err)
+	}
+	for _, dm := range ep.GetDeployedModels() {
+		if versioned(dm.GetModel(), dm.GetModelVersionId()) == r.st.Canary.Model {
+			r.st.Canary.DeployedModelID = dm.GetId()
+		}
+	}
+	if r.st.Canary.DeployedModelID != "" {
+		return ep, r.traffic(ctx, endpoint, split(r.st.Canary.DeployedModelID))
+	}
+	op, err := r.Endpoints.DeployModel(ctx, &aiplatformpb.DeployModelRequest{Endpoint: endpoint,
+		DeployedModel: vertex.DeployedModel(r.st.Canary.Model, r.Model), TrafficSplit: split("0")})
+	if err != nil {
+		return nil, fmt.Errorf("deploy to %s: %w", endpoint, err)
+	}
+	resp, err := op.Wait(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("deploy to %s: %w", endpoint, err)
+	}
+	r.st.Canary.DeployedModelID = resp.GetDeployedModel().GetId()
+	return ep, nil
+}
+
+// watch looks at the new version every interval until the watch is over, deciding
+// at once when it is plainly worse.
 func (r *runner) watch(ctx context.Context) error {
 	end := r.st.WatchFrom.Add(r.st.WatchFor)
+	look := r.lookCanary
+	if r.st.ShadowEndpoint != "" {
+		look = r.lookShadow
+	}
 	for {
-		left := end.Sub(r.Now())
-		if left > 0 {
+		if left := end.Sub(r.Now()); left > 0 {
 			if err := r.Sleep(ctx, min(left, r.Interval)); err != nil {
 				return err
 			}
 		}
-		done := !r.Now().Before(end)
-		var healthy bool
-		var why string
-		if r.st.ShadowEndpoint != "" {
-			sn, err := r.measureShadow(ctx)
-			if err != nil {
-				return err
-			}
-			r.st.Shadow = &sn
-			if agrees, why, over := r.judgeShadow(sn, done); over {
-				r.st.Phase, r.st.Decision = PhaseEndingShadow, why
-				if agrees {
-					r.st.Decision = "agrees: " + why
-				}
-				return r.save("decision", r.st.Decision)
-			} else if err := r.save("look", why); err != nil {
-				return err
-			}
-			continue
-		}
-		n, err := r.measure(ctx)
+		why, decided, err := look(ctx, !r.Now().Before(end))
 		if err != nil {
 			return err
 		}
-		r.st.Numbers = &n
-		healthy, why = r.judge(n, done)
-		switch {
-		case !healthy:
-			r.st.Phase, r.st.Decision = PhaseRollingBack, "roll back: "+why
-			return r.save("decision", r.st.Decision)
-		case done:
-			r.st.Phase, r.st.Decision = PhasePromoting, "promote: "+why
-			return r.save("decision", r.st.Decision)
+		if decided {
+			r.st.Decision = why
+			return r.save("decision", why)
 		}
 		if err := r.save("look", why); err != nil {
 			return err
 		}
 	}
+}
+
+// lookCanary measures the canary against the stable version: a rollback as soon as
+// it is unhealthy, a promotion when the watch is over (final).
+func (r *runner) lookCanary(ctx context.Context, final bool) (why string, decided bool, err error) {
+	n, err := r.measure(ctx)
+	if err != nil {
+		return "", false, err
+	}
+	r.st.Numbers = &n
+	healthy, why := r.judge(n, final)
+	switch {
+	case !healthy:
+		r.st.Phase = PhaseRollingBack
+		return "roll back: " + why, true, nil
+	case final:
+		r.st.Phase = PhasePromoting
+		return "promote: " + why, true, nil
+	}
+	return why, false, nil
+}
+
+// lookShadow measures the shadow's agreement; a verdict ends the watch.
+func (r *runner) lookShadow(ctx context.Context, final bool) (why string, decided bool, err error) {
+	n, err := r.measureShadow(ctx)
+	if err != nil {
+		return "", false, err
+	}
+	r.st.Shadow = &n
+	why, decided = r.judgeShadow(n, final)
+	if decided {
+		r.st.Phase = PhaseEndingShadow
+	}
+	return why, decided, nil
 }
 
 // judge says whether the canary is healthy so far (final: the watch is over) and why.
@@ -446,48 +475,6 @@ func (r *runner) judge(n Numbers, final bool) (bool, string) {
 	return true, "healthy: " + figures
 }
 
-// deployShadow puts the new version alone on the shadow endpoint, undeploying what
-// an earlier shadow left there. A deployment that finished before an interruption is
-// found and adopted.
-func (r *runner) deployShadow(ctx context.Context) error {
-	ep, err := r.Endpoints.GetEndpoint(ctx, &aiplatformpb.GetEndpointRequest{Name: r.st.ShadowEndpoint})
-	if err != nil {
-		return fmt.Errorf("read shadow endpoint: %w", err)
-	}
-	for _, dm := range ep.GetDeployedModels() {
-		if versioned(dm.GetModel(), dm.GetModelVersionId()) == r.st.Canary.Model {
-			r.st.Canary.DeployedModelID = dm.GetId()
-		}
-	}
-	if r.st.Canary.DeployedModelID == "" {
-		m := r.Model
-		op, err := r.Endpoints.DeployModel(ctx, &aiplatformpb.DeployModelRequest{Endpoint: r.st.ShadowEndpoint,
-			DeployedModel: &aiplatformpb.DeployedModel{Model: r.st.Canary.Model, DisplayName: m.DisplayName,
-				PredictionResources: &aiplatformpb.DeployedModel_DedicatedResources{DedicatedResources: &aiplatformpb.DedicatedResources{
-					MachineSpec:     &aiplatformpb.MachineSpec{MachineType: m.MachineType},
-					MinReplicaCount: int32(m.MinReplicas), MaxReplicaCount: int32(m.MaxReplicas)}}},
-			TrafficSplit: map[string]int32{"0": 100}})
-		if err != nil {
-			return fmt.Errorf("deploy to the shadow endpoint: %w", err)
-		}
-		resp, err := op.Wait(ctx)
-		if err != nil {
-			return fmt.Errorf("deploy to the shadow endpoint: %w", err)
-		}
-		r.st.Canary.DeployedModelID = resp.GetDeployedModel().GetId()
-	}
-	for _, dm := range ep.GetDeployedModels() { // an earlier shadow's leftovers
-		if dm.GetId() != r.st.Canary.DeployedModelID {
-			if err := r.undeploy(ctx, r.st.ShadowEndpoint, dm.GetId(), map[string]int32{r.st.Canary.DeployedModelID: 100}); err != nil {
-				return err
-			}
-		}
-	}
-	r.st.Phase, r.st.WatchFrom = PhaseWatching, r.Now().UTC()
-	return r.save("deployed", fmt.Sprintf("shadow %s deployed as %s on %s; the runtime calls it beside the stable version; watching for %s",
-		r.st.Canary.Model, r.st.Canary.DeployedModelID, r.st.ShadowEndpoint, r.st.WatchFor))
-}
-
 // measureShadow compares the stable version's stored answers with the shadow's, on
 // the images both answered since the watch began.
 func (r *runner) measureShadow(ctx context.Context) (ShadowNumbers, error) {
@@ -507,38 +494,32 @@ func (r *runner) measureShadow(ctx context.Context) (ShadowNumbers, error) {
 // shadowJobs bounds the latest jobs a shadow watch reads.
 const shadowJobs = 5000
 
-// judgeShadow says whether the watch is over (over) and, if so, whether the versions
-// agree: plainly disagreeing ends it at once; at its end, too few images is no
-// verdict of agreement.
-func (r *runner) judgeShadow(n ShadowNumbers, final bool) (agrees bool, why string, over bool) {
+// judgeShadow says whether the watch is over (decided) and why: "agrees: …" when it
+// ends with the versions agreeing; plainly disagreeing ends it at once; at its end,
+// too few images is no verdict of agreement.
+func (r *runner) judgeShadow(n ShadowNumbers, final bool) (why string, decided bool) {
 	l := r.Limits
 	figures := fmt.Sprintf("detection agreement (F1) %.3f, same answer on %d of %d images, prediction PSI %.3f (shadow failed on %d)",
 		n.F1, n.SameAnswer, n.Images, n.Distance.PSI, n.ShadowFailed)
 	enough := n.Images >= l.MinImages
 	switch {
 	case enough && n.F1 < l.MinAgreement:
-		return false, fmt.Sprintf("disagrees (F1 under %.2f): %s", l.MinAgreement, figures), true
+		return fmt.Sprintf("disagrees (F1 under %.2f): %s", l.MinAgreement, figures), true
 	case enough && n.Distance.PSI > l.MaxPSI:
-		return false, fmt.Sprintf("disagrees (PSI over %.2f): %s", l.MaxPSI, figures), true
+		return fmt.Sprintf("disagrees (PSI over %.2f): %s", l.MaxPSI, figures), true
 	case final && !enough:
-		return false, fmt.Sprintf("inconclusive: too few images answered by both (%d needed): %s", l.MinImages, figures), true
+		return fmt.Sprintf("inconclusive: too few images answered by both (%d needed): %s", l.MinImages, figures), true
 	case final:
-		return true, figures, true
+		return "agrees: " + figures, true
 	}
-	return false, figures, false
+	return figures, false
 }
 
 // endShadow takes the new version off the shadow endpoint (the runtime's shadow calls
 // then fail and are recorded as such until the shadow is removed from the project).
 func (r *runner) endShadow(ctx context.Context) error {
-	ep, err := r.Endpoints.GetEndpoint(ctx, &aiplatformpb.GetEndpointRequest{Name: r.st.ShadowEndpoint})
-	if err != nil {
-		return fmt.Errorf("read shadow endpoint: %w", err)
-	}
-	if slices.ContainsFunc(ep.GetDeployedModels(), func(dm *aiplatformpb.DeployedModel) bool { return dm.GetId() == r.st.Canary.DeployedModelID }) {
-		if err := r.undeploy(ctx, r.st.ShadowEndpoint, r.st.Canary.DeployedModelID, nil); err != nil {
-			return err
-		}
+	if err := r.undeploy(ctx, r.st.ShadowEndpoint, r.st.Canary.DeployedModelID, nil); err != nil {
+		return err
 	}
 	r.st.Phase = PhaseShadowed
 	next := "roll it out with visionstack model rollout (canary)"
@@ -548,7 +529,16 @@ func (r *runner) endShadow(ctx context.Context) error {
 	return r.save(PhaseShadowed, fmt.Sprintf("%s undeployed from the shadow endpoint; %s", r.st.Canary.Model, next))
 }
 
+// undeploy takes deployed model id off endpoint, leaving split; one that is not
+// there (an interrupted finish already took it off, or it never was) is no error.
 func (r *runner) undeploy(ctx context.Context, endpoint, id string, split map[string]int32) error {
+	ep, err := r.Endpoints.GetEndpoint(ctx, &aiplatformpb.GetEndpointRequest{Name: endpoint})
+	if err != nil {
+		return fmt.Errorf("read endpoint: %w", err)
+	}
+	if id == "" || !slices.ContainsFunc(ep.GetDeployedModels(), func(dm *aiplatformpb.DeployedModel) bool { return dm.GetId() == id }) {
+		return nil
+	}
 	op, err := r.Endpoints.UndeployModel(ctx, &aiplatformpb.UndeployModelRequest{Endpoint: endpoint, DeployedModelId: id, TrafficSplit: split})
 	if err != nil {
 		return fmt.Errorf("undeploy %s: %w", id, err)
@@ -565,14 +555,8 @@ func (r *runner) finish(ctx context.Context, keep, drop Arm, final string) error
 	if err := r.traffic(ctx, r.st.Endpoint, map[string]int32{keep.DeployedModelID: 100}); err != nil {
 		return err
 	}
-	ep, err := r.Endpoints.GetEndpoint(ctx, &aiplatformpb.GetEndpointRequest{Name: r.st.Endpoint})
-	if err != nil {
-		return fmt.Errorf("read endpoint: %w", err)
-	}
-	if drop.DeployedModelID != "" && slices.ContainsFunc(ep.GetDeployedModels(), func(dm *aiplatformpb.DeployedModel) bool { return dm.GetId() == drop.DeployedModelID }) {
-		if err := r.undeploy(ctx, r.st.Endpoint, drop.DeployedModelID, map[string]int32{keep.DeployedModelID: 100}); err != nil {
-			return err
-		}
+	if err := r.undeploy(ctx, r.st.Endpoint, drop.DeployedModelID, map[string]int32{keep.DeployedModelID: 100}); err != nil {
+		return err
 	}
 	r.st.Phase = final
 	return r.save(final, fmt.Sprintf("%s has all the traffic; %s undeployed", keep.Model, drop.Model))
@@ -596,15 +580,16 @@ func (r *runner) save(step, what string) error {
 		return err
 	}
 	line, _ := json.Marshal(struct {
-		Time    time.Time `json:"time"`
-		Rollout string    `json:"rollout"`
-		Step    string    `json:"step"`
-		Phase   string    `json:"phase"`
-		What    string    `json:"what"`
-		Numbers *Numbers  `json:"numbers,omitempty"`
-	}{r.st.Updated, r.st.ID, step, r.st.Phase, what, r.st.Numbers})
+		Time    time.Time      `json:"time"`
+		Rollout string         `json:"rollout"`
+		Step    string         `json:"step"`
+		Phase   string         `json:"phase"`
+		What    string         `json:"what"`
+		Numbers *Numbers       `json:"numbers,omitempty"`
+		Shadow  *ShadowNumbers `json:"shadow,omitempty"`
+	}{r.st.Updated, r.st.ID, step, r.st.Phase, what, r.st.Numbers, r.st.Shadow})
 	fmt.Fprintf(r.Log, "%s\n", line)
-	fmt.Fprintf(r.Progress, "%s  %-12s %s\n", r.st.Updated.Format("15:04:05"), r.st.Phase, what)
+	r.note(what)
 	// The state is saved with a context of its own: a cancelled run still records
 	// where it got to.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -615,7 +600,8 @@ func (r *runner) save(step, what string) error {
 	return nil
 }
 
-func (r *runner) note(step, what string) {
+// note tells people what happened.
+func (r *runner) note(what string) {
 	fmt.Fprintf(r.Progress, "%s  %-12s %s\n", r.Now().UTC().Format("15:04:05"), r.st.Phase, what)
 }
 

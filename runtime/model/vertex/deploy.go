@@ -23,11 +23,8 @@ type Deployment struct {
 func Deploy(ctx context.Context, models *aiplatform.ModelClient, endpoints *aiplatform.EndpointClient,
 	gcpProject, region, endpointID string, m config.ModelDeploy, progress io.Writer) (Deployment, error) {
 	parent := fmt.Sprintf("projects/%s/locations/%s", gcpProject, region)
-	spec := &aiplatformpb.ModelContainerSpec{ImageUri: m.Image, Args: m.Args, PredictRoute: m.PredictRoute, HealthRoute: m.HealthRoute,
-		Ports: []*aiplatformpb.Port{{ContainerPort: int32(m.Port)}}}
 	fmt.Fprintf(progress, "uploading model %s (%s)…\n", m.DisplayName, m.Image)
-	up, err := models.UploadModel(ctx, &aiplatformpb.UploadModelRequest{Parent: parent,
-		Model: &aiplatformpb.Model{DisplayName: m.DisplayName, ArtifactUri: m.ArtifactURI, ContainerSpec: spec}})
+	up, err := models.UploadModel(ctx, UploadRequest(parent, "", m))
 	if err != nil {
 		return Deployment{}, fmt.Errorf("upload model: %w", err)
 	}
@@ -39,11 +36,7 @@ func Deploy(ctx context.Context, models *aiplatform.ModelClient, endpoints *aipl
 	endpoint := parent + "/endpoints/" + endpointID
 	fmt.Fprintf(progress, "uploaded %s; deploying to %s on %s×%d-%d…\n", d.Model, endpoint, m.MachineType, m.MinReplicas, m.MaxReplicas)
 	dep, err := endpoints.DeployModel(ctx, &aiplatformpb.DeployModelRequest{
-		Endpoint: endpoint,
-		DeployedModel: &aiplatformpb.DeployedModel{Model: d.Model, DisplayName: m.DisplayName,
-			PredictionResources: &aiplatformpb.DeployedModel_DedicatedResources{DedicatedResources: &aiplatformpb.DedicatedResources{
-				MachineSpec:     &aiplatformpb.MachineSpec{MachineType: m.MachineType},
-				MinReplicaCount: int32(m.MinReplicas), MaxReplicaCount: int32(m.MaxReplicas)}}},
+		Endpoint: endpoint, DeployedModel: DeployedModel(d.Model, m),
 		TrafficSplit: map[string]int32{"0": 100}, // "0" is the model being deployed
 	})
 	if err != nil {
@@ -56,4 +49,21 @@ func Deploy(ctx context.Context, models *aiplatform.ModelClient, endpoints *aipl
 	d.DeployedModelID = depResp.GetDeployedModel().GetId()
 	fmt.Fprintf(progress, "deployed model %s as %s\n", d.Model, d.DeployedModelID)
 	return d, nil
+}
+
+// UploadRequest uploads the model block m under parent (projects/P/locations/L): a
+// new model, or with parentModel a new version of that model.
+func UploadRequest(parent, parentModel string, m config.ModelDeploy) *aiplatformpb.UploadModelRequest {
+	return &aiplatformpb.UploadModelRequest{Parent: parent, ParentModel: parentModel,
+		Model: &aiplatformpb.Model{DisplayName: m.DisplayName, ArtifactUri: m.ArtifactURI, ContainerSpec: &aiplatformpb.ModelContainerSpec{
+			ImageUri: m.Image, Args: m.Args, PredictRoute: m.PredictRoute, HealthRoute: m.HealthRoute,
+			Ports: []*aiplatformpb.Port{{ContainerPort: int32(m.Port)}}}}}
+}
+
+// DeployedModel is model (a version: M or M@V) on the resources of the model block m.
+func DeployedModel(model string, m config.ModelDeploy) *aiplatformpb.DeployedModel {
+	return &aiplatformpb.DeployedModel{Model: model, DisplayName: m.DisplayName,
+		PredictionResources: &aiplatformpb.DeployedModel_DedicatedResources{DedicatedResources: &aiplatformpb.DedicatedResources{
+			MachineSpec:     &aiplatformpb.MachineSpec{MachineType: m.MachineType},
+			MinReplicaCount: int32(m.MinReplicas), MaxReplicaCount: int32(m.MaxReplicas)}}}
 }
