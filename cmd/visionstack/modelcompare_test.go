@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,8 +17,7 @@ func TestModelCompareReportsAgreement(t *testing.T) {
 	root := t.TempDir()
 	y := mustRead(t, "../../projects/demo/project.yaml")
 	y = strings.Replace(y, `mode: sync, minConfidence: 0.5}`, `mode: sync, minConfidence: 0.5, shadow: "kserve:http://canary/v2/models/faces"}`, 1)
-	must(t, os.MkdirAll(filepath.Join(root, "projects", "demo"), 0o755))
-	must(t, os.WriteFile(filepath.Join(root, "projects", "demo", "project.yaml"), []byte(y), 0o644))
+	writeDemo(t, root, y)
 	data := t.TempDir()
 	s, err := sqlite.Open(filepath.Join(data, "visionstack.db"))
 	must(t, err)

@@ -26,18 +26,7 @@ const rolloutChildEnv = "VISIONSTACK_ROLLOUT_CHILD"
 // Vertex AI and Cloud Monitoring are local gRPC fakes (rollouttest).
 func TestModelRolloutKilledThenResumed(t *testing.T) {
 	runChildIfAsked(rolloutChildEnv)
-	fake := rollouttest.New(rollouttest.Healthy)
-	t.Setenv(APIHostEnv, fake.Serve(t))
-	fake.Mu.Lock()
-	fake.EP.Name = "projects/acme-prod/locations/europe-west3/endpoints/" + stack.EndpointID("acme-prod", "demo")
-	fake.Mu.Unlock()
-
-	root := t.TempDir()
-	y := mustRead(t, "../../projects/demo/project.yaml")
-	y = strings.Replace(y, "gcp: {project: visionstack-demo,", "gcp: {project: acme-prod,", 1)
-	y += "model: {image: europe-west3-docker.pkg.dev/acme-prod/acme/model@sha256:def, machineType: n1-standard-2}\n"
-	must(t, os.MkdirAll(filepath.Join(root, "projects", "demo"), 0o755))
-	must(t, os.WriteFile(filepath.Join(root, "projects", "demo", "project.yaml"), []byte(y), 0o644))
+	fake, root, _ := rolloutFixture(t)
 	data := t.TempDir()
 	logFile := filepath.Join(data, "rollout.log")
 	args := []string{"--root", root, "model", "rollout", "demo", "--backend", "local", "--data", data, "--analysis", "faces",
@@ -46,15 +35,7 @@ func TestModelRolloutKilledThenResumed(t *testing.T) {
 	child := exec.Command(os.Args[0], "-test.run=^TestModelRolloutKilledThenResumed$")
 	child.Env = append(os.Environ(), rolloutChildEnv+"="+strings.Join(args, "\x1f"))
 	must(t, child.Start())
-	phase := func() string {
-		s, err := sqlite.Open(filepath.Join(data, "visionstack.db"))
-		if err != nil {
-			return ""
-		}
-		defer s.Close()
-		st, _ := rollout.Load(context.Background(), s, "demo")
-		return st.Phase
-	}
+	phase := func() string { return rolloutPhase(data) }
 	deadline := time.Now().Add(time.Minute)
 	for phase() != rollout.PhaseWatching && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
@@ -102,18 +83,8 @@ func TestModelRolloutKilledThenResumed(t *testing.T) {
 // only; the answers the runtime stores beside the stable ones while it is watched
 // decide; it is taken off again and the stable endpoint is untouched.
 func TestModelRolloutShadow(t *testing.T) {
-	fake := rollouttest.New(rollouttest.Healthy)
-	t.Setenv(APIHostEnv, fake.Serve(t))
-	fake.Mu.Lock()
-	fake.EP.Name = "projects/acme-prod/locations/europe-west3/endpoints/" + stack.EndpointID("acme-prod", "demo")
-	fake.Mu.Unlock()
-	root := t.TempDir()
-	y := mustRead(t, "../../projects/demo/project.yaml")
-	y = strings.Replace(y, "gcp: {project: visionstack-demo,", "gcp: {project: acme-prod,", 1)
-	y += "model: {image: europe-west3-docker.pkg.dev/acme-prod/acme/model@sha256:def, machineType: n1-standard-2}\n"
-	must(t, os.MkdirAll(filepath.Join(root, "projects", "demo"), 0o755))
+	fake, root, y := rolloutFixture(t)
 	file := filepath.Join(root, "projects", "demo", "project.yaml")
-	must(t, os.WriteFile(file, []byte(y), 0o644))
 	data := t.TempDir()
 	args := []string{"--root", root, "model", "rollout", "demo", "--backend", "local", "--data", data, "--analysis", "faces",
 		"--shadow", "--watch", "2s", "--interval", "200ms", "--min-images", "5", "--log", filepath.Join(data, "rollout.log")}
@@ -126,12 +97,12 @@ func TestModelRolloutShadow(t *testing.T) {
 	// The runtime's part, played here: once the shadow is deployed, jobs come in with
 	// its answers beside the stable ones.
 	go func() {
-		s, err := sqlite.Open(filepath.Join(data, "visionstack.db"))
-		for err != nil || phaseOf(s) != rollout.PhaseWatching {
+		for rolloutPhase(data) != rollout.PhaseWatching {
 			time.Sleep(20 * time.Millisecond)
-			if err != nil {
-				s, err = sqlite.Open(filepath.Join(data, "visionstack.db"))
-			}
+		}
+		s, err := sqlite.Open(filepath.Join(data, "visionstack.db"))
+		if err != nil {
+			return
 		}
 		defer s.Close()
 		box := &meta.Box{XMin: 0.1, XMax: 0.2, YMin: 0.1, YMax: 0.2}
@@ -158,7 +129,30 @@ func TestModelRolloutShadow(t *testing.T) {
 	}
 }
 
-func phaseOf(s *sqlite.Store) string {
+// rolloutFixture is the fake Vertex AI and Cloud Monitoring, with the demo project
+// (GCP project acme-prod, a model block) under a new root; y is the project file.
+func rolloutFixture(t *testing.T) (fake *rollouttest.Fake, root, y string) {
+	t.Helper()
+	fake = rollouttest.New(rollouttest.Healthy)
+	t.Setenv(APIHostEnv, fake.Serve(t))
+	fake.Mu.Lock()
+	fake.EP.Name = "projects/acme-prod/locations/europe-west3/endpoints/" + stack.EndpointID("acme-prod", "demo")
+	fake.Mu.Unlock()
+	root = t.TempDir()
+	y = mustRead(t, "../../projects/demo/project.yaml")
+	y = strings.Replace(y, "gcp: {project: visionstack-demo,", "gcp: {project: acme-prod,", 1)
+	y += "model: {image: europe-west3-docker.pkg.dev/acme-prod/acme/model@sha256:def, machineType: n1-standard-2}\n"
+	writeDemo(t, root, y)
+	return fake, root, y
+}
+
+// rolloutPhase is the phase of the demo's rollout in a local store ("" before one).
+func rolloutPhase(data string) string {
+	s, err := sqlite.Open(filepath.Join(data, "visionstack.db"))
+	if err != nil {
+		return ""
+	}
+	defer s.Close()
 	st, _ := rollout.Load(context.Background(), s, "demo")
 	return st.Phase
 }

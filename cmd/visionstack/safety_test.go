@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -25,8 +23,7 @@ func TestCloudServeRefusesUnauthenticatedPush(t *testing.T) {
 	// The review page shows originals: never on a public service.
 	root := t.TempDir()
 	y := strings.Replace(mustRead(t, "../../projects/demo/project.yaml"), "serving: {", "serving: {public: true, ", 1)
-	must(t, os.MkdirAll(filepath.Join(root, "projects", "demo"), 0o755))
-	must(t, os.WriteFile(filepath.Join(root, "projects", "demo", "project.yaml"), []byte(y), 0o644))
+	writeDemo(t, root, y)
 	out, err = runCLI(t, "--root", root, "serve", "--project", "demo", "--backend", "cloud", "--insecure-push", "--review", "on", "--addr", "127.0.0.1:0")
 	if err == nil || !strings.Contains(err.Error(), "serving.public") {
 		t.Fatalf("review page on a public service: %v\n%s", err, out)

@@ -30,8 +30,7 @@ func driftProject(t *testing.T) string {
 	if y == string(src) {
 		t.Fatal("demo project has no drift line to edit")
 	}
-	must(t, os.MkdirAll(filepath.Join(root, "projects", "demo"), 0o755))
-	must(t, os.WriteFile(filepath.Join(root, "projects", "demo", "project.yaml"), []byte(y), 0o644))
+	writeDemo(t, root, y)
 	return root
 }
 
@@ -166,4 +165,13 @@ func TestStatusOnFirestore(t *testing.T) {
 	if !strings.Contains(out, "Firestore database demo-meta of GCP project visionstack-demo") || !strings.Contains(out, "30 done") || !strings.Contains(out, "DRIFTED") {
 		t.Fatalf("status on Firestore:\n%s", out)
 	}
+}
+
+// writeDemo writes y as the demo project's file under root and returns its path.
+func writeDemo(t *testing.T, root, y string) string {
+	t.Helper()
+	file := filepath.Join(root, "projects", "demo", "project.yaml")
+	must(t, os.MkdirAll(filepath.Dir(file), 0o755))
+	must(t, os.WriteFile(file, []byte(y), 0o644))
+	return file
 }
