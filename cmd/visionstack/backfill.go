@@ -5,12 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"sort"
-	"syscall"
 	"time"
 
 	ps "cloud.google.com/go/pubsub/v2"
@@ -76,13 +73,11 @@ not crowd out live traffic.`,
 }
 
 func (o *backfillOptions) run(ctx context.Context, g *globalOptions, name string) error {
-	ctx, cfg, err := g.begin(ctx, name)
+	ctx, cfg, stop, err := g.beginStoppable(ctx, name)
+	defer stop()
 	if err != nil {
 		return err
 	}
-	// Ctrl-C or SIGTERM: stop after saving where it got to, so that --resume or a rerun goes on.
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	if o.prefix != "" && o.fromVersion != "" {
 		return errors.New("--prefix and --from-version choose different images: give one")
 	}

@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	aiplatform "cloud.google.com/go/aiplatform/apiv1"
@@ -123,13 +121,11 @@ stays as the status says; model rollout --resume NAME finishes the rollout.`,
 }
 
 func (o *rolloutOptions) run(ctx context.Context, g *globalOptions, name string) error {
-	ctx, cfg, err := g.begin(ctx, name)
+	ctx, cfg, stop, err := g.beginStoppable(ctx, name)
+	defer stop()
 	if err != nil {
 		return err
 	}
-	// Ctrl-C or SIGTERM: stop after saving where it got to, so that --resume or a rerun goes on.
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	if cfg.Model == nil {
 		return fmt.Errorf("projects/%s/project.yaml has no model block: add model: {image: …} with the new version's image (README \"Ship a new model version\")", cfg.Name)
 	}

@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -84,6 +86,18 @@ func (g *globalOptions) begin(ctx context.Context, name string) (context.Context
 	}
 	cfg, _, err := g.loadProject(name)
 	return ctx, cfg, err
+}
+
+// beginStoppable is begin for a command that keeps its place in the metadata store
+// (backfill, rollout): Ctrl-C or SIGTERM ends ctx, so it saves where it got to and a
+// rerun or --resume goes on from there. stop releases the signals.
+func (g *globalOptions) beginStoppable(ctx context.Context, name string) (_ context.Context, _ *config.Project, stop func(), _ error) {
+	ctx, cfg, err := g.begin(ctx, name)
+	if err != nil {
+		return ctx, nil, func() {}, err
+	}
+	ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	return ctx, cfg, stop, nil
 }
 
 // exitError carries a specific exit code.
