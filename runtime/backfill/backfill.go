@@ -161,14 +161,17 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		}
 		cur.After, cur.Version, cur.Scope, cur.Updated = after, o.Version, scope, o.Now().UTC()
 		raw, _ := json.Marshal(cur)
-		if err := o.Meta.SaveCursor(ctx, rep.Cursor, raw); err != nil {
+		// Saved even when ctx has ended (Ctrl-C): that is when it matters most.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := o.Meta.SaveCursor(sctx, rep.Cursor, raw); err != nil {
 			return fmt.Errorf("backfill: save cursor: %w", err)
 		}
 		lastSave = o.Now()
 		return nil
 	}
 
-	last := ""
+	last := cur.After // a run that stops before handling anything new keeps it
 	for _, it := range items {
 		if cur.After != "" && it.id <= cur.After {
 			rep.Resumed++

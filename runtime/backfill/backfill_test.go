@@ -257,3 +257,41 @@ func TestContentKeysMatchLocalRuns(t *testing.T) {
 		t.Errorf("task key %q, want %q", f.pub.tasks[0].Key, want)
 	}
 }
+
+// A run that stops before it handles anything new keeps the cursor where it was, and
+// a cancelled run (Ctrl-C) still saves where it got to.
+func TestStoppingKeepsTheCursor(t *testing.T) {
+	f := newFixture(t, 30)
+	ctx := context.Background()
+	f.pub.failAfter = 12
+	if _, err := backfill.Run(ctx, f.options()); err == nil {
+		t.Fatal("first run: want the publish error")
+	}
+	// Fails at its first publish: nothing new handled.
+	if _, err := backfill.Run(ctx, f.options()); err == nil {
+		t.Fatal("second run: want the publish error")
+	}
+	f.pub.failAfter = 0
+	rep, err := backfill.Run(ctx, f.options())
+	if err != nil || rep.Resumed != 12 || rep.Published != 18 {
+		t.Fatalf("third run %+v, %v: want 12 resumed, 18 queued", rep, err)
+	}
+
+	g := newFixture(t, 30)
+	cctx, cancel := context.WithCancel(ctx)
+	o := g.options()
+	o.SaveEvery = time.Hour // only the save on stopping counts
+	o.ProgressEvery = time.Nanosecond
+	o.Progress = func(p backfill.Progress) {
+		if p.Published == 10 {
+			cancel()
+		}
+	}
+	if _, err := backfill.Run(cctx, o); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled run: %v", err)
+	}
+	rep, err = backfill.Run(ctx, g.options())
+	if err != nil || rep.Resumed != 10 || rep.Published != 20 {
+		t.Fatalf("after Ctrl-C: %+v, %v; want 10 resumed, 20 queued", rep, err)
+	}
+}
