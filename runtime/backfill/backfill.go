@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"time"
@@ -95,6 +94,9 @@ type item struct {
 	key string // the image's own job key
 	src meta.Source
 	why string // not empty: skipped for this reason
+	// byContent: key is the content's hash (ContentKeys), computed when the item is
+	// handled, so a resumed run does not read what it passes over.
+	byContent bool
 }
 
 // ErrNoVersion: the version is missing or not a valid label.
@@ -181,6 +183,13 @@ func Run(ctx context.Context, o Options) (Report, error) {
 			return rep, errors.Join(err, save(last))
 		}
 		why := it.why
+		if why == "" && it.byContent {
+			data, _, err := blob.ReadAll(ctx, o.Incoming, it.id, 0)
+			if err != nil {
+				return rep, errors.Join(fmt.Errorf("backfill: read %s: %w", it.id, err), save(last))
+			}
+			it.key = pipeline.ContentKey(data)
+		}
 		if why == "" {
 			why, err = o.already(ctx, it)
 			if err != nil {
@@ -279,13 +288,7 @@ func (o Options) items(ctx context.Context) ([]item, error) {
 		for _, a := range objs {
 			it := item{id: a.Name, src: meta.Source{Bucket: o.Incoming.Name(), Object: a.Name, Generation: a.Generation}}
 			it.key = pipeline.ObjectKey(it.src.Bucket, it.src.Object, it.src.Generation)
-			if o.ContentKeys && !strings.HasSuffix(a.Name, "/") {
-				data, err := readAll(ctx, o.Incoming, a.Name)
-				if err != nil {
-					return nil, fmt.Errorf("backfill: read %s: %w", a.Name, err)
-				}
-				it.key = pipeline.ContentKey(data)
-			}
+			it.byContent = o.ContentKeys
 			switch {
 			case strings.HasSuffix(a.Name, "/"):
 				it.why = "folder placeholder"
@@ -294,7 +297,7 @@ func (o Options) items(ctx context.Context) ([]item, error) {
 			case a.Metadata[pipeline.OriginMetadata] == pipeline.OriginSync:
 				// Stored by the sync API under its content hash: its job is keyed by content.
 				if k, ok := pipeline.SyncKey(a.Name); ok {
-					it.key = k
+					it.key, it.byContent = k, false
 				} else {
 					it.why = "a sync API original whose name is not its content hash"
 				}
@@ -304,15 +307,6 @@ func (o Options) items(ctx context.Context) ([]item, error) {
 	}
 	slices.SortFunc(items, func(a, b item) int { return cmp.Compare(a.id, b.id) })
 	return items, nil
-}
-
-func readAll(ctx context.Context, b blob.Bucket, name string) ([]byte, error) {
-	r, _, err := b.NewReader(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	return io.ReadAll(r)
 }
 
 // CursorName is where a run's cursor is kept: one per scope and version, so another
