@@ -29,11 +29,11 @@ func SyncObject(key, format string) string {
 	return SyncPrefix + strings.TrimPrefix(key, contentKeyPrefix) + "." + format
 }
 
-// SyncKey is the content key of an original the sync API stored (SyncObject's name).
+// SyncKey is the content key an object named as SyncObject names it is stored under.
 func SyncKey(object string) (string, bool) {
 	rest, ok := strings.CutPrefix(object, SyncPrefix)
-	sum, _, _ := strings.Cut(rest, ".")
-	if !ok || len(sum) != 64 || !isLowerHex(sum) {
+	sum, _, dot := strings.Cut(rest, ".")
+	if !ok || !dot || len(sum) != 64 || !isLowerHex(sum) {
 		return "", false
 	}
 	return contentKeyPrefix + sum, true
@@ -108,7 +108,7 @@ func CheckTask(t Task, incoming string) error {
 	if t.Key == ObjectKey(src.Bucket, src.Object, src.Generation) {
 		return nil
 	}
-	if sum, ok := strings.CutPrefix(t.Key, contentKeyPrefix); ok && len(sum) == 64 && isLowerHex(sum) && strings.HasPrefix(src.Object, SyncObject(t.Key, "")) {
+	if k, ok := SyncKey(src.Object); ok && k == t.Key {
 		return nil
 	}
 	return fmt.Errorf("task key %q does not name its source %s#%d: the service writes no such task", t.Key, src.Object, src.Generation)
@@ -126,21 +126,11 @@ func VersionedKey(key, version string) string { return BaseKey(key) + VersionSep
 // last separator followed by a valid label is the version's even when the object's
 // name holds the separator too.
 func BaseKey(key string) string {
-	base, version := SplitKey(key)
-	if version == "" {
-		return key
-	}
-	return base
-}
-
-// SplitKey splits a job key into the image's key and the model version (empty: the
-// image's own job).
-func SplitKey(key string) (base, version string) {
 	i := strings.LastIndex(key, VersionSeparator)
 	if i < 0 || ValidateVersion(key[i+len(VersionSeparator):]) != nil {
-		return key, ""
+		return key
 	}
-	return key[:i], key[i+len(VersionSeparator):]
+	return key[:i]
 }
 
 // ValidateVersion accepts a model version label a key may carry: 1–128 letters,
