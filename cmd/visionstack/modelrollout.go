@@ -146,7 +146,7 @@ func (o *rolloutOptions) run(ctx context.Context, g *globalOptions, name string)
 	}
 	var cl closers.Stack
 	defer cl.Close()
-	store, _, err := openStateStore(ctx, cfg, o.backend, o.dataDir)
+	store, err := openStateStore(ctx, cfg, o.backend, o.dataDir)
 	if err != nil {
 		return err
 	}
@@ -201,22 +201,24 @@ func shadowEndpointOf(cfg *config.Project, analysis string) (string, error) {
 }
 
 // openStateStore opens the metadata store that keeps a project's rollout state: the
-// project's Firestore, or SQLite under the data directory (created if absent).
-func openStateStore(ctx context.Context, cfg *config.Project, backend, dir string) (meta.Store, string, error) {
-	if backend == "local" {
-		if dir == "" {
-			dir = filepath.Join("out", cfg.Name)
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, "", err
-		}
-		if _, err := os.Stat(filepath.Join(dir, "visionstack.db")); errors.Is(err, os.ErrNotExist) {
-			if err := createLocalStore(filepath.Join(dir, "visionstack.db")); err != nil {
-				return nil, "", err
-			}
-		}
+// project's Firestore, or SQLite under the data directory (created if absent: a
+// rollout needs no local run before it).
+func openStateStore(ctx context.Context, cfg *config.Project, backend, dir string) (meta.Store, error) {
+	if backend != "local" {
+		s, _, err := (&statusOptions{backend: backend, dataDir: dir}).open(ctx, cfg)
+		return s, err
 	}
-	return (&statusOptions{backend: backend, dataDir: dir}).open(ctx, cfg)
+	if dir == "" {
+		dir = filepath.Join("out", cfg.Name)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	s, err := sqlite.Open(filepath.Join(dir, "visionstack.db"))
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 func printRollout(w io.Writer, st rollout.State) {
@@ -225,13 +227,4 @@ func printRollout(w io.Writer, st rollout.State) {
 	if st.Decision != "" {
 		fmt.Fprintf(w, "  decision: %s\n", st.Decision)
 	}
-}
-
-// createLocalStore creates an empty local metadata store.
-func createLocalStore(path string) error {
-	s, err := sqlite.Open(path)
-	if err != nil {
-		return err
-	}
-	return s.Close()
 }
