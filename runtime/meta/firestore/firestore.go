@@ -284,18 +284,7 @@ func (s *Store) FreezeBaseline(ctx context.Context, name string, data []byte) ([
 
 // Baseline reads the document stored under name.
 func (s *Store) Baseline(ctx context.Context, name string) ([]byte, error) {
-	snap, err := s.client.Collection(BaselinesCollection).Doc(name).Get(ctx)
-	if status.Code(err) == codes.NotFound {
-		return nil, fmt.Errorf("baseline %s: %w", name, meta.ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("baseline %s: %w", name, err)
-	}
-	var d baselineDoc
-	if err := snap.DataTo(&d); err != nil {
-		return nil, fmt.Errorf("baseline %s: %w", name, err)
-	}
-	return d.Data, nil
+	return s.data(ctx, BaselinesCollection, "baseline", name)
 }
 
 type cursorDoc struct {
@@ -313,16 +302,24 @@ func (s *Store) SaveCursor(ctx context.Context, name string, data []byte) error 
 
 // Cursor reads the document stored under name.
 func (s *Store) Cursor(ctx context.Context, name string) ([]byte, error) {
-	snap, err := s.client.Collection(CursorsCollection).Doc(name).Get(ctx)
+	return s.data(ctx, CursorsCollection, "cursor", name)
+}
+
+// data reads the data field of collection's document name (a baseline, a cursor);
+// what names it in errors.
+func (s *Store) data(ctx context.Context, collection, what, name string) ([]byte, error) {
+	snap, err := s.client.Collection(collection).Doc(name).Get(ctx)
 	if status.Code(err) == codes.NotFound {
-		return nil, fmt.Errorf("cursor %s: %w", name, meta.ErrNotFound)
+		return nil, fmt.Errorf("%s %s: %w", what, name, meta.ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cursor %s: %w", name, err)
+		return nil, fmt.Errorf("%s %s: %w", what, name, err)
 	}
-	var d cursorDoc
+	var d struct {
+		Data []byte `firestore:"data"`
+	}
 	if err := snap.DataTo(&d); err != nil {
-		return nil, fmt.Errorf("cursor %s: %w", name, err)
+		return nil, fmt.Errorf("%s %s: %w", what, name, err)
 	}
 	return d.Data, nil
 }

@@ -246,15 +246,7 @@ func (s *Store) FreezeBaseline(ctx context.Context, name string, data []byte) ([
 
 // Baseline reads the row stored under name.
 func (s *Store) Baseline(ctx context.Context, name string) ([]byte, error) {
-	var data []byte
-	err := s.db.QueryRowContext(ctx, `SELECT data FROM baselines WHERE name = ?`, name).Scan(&data)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("baseline %s: %w", name, meta.ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("baseline %s: %w", name, err)
-	}
-	return data, nil
+	return s.data(ctx, "baselines", "baseline", name)
 }
 
 // SaveCursor replaces the row stored under name.
@@ -268,13 +260,19 @@ func (s *Store) SaveCursor(ctx context.Context, name string, data []byte) error 
 
 // Cursor reads the row stored under name.
 func (s *Store) Cursor(ctx context.Context, name string) ([]byte, error) {
+	return s.data(ctx, "cursors", "cursor", name)
+}
+
+// data reads the data column of table's row name (a baseline, a cursor); what names
+// it in errors.
+func (s *Store) data(ctx context.Context, table, what, name string) ([]byte, error) {
 	var data []byte
-	err := s.db.QueryRowContext(ctx, `SELECT data FROM cursors WHERE name = ?`, name).Scan(&data)
+	err := s.db.QueryRowContext(ctx, `SELECT data FROM `+table+` WHERE name = ?`, name).Scan(&data)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("cursor %s: %w", name, meta.ErrNotFound)
+		return nil, fmt.Errorf("%s %s: %w", what, name, meta.ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cursor %s: %w", name, err)
+		return nil, fmt.Errorf("%s %s: %w", what, name, err)
 	}
 	return data, nil
 }
