@@ -47,6 +47,7 @@ func Init(concurrency int) {
 		}, vips.LogLevelWarning)
 		vips.Startup(&vips.Config{ConcurrencyLevel: concurrency, MaxCacheFiles: 0, MaxCacheMem: 0, MaxCacheSize: 0})
 		blockLoaders()
+		disableOrc()
 	})
 }
 

@@ -4,6 +4,7 @@ package imaging
 #cgo pkg-config: vips
 #include <stdlib.h>
 #include <vips/vips.h>
+#include <vips/vector.h>
 */
 import "C"
 
@@ -16,6 +17,20 @@ import "unsafe"
 // cannot reach librsvg, poppler or ImageMagick.
 var Loaders = []string{"VipsForeignLoadJpeg", "VipsForeignLoadPng", "VipsForeignLoadWebp",
 	"VipsForeignLoadNsgif", "VipsForeignLoadTiff", "VipsForeignLoadHeif"}
+
+// disableOrc turns off libvips' liborc (run-time compiled SIMD) path for resizes and
+// convolutions. Each such operation compiles liborc programs and frees them when it is
+// disposed, and liborc 0.4.33 (Debian 12, this image's base) corrupts the C heap when
+// threads do that at once: "free(): invalid pointer" in orc_code_free, a segfault,
+// or "malloc_consolidate(): unaligned fastbin chunk", within seconds of a load of
+// small concurrent jobs (TestManyConcurrentSmallResizes). libvips' C paths give the
+// same pixels; libvips itself dropped liborc for Highway in 8.15.
+func disableOrc() {
+	C.vips_vector_set_enabled(C.FALSE)
+}
+
+// vectorEnabled reports whether libvips would use liborc.
+func vectorEnabled() bool { return C.vips_vector_isenabled() != C.FALSE }
 
 // blockLoaders blocks every loader libvips flags untrusted, then every loader but
 // Loaders (a block on a class covers its subclasses; an unblock re-opens one).
