@@ -211,18 +211,18 @@ func (p *pixels) cells(r Rect, gw, gh int) []float64 {
 		y0, y1 := r.Y+cy*r.H/gh, r.Y+(cy+1)*r.H/gh
 		for cx := range gw {
 			x0, x1 := r.X+cx*r.W/gw, r.X+(cx+1)*r.W/gw
-			sum := make([]float64, ch)
+			cell := cells[(cy*gw+cx)*ch : (cy*gw+cx+1)*ch]
 			for y := y0; y < y1; y++ {
 				row := p.pix[(y*p.w+x0)*p.bands : (y*p.w+x1)*p.bands]
 				for o := 0; o < len(row); o += p.bands {
-					for c := range ch {
-						sum[c] += float64(row[o+c])
+					for c := range cell {
+						cell[c] += float64(row[o+c])
 					}
 				}
 			}
 			n := float64((y1 - y0) * (x1 - x0))
-			for c := range ch {
-				cells[(cy*gw+cx)*ch+c] = sum[c] / n
+			for c := range cell {
+				cell[c] /= n
 			}
 		}
 	}

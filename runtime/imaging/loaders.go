@@ -23,8 +23,9 @@ var Loaders = []string{"VipsForeignLoadJpeg", "VipsForeignLoadPng", "VipsForeign
 // disposed, and liborc 0.4.33 (Debian 12, this image's base) corrupts the C heap when
 // threads do that at once: "free(): invalid pointer" in orc_code_free, a segfault,
 // or "malloc_consolidate(): unaligned fastbin chunk", within seconds of a load of
-// small concurrent jobs (TestManyConcurrentSmallResizes). libvips' C paths give the
-// same pixels; libvips itself dropped liborc for Highway in 8.15.
+// small concurrent jobs (TestManyConcurrentSmallBlurs). libvips' C paths compute the
+// same operations, rounding a little differently; libvips itself dropped liborc for
+// Highway in 8.15.
 func disableOrc() {
 	C.vips_vector_set_enabled(C.FALSE)
 }
