@@ -19,22 +19,109 @@ import (
 )
 
 //go:embed model/blazeface-back.json
-var modelJSON []byte
+var backJSON []byte
 
 //go:embed model/blazeface-back.bin
-var modelBin []byte
+var backBin []byte
 
-// Size is the model's input: Size×Size RGB, scaled to [-1, 1].
+//go:embed model/facemesh-detection-full.json
+var fullJSON []byte
+
+//go:embed model/facemesh-detection-full.bin
+var fullBin []byte
+
+// Model names one of the embedded networks.
+type Model int
+
+const (
+	// BackCamera is BlazeFace's back-camera model: 256×256 input, anchors on a
+	// 16×16 grid (2 a cell) and an 8×8 one (6 a cell); faces from about 16 px.
+	BackCamera Model = iota
+	// FullRange is MediaPipe's full-range face detector: 192×192 input, one anchor
+	// a cell of a 48×48 grid (stride 4), trained for faces up to 5 m from the camera.
+	FullRange
+)
+
+// Size is the back-camera model's input side.
 const Size = 256
 
-// Version names the model and this package's decoding of it, for results.
-const Version = "blazeface-back/1"
+// Version names the back-camera model and this package's decoding of it, for
+// results; FullRangeVersion the full-range one.
+const (
+	Version          = "blazeface-back/1"
+	FullRangeVersion = "face-full-range/1"
+)
 
 const inputName = "input"
 
-// The graph's outputs: scores and boxes for the 16×16 grid (2 anchors a cell), then
-// for the 8×8 grid (6 a cell).
-var outputNames = []string{"Identity", "Identity_2", "Identity_1", "Identity_3"}
+type grid struct{ stride, per int }
+
+// spec is what differs between the models: files, input, outputs and their layout.
+type spec struct {
+	json, bin []byte
+	size      int
+	outputs   []string
+	grids     []grid
+	// split cuts image k of count's scores and boxes out of the outputs (in
+	// outputs' order).
+	split   func(data [][]float32, k, count int) Raw
+	anchors [][2]float32 // for a size×size input
+	dense   bool         // the graph runs on inputs of any size (RunDense)
+}
+
+var specs = map[Model]*spec{
+	BackCamera: {
+		json: backJSON, bin: backBin, size: Size,
+		// Scores and boxes for the 16×16 grid, then for the 8×8 grid.
+		outputs: []string{"Identity", "Identity_2", "Identity_1", "Identity_3"},
+		grids:   []grid{{16, 2}, {32, 6}},
+		dense:   true,
+		split: func(data [][]float32, k, count int) Raw {
+			big, small := len(data[0])/count, len(data[2])/count
+			r := Raw{Scores: make([]float32, 0, big+small), Boxes: make([]float32, 0, (big+small)*16)}
+			r.Scores = append(append(r.Scores, data[0][k*big:(k+1)*big]...), data[2][k*small:(k+1)*small]...)
+			r.Boxes = append(append(r.Boxes, data[1][k*big*16:(k+1)*big*16]...), data[3][k*small*16:(k+1)*small*16]...)
+			return r
+		},
+	},
+	FullRange: {
+		json: fullJSON, bin: fullBin, size: 192,
+		// Per anchor: score, then 16 numbers (box and six key points).
+		outputs: []string{"Identity"},
+		grids:   []grid{{4, 1}},
+		split: func(data [][]float32, k, count int) Raw {
+			n := len(data[0]) / count / 17
+			r := Raw{Scores: make([]float32, n), Boxes: make([]float32, n*16)}
+			for i := range n {
+				row := data[0][(k*n+i)*17:]
+				r.Scores[i] = row[0]
+				copy(r.Boxes[i*16:(i+1)*16], row[1:17])
+			}
+			return r
+		},
+	},
+}
+
+func init() {
+	for _, s := range specs {
+		s.anchors = s.anchorsFor(s.size, s.size)
+	}
+}
+
+// anchorsFor returns the anchor centres, in input pixels, of a w×h input.
+func (s *spec) anchorsFor(w, h int) [][2]float32 {
+	var a [][2]float32
+	for _, g := range s.grids {
+		for y := range h / g.stride {
+			for x := range w / g.stride {
+				for range g.per {
+					a = append(a, [2]float32{float32(g.stride) * (float32(x) + 0.5), float32(g.stride) * (float32(y) + 0.5)})
+				}
+			}
+		}
+	}
+	return a
+}
 
 // ErrNoRuntime: ONNX Runtime's shared library was not found.
 var ErrNoRuntime = errors.New("ONNX Runtime not found: run scripts/install-onnxruntime.sh, or set VISIONSTACK_ONNXRUNTIME to libonnxruntime.so")
@@ -89,20 +176,33 @@ func startRuntime() error {
 // each on its core. It is safe for concurrent use.
 type Net struct {
 	session *ort.DynamicAdvancedSession
+	spec    *spec
 	slots   chan struct{} // runs at once: one per core, so memory stays bounded
 }
 
-// ONNX is the model translated to ONNX (what Net runs).
-func ONNX() ([]byte, error) {
-	return toONNX(modelJSON, modelBin, inputName, []int{-1, Size, Size, 3}, outputNames)
+// ONNX is model m translated to ONNX (what Net runs).
+func ONNX(m Model) ([]byte, error) {
+	s := specs[m]
+	shape := []int{-1, s.size, s.size, 3}
+	if s.dense {
+		shape = []int{-1, -1, -1, 3}
+	}
+	return toONNX(s.json, s.bin, inputName, shape, s.outputs)
 }
 
-// NewNet loads the model into ONNX Runtime.
-func NewNet() (*Net, error) {
+// NewNet loads the back-camera model into ONNX Runtime.
+func NewNet() (*Net, error) { return NewNetOf(BackCamera) }
+
+// NewNetOf loads model m into ONNX Runtime.
+func NewNetOf(m Model) (*Net, error) {
 	if err := startRuntime(); err != nil {
 		return nil, err
 	}
-	onnx, err := ONNX()
+	spec, ok := specs[m]
+	if !ok {
+		return nil, fmt.Errorf("blazeface: no model %d", m)
+	}
+	onnx, err := ONNX(m)
 	if err != nil {
 		return nil, fmt.Errorf("blazeface: %w", err)
 	}
@@ -123,34 +223,62 @@ func NewNet() (*Net, error) {
 	if err := opts.SetCpuMemArena(false); err != nil {
 		return nil, err
 	}
-	s, err := ort.NewDynamicAdvancedSessionWithONNXData(onnx, []string{inputName}, outputNames, opts)
+	s, err := ort.NewDynamicAdvancedSessionWithONNXData(onnx, []string{inputName}, spec.outputs, opts)
 	if err != nil {
 		return nil, fmt.Errorf("blazeface: load into ONNX Runtime: %w", err)
 	}
-	return &Net{session: s, slots: make(chan struct{}, runtime.GOMAXPROCS(0))}, nil
+	return &Net{session: s, spec: spec, slots: make(chan struct{}, runtime.GOMAXPROCS(0))}, nil
 }
+
+// Size is the network's input side in pixels.
+func (n *Net) Size() int { return n.spec.size }
 
 // Close frees the session.
 func (n *Net) Close() error { return n.session.Destroy() }
 
-// Raw is the network's output for one image: per anchor (16×16×2, then 8×8×6), a
+// Raw is the network's output for one image: per anchor (the grids in order), a
 // score logit and 16 numbers (box centre offset, size, six key points), in input pixels.
 type Raw struct {
-	Scores []float32 // 896
-	Boxes  []float32 // 896×16
+	Scores  []float32 // one per anchor
+	Boxes   []float32 // 16 per anchor
+	anchors [][2]float32
 }
 
-// Run runs count images (count×Size×Size×3 floats in [-1, 1], NHWC) in one batch.
+// Run runs count images (count×Size()×Size()×3 floats in [-1, 1], NHWC) in one batch.
 func (n *Net) Run(input []float32, count int) ([]Raw, error) {
-	if len(input) != count*Size*Size*3 {
-		return nil, fmt.Errorf("blazeface: %d floats for %d images", len(input), count)
+	return n.run(input, count, n.spec.size, n.spec.size, n.spec.anchors)
+}
+
+// Stride is what a dense input's sides must be a multiple of.
+const Stride = 32
+
+// RunDense runs the network once over a whole w×h input (w×h×3 floats in [-1, 1],
+// NHWC; w and h multiples of Stride): the same as a window at every position, each
+// computed once, so it costs what w×h/Size² windows cost and no seam splits a face.
+func (n *Net) RunDense(input []float32, w, h int) (Raw, error) {
+	if !n.spec.dense {
+		return Raw{}, fmt.Errorf("blazeface: this model runs only on %d×%d inputs", n.spec.size, n.spec.size)
 	}
-	in, err := ort.NewTensor(ort.NewShape(int64(count), Size, Size, 3), input)
+	if w%Stride != 0 || h%Stride != 0 || w <= 0 || h <= 0 {
+		return Raw{}, fmt.Errorf("blazeface: a dense input of %d×%d is not a multiple of %d", w, h, Stride)
+	}
+	raws, err := n.run(input, 1, w, h, n.spec.anchorsFor(w, h))
+	if err != nil {
+		return Raw{}, err
+	}
+	return raws[0], nil
+}
+
+func (n *Net) run(input []float32, count, w, h int, anchors [][2]float32) ([]Raw, error) {
+	if len(input) != count*w*h*3 {
+		return nil, fmt.Errorf("blazeface: %d floats for %d images of %d×%d", len(input), count, w, h)
+	}
+	in, err := ort.NewTensor(ort.NewShape(int64(count), int64(h), int64(w), 3), input)
 	if err != nil {
 		return nil, err
 	}
 	defer in.Destroy()
-	outs := make([]ort.Value, len(outputNames))
+	outs := make([]ort.Value, len(n.spec.outputs))
 	n.slots <- struct{}{}
 	err = n.session.Run([]ort.Value{in}, outs)
 	<-n.slots
@@ -162,39 +290,24 @@ func (n *Net) Run(input []float32, count int) ([]Raw, error) {
 		defer o.Destroy()
 		t, ok := o.(*ort.Tensor[float32])
 		if !ok {
-			return nil, fmt.Errorf("blazeface: output %s is %T", outputNames[i], o)
+			return nil, fmt.Errorf("blazeface: output %s is %T", n.spec.outputs[i], o)
 		}
 		data[i] = t.GetData()
 	}
-	const big, small = 16 * 16 * 2, 8 * 8 * 6
-	if len(data[0]) != count*big || len(data[1]) != count*big*16 || len(data[2]) != count*small || len(data[3]) != count*small*16 {
-		return nil, fmt.Errorf("blazeface: output sizes %d %d %d %d", len(data[0]), len(data[1]), len(data[2]), len(data[3]))
+	total := 0
+	for _, d := range data {
+		total += len(d)
+	}
+	if want := count * len(anchors) * 17; total != want {
+		return nil, fmt.Errorf("blazeface: %d output numbers for %d images, want %d", total, count, want)
 	}
 	raws := make([]Raw, count)
 	for k := range raws {
-		r := Raw{Scores: make([]float32, 0, big+small), Boxes: make([]float32, 0, (big+small)*16)}
-		r.Scores = append(append(r.Scores, data[0][k*big:(k+1)*big]...), data[2][k*small:(k+1)*small]...)
-		r.Boxes = append(append(r.Boxes, data[1][k*big*16:(k+1)*big*16]...), data[3][k*small*16:(k+1)*small*16]...)
-		raws[k] = r
+		raws[k] = n.spec.split(data, k, count)
+		raws[k].anchors = anchors
 	}
 	return raws, nil
 }
-
-// anchors are the centres, in input pixels, of the network's 896 anchors.
-var anchors = func() [][2]float32 {
-	var a [][2]float32
-	for _, g := range []struct{ stride, per int }{{16, 2}, {32, 6}} {
-		cells := Size / g.stride
-		for y := range cells {
-			for x := range cells {
-				for range g.per {
-					a = append(a, [2]float32{float32(g.stride) * (float32(x) + 0.5), float32(g.stride) * (float32(y) + 0.5)})
-				}
-			}
-		}
-	}
-	return a
-}()
 
 // Face is one detection in input pixels.
 type Face struct {
@@ -212,7 +325,7 @@ func (r Raw) Decode(threshold float64) []Face {
 			continue
 		}
 		b := r.Boxes[i*16 : i*16+4]
-		cx, cy := float64(anchors[i][0]+b[0]), float64(anchors[i][1]+b[1])
+		cx, cy := float64(r.anchors[i][0]+b[0]), float64(r.anchors[i][1]+b[1])
 		w, h := float64(b[2]), float64(b[3])
 		faces = append(faces, Face{X0: cx - w/2, Y0: cy - h/2, X1: cx + w/2, Y1: cy + h/2, Score: s})
 	}

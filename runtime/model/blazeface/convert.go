@@ -22,9 +22,12 @@ type tfjsModel struct {
 	} `json:"modelTopology"`
 	Manifest []struct {
 		Weights []struct {
-			Name  string `json:"name"`
-			Shape []int  `json:"shape"`
-			Dtype string `json:"dtype"`
+			Name         string `json:"name"`
+			Shape        []int  `json:"shape"`
+			Dtype        string `json:"dtype"`
+			Quantization *struct {
+				Dtype string `json:"dtype"`
+			} `json:"quantization"`
 		} `json:"weights"`
 	} `json:"weightsManifest"`
 }
@@ -38,6 +41,8 @@ type tfjsNode struct {
 
 type tfjsAttr struct {
 	S    string `json:"s"`
+	I    string `json:"i"`
+	B    bool   `json:"b"`
 	List struct {
 		I []string `json:"i"`
 		S []string `json:"s"`
@@ -175,11 +180,11 @@ func (g *graph) init(name string, dims []int, f []float32, i []int64) {
 
 func valueInfo(name string, dims []int) []byte {
 	var shape []byte
-	for _, d := range dims {
+	for i, d := range dims {
 		var dim []byte
-		if d < 0 { // any size: the batch
+		if d < 0 { // any size (the batch, the input's height and width): named apart
 			dim = protowire.AppendTag(dim, 2, protowire.BytesType)
-			dim = protowire.AppendString(dim, "batch")
+			dim = protowire.AppendString(dim, fmt.Sprintf("d%d", i))
 		} else {
 			dim = protowire.AppendTag(dim, 1, protowire.VarintType)
 			dim = protowire.AppendVarint(dim, uint64(d))
@@ -220,22 +225,31 @@ func toONNX(modelJSON, weights []byte, input string, inputShape []int, outputs [
 			for _, d := range w.Shape {
 				n *= d
 			}
-			if off+4*n > len(weights) {
+			// Weights stored as float16 (tfjs "quantization") are widened back.
+			size := 4
+			if q := w.Quantization; q != nil {
+				if q.Dtype != "float16" || w.Dtype != "float32" {
+					return nil, fmt.Errorf("weights: %s is quantized as %s, only float16 is read", w.Name, q.Dtype)
+				}
+				size = 2
+			}
+			if off+size*n > len(weights) {
 				return nil, fmt.Errorf("weights: %s runs past the end of the file", w.Name)
 			}
 			t := tensor{shape: w.Shape}
 			for k := range n {
-				u := binary.LittleEndian.Uint32(weights[off+4*k:])
-				switch w.Dtype {
-				case "float32":
-					t.f32 = append(t.f32, math.Float32frombits(u))
-				case "int32":
-					t.i32 = append(t.i32, int32(u))
+				switch {
+				case size == 2:
+					t.f32 = append(t.f32, halfToFloat(binary.LittleEndian.Uint16(weights[off+2*k:])))
+				case w.Dtype == "float32":
+					t.f32 = append(t.f32, math.Float32frombits(binary.LittleEndian.Uint32(weights[off+4*k:])))
+				case w.Dtype == "int32":
+					t.i32 = append(t.i32, int32(binary.LittleEndian.Uint32(weights[off+4*k:])))
 				default:
 					return nil, fmt.Errorf("weights: %s has dtype %s", w.Name, w.Dtype)
 				}
 			}
-			off += 4 * n
+			off += size * n
 			consts[w.Name] = t
 		}
 	}
@@ -243,7 +257,9 @@ func toONNX(modelJSON, weights []byte, input string, inputShape []int, outputs [
 		return nil, fmt.Errorf("weights: %d bytes read of %d", off, len(weights))
 	}
 	g := &graph{}
-	alias := map[string]string{} // tfjs tensor → ONNX tensor (NCHW unless at the edges)
+	alias := map[string]string{}  // tfjs tensor → ONNX tensor (NCHW unless at the edges)
+	batchDim := map[string]bool{} // Shape and StridedSlice nodes: the batch size
+	packs := map[string][]int64{} // Pack nodes: a Reshape's shape
 	ref := func(s string) (string, error) {
 		s = strings.TrimSuffix(s, ":0")
 		if a, ok := alias[s]; ok {
@@ -269,6 +285,26 @@ func toONNX(modelJSON, weights []byte, input string, inputShape []int, outputs [
 			alias[n.Name] = g.name("nchw")
 			g.node("Transpose", []string{input}, alias[n.Name], intsAttr("perm", 0, 3, 1, 2))
 			continue
+		case "Shape", "StridedSlice":
+			// Only ever the batch size, for a Reshape's shape (Pack): 0 there, which
+			// ONNX's Reshape reads as "as in the input".
+			batchDim[n.Name] = true
+			continue
+		case "Pack":
+			var shape []int64
+			for _, in := range n.Input {
+				if batchDim[strings.TrimSuffix(in, ":0")] {
+					shape = append(shape, 0)
+					continue
+				}
+				c, err := weight(in)
+				if err != nil || len(c.i32) != 1 {
+					return nil, fmt.Errorf("%s: only a shape of the batch and constants is supported (%s)", n.Name, in)
+				}
+				shape = append(shape, int64(c.i32[0]))
+			}
+			packs[n.Name] = shape
+			continue
 		}
 		x, err := ref(n.Input[0])
 		if err != nil {
@@ -286,7 +322,7 @@ func toONNX(modelJSON, weights []byte, input string, inputShape []int, outputs [
 				return nil, fmt.Errorf("%s: %w", n.Name, err)
 			}
 			g.node("Add", []string{x, y}, out)
-		case "_FusedConv2D", "DepthwiseConv2dNative":
+		case "_FusedConv2D", "DepthwiseConv2dNative", "FusedDepthwiseConv2dNative":
 			f, err := weight(n.Input[1])
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", n.Name, err)
@@ -296,7 +332,7 @@ func toONNX(modelJSON, weights []byte, input string, inputShape []int, outputs [
 			// multiplier); ONNX wants [co ci kh kw], depthwise [ci·mult 1 kh kw] in groups.
 			dims, group := []int{co, ci, kh, kw}, int64(1)
 			at := func(c, m, i, j int) int { return ((m*ci+c)*kh+i)*kw + j }
-			if n.Op == "DepthwiseConv2dNative" {
+			if n.Op != "_FusedConv2D" {
 				dims, group = []int{ci * co, 1, kh, kw}, int64(ci)
 				at = func(c, m, i, j int) int { return ((c*co+m)*kh+i)*kw + j }
 			}
@@ -314,7 +350,7 @@ func toONNX(modelJSON, weights []byte, input string, inputShape []int, outputs [
 			g.init(wn, dims, w, nil)
 			ins := []string{x, wn}
 			fused := n.Attr["fused_ops"].strs()
-			if n.Op == "_FusedConv2D" {
+			if n.Op != "DepthwiseConv2dNative" {
 				if len(fused) == 0 || fused[0] != "BiasAdd" || len(fused) > 2 || len(fused) == 2 && fused[1] != "Relu" {
 					return nil, fmt.Errorf("%s: fused ops %v not supported", n.Name, fused)
 				}
@@ -353,22 +389,65 @@ func toONNX(modelJSON, weights []byte, input string, inputShape []int, outputs [
 			g.init(pn, []int{8}, nil, pads)
 			g.node("Pad", []string{x, pn}, out)
 		case "Reshape": // the graph reshapes NHWC: back to NHWC first
-			p, err := weight(n.Input[1])
-			if err != nil {
-				return nil, fmt.Errorf("%s: shape: %v", n.Name, err)
-			}
-			shape := make([]int64, len(p.i32))
-			for k, v := range p.i32 {
-				shape[k] = int64(v)
-			}
-			if len(shape) > 0 && shape[0] == 1 {
-				shape[0] = -1 // keep the batch
+			shape, ok := packs[strings.TrimSuffix(n.Input[1], ":0")]
+			if !ok {
+				p, err := weight(n.Input[1])
+				if err != nil {
+					return nil, fmt.Errorf("%s: shape: %v", n.Name, err)
+				}
+				shape = make([]int64, len(p.i32))
+				for k, v := range p.i32 {
+					shape[k] = int64(v)
+				}
+				// [1 anchors k] (one image of the graph's size): any batch, any
+				// number of anchors, so the graph runs on images of any size.
+				if len(shape) == 3 && shape[0] == 1 {
+					shape[0], shape[1] = 0, -1
+				}
 			}
 			nhwc := g.name("nhwc")
 			g.node("Transpose", []string{x}, nhwc, intsAttr("perm", 0, 2, 3, 1))
 			sn := g.name("shape")
 			g.init(sn, []int{len(shape)}, nil, shape)
 			g.node("Reshape", []string{nhwc, sn}, out)
+		case "ConcatV2": // of Reshape outputs, which are NHWC again
+			a, err := weight(n.Input[len(n.Input)-1])
+			if err != nil || len(a.i32) != 1 {
+				return nil, fmt.Errorf("%s: axis: %v", n.Name, err)
+			}
+			ins := []string{x}
+			for _, in := range n.Input[1 : len(n.Input)-1] {
+				y, err := ref(in)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", n.Name, err)
+				}
+				ins = append(ins, y)
+			}
+			g.node("Concat", ins, out, intAttr("axis", int64(a.i32[0])))
+		case "DepthToSpace": // TensorFlow's NHWC order is ONNX's DCR mode
+			if f := n.Attr["data_format"].str(); f != "" && f != "NHWC" {
+				return nil, fmt.Errorf("%s: data format %s", n.Name, f)
+			}
+			var bs int64
+			fmt.Sscan(n.Attr["block_size"].I, &bs)
+			g.node("DepthToSpace", []string{x}, out, intAttr("blocksize", bs), stringAttr("mode", "DCR"))
+		case "ResizeBilinear": // to the constant size [h w]: sizes = x's [N C] and it
+			if n.Attr["align_corners"].B || !n.Attr["half_pixel_centers"].B {
+				return nil, fmt.Errorf("%s: only half-pixel centres are supported", n.Name)
+			}
+			hw, err := weight(n.Input[1])
+			if err != nil || len(hw.i32) != 2 {
+				return nil, fmt.Errorf("%s: size: %v", n.Name, err)
+			}
+			shape, nc, hwn, sizes := g.name("shape"), g.name("nc"), g.name("hw"), g.name("sizes")
+			g.node("Shape", []string{x}, shape)
+			starts, ends := g.name("start"), g.name("end")
+			g.init(starts, []int{1}, nil, []int64{0})
+			g.init(ends, []int{1}, nil, []int64{2})
+			g.node("Slice", []string{shape, starts, ends}, nc)
+			g.init(hwn, []int{2}, nil, []int64{int64(hw.i32[0]), int64(hw.i32[1])})
+			g.node("Concat", []string{nc, hwn}, sizes, intAttr("axis", 0))
+			g.node("Resize", []string{x, "", "", sizes}, out, stringAttr("mode", "linear"), stringAttr("coordinate_transformation_mode", "half_pixel"))
 		default:
 			return nil, fmt.Errorf("%s: operation %s not supported", n.Name, n.Op)
 		}
@@ -414,6 +493,25 @@ func toONNX(modelJSON, weights []byte, input string, inputShape []int, outputs [
 	mb = protowire.AppendTag(mb, 7, protowire.BytesType)
 	mb = protowire.AppendBytes(mb, gb)
 	return mb, nil
+}
+
+// halfToFloat widens an IEEE 754 half-precision number.
+func halfToFloat(h uint16) float32 {
+	sign := uint32(h>>15) << 31
+	exp, frac := uint32(h>>10)&0x1f, uint32(h&0x3ff)
+	switch {
+	case exp == 0 && frac == 0:
+		return math.Float32frombits(sign)
+	case exp == 0: // subnormal: frac × 2^-24
+		v := float32(frac) / (1 << 24)
+		if sign != 0 {
+			v = -v
+		}
+		return v
+	case exp == 0x1f:
+		return math.Float32frombits(sign | 0x7f800000 | frac<<13)
+	}
+	return math.Float32frombits(sign | (exp+112)<<23 | frac<<13)
 }
 
 // padding maps TensorFlow's SAME (extra padding after) and VALID.

@@ -2,6 +2,7 @@ package blazeface
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"sync/atomic"
 )
@@ -14,6 +15,13 @@ type Detector struct {
 	Net     *Net
 	Tile    int     // window side for small faces, in image pixels; 0: whole image only
 	Overlap float64 // of neighbouring tiles, a fraction of Tile: a face on a seam is whole in one
+	// Dense, when above 0, replaces the tiles: one dense run over the whole image
+	// with its long side at most Dense network pixels (full resolution when it is
+	// smaller), beside the whole-image window. Faces it finds need DenseMin or the
+	// detection's threshold, the higher: at full resolution the network reads more
+	// faces into texture than in a whole-image window.
+	Dense    int
+	DenseMin float64
 
 	runs atomic.Int64 // windows run, for tests and benchmarks
 }
@@ -51,8 +59,27 @@ func (d *Detector) windows(w, h int) []window {
 	return ws
 }
 
-// Windows is how many network runs an image of w×h pixels costs.
-func (d *Detector) Windows(w, h int) int { return len(d.windows(w, h)) }
+// Windows is how many network runs an image of w×h pixels costs, a dense run counted
+// as the windows of its area.
+func (d *Detector) Windows(w, h int) int {
+	if d.Dense > 0 {
+		return 1 + d.equivalent(Area{0, 0, float64(w), float64(h)}, d.scale(w, h))
+	}
+	return len(d.windows(w, h))
+}
+
+// scale is the dense run's network pixels an image pixel.
+func (d *Detector) scale(w, h int) float64 {
+	return math.Min(1, float64(d.Dense)/float64(max(w, h)))
+}
+
+// equivalent is how many windows a dense run over a at scale costs.
+func (d *Detector) equivalent(a Area, scale float64) int {
+	ow := math.Ceil((a.X1-a.X0)*scale/Stride) * Stride
+	oh := math.Ceil((a.Y1-a.Y0)*scale/Stride) * Stride
+	size := float64(d.Net.Size())
+	return int(math.Ceil(ow * oh / (size * size)))
+}
 
 // Detect returns the faces scoring at least threshold, in image pixels.
 func (d *Detector) Detect(rgb []uint8, w, h int, threshold float64) ([]Face, error) {
@@ -74,6 +101,9 @@ func (d *Detector) DetectNear(rgb []uint8, w, h int, threshold float64, near []A
 	if len(rgb) != w*h*3 {
 		return nil, fmt.Errorf("blazeface: %d bytes for %dx%d RGB", len(rgb), w, h)
 	}
+	if d.Dense > 0 {
+		return d.detectDense(rgb, w, h, threshold, near)
+	}
 	ws := d.windows(w, h)
 	if near != nil {
 		ws = slices.DeleteFunc(ws, func(win window) bool {
@@ -86,8 +116,16 @@ func (d *Detector) DetectNear(rgb []uint8, w, h int, threshold float64, near []A
 			})
 		})
 	}
+	faces, err := d.run(rgb, w, h, ws, threshold)
+	return Suppress(faces, 0.3), err
+}
+
+// run runs the network on the windows and returns what each finds at threshold and
+// up, in image pixels (not yet merged).
+func (d *Detector) run(rgb []uint8, w, h int, ws []window, threshold float64) ([]Face, error) {
 	d.runs.Add(int64(len(ws)))
-	const n = Size * Size * 3
+	size := d.Net.Size()
+	n := size * size * 3
 	input := make([]float32, len(ws)*n)
 	for i, win := range ws {
 		Window(rgb, w, h, win.x, win.y, win.side, input[i*n:(i+1)*n])
@@ -98,7 +136,7 @@ func (d *Detector) DetectNear(rgb []uint8, w, h int, threshold float64, near []A
 	}
 	var faces []Face
 	for i, r := range raws {
-		s := ws[i].side / Size
+		s := ws[i].side / float64(size)
 		for _, f := range r.Decode(threshold) {
 			faces = append(faces, Face{
 				X0: ws[i].x + f.X0*s, Y0: ws[i].y + f.Y0*s,
@@ -106,5 +144,60 @@ func (d *Detector) DetectNear(rgb []uint8, w, h int, threshold float64, near []A
 			})
 		}
 	}
-	return Suppress(faces, 0.3), nil
+	return faces, nil
+}
+
+// detectDense is DetectNear with Dense: the whole-image window, and a dense run over
+// the image (near: over each area grown as a tile near it would be).
+func (d *Detector) detectDense(rgb []uint8, w, h int, threshold float64, near []Area) ([]Face, error) {
+	long, scale := float64(max(w, h)), d.scale(w, h)
+	faces, err := d.run(rgb, w, h, []window{{0, 0, long}}, threshold)
+	if err != nil {
+		return nil, err
+	}
+	areas := []Area{{0, 0, float64(w), float64(h)}}
+	if near != nil {
+		areas = areas[:0]
+		for _, a := range near {
+			mx, my := (a.X1-a.X0)/2+nearMargin, (a.Y1-a.Y0)/2+nearMargin
+			areas = append(areas, Area{max(0, a.X0-mx), max(0, a.Y0-my), min(float64(w), a.X1+mx), min(float64(h), a.Y1+my)})
+		}
+	}
+	for _, a := range areas {
+		if a.X1 <= a.X0 || a.Y1 <= a.Y0 {
+			continue
+		}
+		in, ow, oh := DenseArea(rgb, w, h, a, scale)
+		d.runs.Add(int64(d.equivalent(a, scale)))
+		raw, err := d.Net.RunDense(in, ow, oh)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range raw.Decode(max(threshold, d.DenseMin)) {
+			faces = append(faces, Face{
+				X0: a.X0 + f.X0/scale, Y0: a.Y0 + f.Y0/scale,
+				X1: a.X0 + f.X1/scale, Y1: a.Y0 + f.Y1/scale, Score: f.Score,
+			})
+		}
+	}
+	return dropNested(Suppress(faces, 0.3)), nil
+}
+
+// dropNested keeps one box a face: the whole-image window and the dense run see the
+// same face at different sizes, too different for IoU to merge them, and a box whose
+// centre lies in a stronger one is that face again (faces is strongest first).
+func dropNested(faces []Face) []Face {
+	var kept []Face
+	for _, f := range faces {
+		if !slices.ContainsFunc(kept, func(k Face) bool { return inside(f, k) }) {
+			kept = append(kept, f)
+		}
+	}
+	return kept
+}
+
+// inside says whether f's centre lies in s.
+func inside(f, s Face) bool {
+	cx, cy := (f.X0+f.X1)/2, (f.Y0+f.Y1)/2
+	return cx >= s.X0 && cx < s.X1 && cy >= s.Y0 && cy < s.Y1
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/visionstack/visionstack/runtime/model/blazeface"
+	"github.com/visionstack/visionstack/runtime/model/builtin"
 	"github.com/visionstack/visionstack/testdata/photos"
 )
 
@@ -66,12 +67,13 @@ func evaluate(t testing.TB, d *blazeface.Detector, set []photo, threshold float6
 	return s, misses
 }
 
-var sweep = flag.Bool("sweep", false, "print recall, false alarms and time for tile sizes and thresholds")
+var sweep = flag.Bool("sweep", false, "print recall, false alarms and time for other detector settings and thresholds")
 
-// The default detector (whole image + 512 px tiles, threshold 0.5) on the
-// hand-boxed photos, the no-face controls and the harder dev set. The floors are
-// what it reaches today; the dev set's is far below the 0.98 wanted (README
-// "Anonymization": 20–60 px faces need 256 px tiles, four times the cost).
+// The default detector (builtin.DefaultParams: the whole-image window and a dense
+// run at full resolution, threshold 0.5) on the hand-boxed photos, the no-face
+// controls and the harder dev set; the re-check's detector (whole image and 512 px
+// tiles) beside it. The dev set's floor is what the default reaches today, below the
+// 0.98 wanted (README "Anonymization").
 func TestDevSet(t *testing.T) {
 	net := newNet(t)
 	hand := loadPhotos(t)
@@ -80,34 +82,57 @@ func TestDevSet(t *testing.T) {
 		none = append(none, decode(t, f))
 	}
 	dev := devSet(t, hand)
-	configs := []struct{ tile int }{{512}}
-	thresholds := []float64{0.5}
+	p := builtin.DefaultParams
+	type config struct {
+		name string
+		d    *blazeface.Detector
+		thr  float64
+		// floors: dev-set recall; whether the hand-boxed faces must all be found
+		// and the no-face controls hold at most one false alarm each
+		devFloor float64
+		strict   bool
+	}
+	configs := []config{
+		{"default", &blazeface.Detector{Net: net, Dense: p.Dense, DenseMin: p.DenseMin}, 0.5, devFloor, true},
+		{"re-check", &blazeface.Detector{Net: net, Tile: p.Tile, Overlap: p.Overlap}, 0.5, recheckFloor, true},
+	}
 	if *sweep {
-		configs = []struct{ tile int }{{0}, {512}, {384}, {256}}
-		thresholds = []float64{0.5, 0.65, 0.75}
+		configs = nil
+		for _, thr := range []float64{0.5, 0.6, 0.7} {
+			for _, tile := range []int{0, 512, 384, 256} {
+				configs = append(configs, config{name: fmt.Sprintf("tiles %d", tile), d: &blazeface.Detector{Net: net, Tile: tile, Overlap: 0.25}, thr: thr})
+			}
+			for _, dm := range []float64{0.5, 0.6, 0.7, 0.75} {
+				configs = append(configs, config{name: fmt.Sprintf("dense 1024 min %.2f", dm), d: &blazeface.Detector{Net: net, Dense: 1024, DenseMin: dm}, thr: thr})
+			}
+		}
 	}
 	for _, c := range configs {
-		for _, thr := range thresholds {
-			d := &blazeface.Detector{Net: net, Tile: c.tile, Overlap: 0.25}
-			s, missed := evaluate(t, d, hand, thr)
-			n, _ := evaluate(t, d, none, thr)
-			v, _ := evaluate(t, d, dev, thr)
-			t.Logf("tile %d threshold %.2f: hand-boxed %v; no-face controls: %d alarms on %d photos; dev set %v", c.tile, thr, s, n.alarms, len(none), v)
-			if *sweep {
-				continue
-			}
-			if s.found < s.faces {
-				t.Errorf("hand-boxed: missed %v", missed)
-			}
-			if n.alarms > len(none) {
-				t.Errorf("no-face controls: %d false alarms on %d photos, at most one each", n.alarms, len(none))
-			}
-			if recall := float64(v.found) / float64(v.faces); recall < devFloor {
-				t.Errorf("dev set recall %.3f fell below %.2f", recall, devFloor)
-			}
+		s, missed := evaluate(t, c.d, hand, c.thr)
+		n, _ := evaluate(t, c.d, none, c.thr)
+		v, _ := evaluate(t, c.d, dev, c.thr)
+		t.Logf("%s, threshold %.2f: hand-boxed %v; no-face controls: %d alarms on %d photos; dev set %v", c.name, c.thr, s, n.alarms, len(none), v)
+		if !c.strict {
+			continue
+		}
+		if s.found < s.faces {
+			t.Errorf("%s: hand-boxed: missed %v", c.name, missed)
+		}
+		if n.alarms > len(none) {
+			t.Errorf("%s: no-face controls: %d false alarms on %d photos, at most one each", c.name, n.alarms, len(none))
+		}
+		if recall := float64(v.found) / float64(v.faces); recall < c.devFloor {
+			t.Errorf("%s: dev set recall %.3f fell below %.2f", c.name, recall, c.devFloor)
 		}
 	}
 }
 
-// devFloor is the default detector's dev-set recall today (38/80), rounded down.
-const devFloor = 0.45
+// devFloor is the default detector's dev-set recall today (64/80), rounded down;
+// before the dense run (whole image and 512 px tiles) it was 0.475, which
+// recheckFloor holds the re-check's detector to. DenseMin 0.6 would find 72/80 but
+// reads a second face into the cat of chelsea.png, 0.75 keeps the no-face controls
+// at one false alarm each (-sweep prints both).
+const (
+	devFloor     = 0.78
+	recheckFloor = 0.45
+)

@@ -2,15 +2,36 @@ package blazeface
 
 import "math"
 
-// Window fills dst (Size×Size×3) with the square window of side side at (x0, y0) of
+// Window fills dst (n×n×3, the network's input side n) with the square window of side side at (x0, y0) of
 // an RGB image (w×h, 3 bytes a pixel), scaled to the model's input and to [-1, 1]:
 // each input pixel averages the source pixels it covers when the window shrinks, or
 // interpolates between them when it grows. What lies outside the image is grey (0).
 func Window(rgb []uint8, w, h int, x0, y0, side float64, dst []float32) {
-	s := side / Size
-	for oy := range Size {
-		for ox := range Size {
-			o := (oy*Size + ox) * 3
+	size := int(math.Sqrt(float64(len(dst) / 3)))
+	fill(rgb, w, h, x0, y0, side/float64(size), dst, size, size)
+}
+
+// Dense fills a dense input of the whole image at scale (input pixels per image
+// pixel), its sides rounded up to multiples of Stride (grey past the image), and
+// returns it with its size.
+func Dense(rgb []uint8, w, h int, scale float64) ([]float32, int, int) {
+	return DenseArea(rgb, w, h, Area{0, 0, float64(w), float64(h)}, scale)
+}
+
+// DenseArea is Dense over one area of the image.
+func DenseArea(rgb []uint8, w, h int, a Area, scale float64) ([]float32, int, int) {
+	ow := int(math.Ceil((a.X1-a.X0)*scale/Stride)) * Stride
+	oh := int(math.Ceil((a.Y1-a.Y0)*scale/Stride)) * Stride
+	dst := make([]float32, ow*oh*3)
+	fill(rgb, w, h, a.X0, a.Y0, 1/scale, dst, ow, oh)
+	return dst, ow, oh
+}
+
+// fill fills dst (ow×oh×3) from the image, s image pixels an input pixel from (x0, y0).
+func fill(rgb []uint8, w, h int, x0, y0, s float64, dst []float32, ow, oh int) {
+	for oy := range oh {
+		for ox := range ow {
+			o := (oy*ow + ox) * 3
 			var c [3]float64
 			var n float64
 			if s > 1 {

@@ -44,7 +44,7 @@ const Label = "face"
 const (
 	Version          = BlazeFaceVersion
 	PigoVersion      = "pigo-facefinder/1"
-	BlazeFaceVersion = blazeface.Version + "-tiles512"
+	BlazeFaceVersion = blazeface.Version + "-dense1024"
 )
 
 // Detectors.
@@ -56,10 +56,14 @@ const (
 // Params tune the detector; DefaultParams are what was measured best on the samples.
 type Params struct {
 	Detector string // DetectorBlazeFace (DefaultParams; also when empty) or DetectorPigo
-	// BlazeFace: the tile side for small faces, in pixels of the analysed image
-	// (0: whole image only), and the tiles' overlap.
-	Tile    int
-	Overlap float64
+	// BlazeFace: the long side of the dense run for small faces, in network pixels
+	// (0: tiles instead), and the score its faces need at least. The tile side, in
+	// pixels of the analysed image (0: whole image only), and the tiles' overlap: the
+	// re-check's detector, or the analysis's with Dense 0.
+	Dense    int
+	DenseMin float64
+	Tile     int
+	Overlap  float64
 	// pigo:
 	MinSizeFrac float64   // smallest face, as a fraction of the shorter side
 	MinSizePx   int       // and never below this
@@ -73,6 +77,8 @@ type Params struct {
 // DefaultParams: see README "Built-in face model" for the measurements behind them.
 var DefaultParams = Params{
 	Detector:    DetectorBlazeFace,
+	Dense:       1024,
+	DenseMin:    0.75,
 	Tile:        512,
 	Overlap:     0.25,
 	MinSizeFrac: 0.03,
@@ -95,6 +101,7 @@ var PigoParams = func() Params {
 type Model struct {
 	cascade *pigo.Pigo
 	faces   *blazeface.Detector // nil: pigo
+	recheck *blazeface.Detector // the verification pass's: whole image and tiles
 	params  Params
 }
 
@@ -108,7 +115,11 @@ func New(p Params) (*Model, error) {
 		if err != nil {
 			return nil, fmt.Errorf("builtin faces: %w", err)
 		}
-		return &Model{faces: &blazeface.Detector{Net: net, Tile: p.Tile, Overlap: p.Overlap}, params: p}, nil
+		return &Model{
+			faces:   &blazeface.Detector{Net: net, Tile: p.Tile, Overlap: p.Overlap, Dense: p.Dense, DenseMin: p.DenseMin},
+			recheck: &blazeface.Detector{Net: net, Tile: p.Tile, Overlap: p.Overlap},
+			params:  p,
+		}, nil
 	case DetectorPigo:
 		c, err := pigo.NewPigo().Unpack(facefinder)
 		if err != nil {
@@ -137,10 +148,14 @@ func (m *Model) version() string {
 	if m.faces == nil {
 		return PigoVersion
 	}
-	if m.params.Tile == DefaultParams.Tile && m.params.Overlap == DefaultParams.Overlap {
+	p, d := m.params, DefaultParams
+	switch {
+	case p.Dense == d.Dense && p.DenseMin == d.DenseMin && p.Tile == d.Tile && p.Overlap == d.Overlap:
 		return BlazeFaceVersion
+	case p.Dense > 0:
+		return fmt.Sprintf("%s-dense%d-%g", blazeface.Version, p.Dense, p.DenseMin)
 	}
-	return fmt.Sprintf("%s-tiles%d-%g", blazeface.Version, m.params.Tile, m.params.Overlap)
+	return fmt.Sprintf("%s-tiles%d-%g", blazeface.Version, p.Tile, p.Overlap)
 }
 
 // Predict detects faces in each instance.
@@ -192,13 +207,13 @@ func (m *Model) predict(data []byte, params model.Parameters) (model.Prediction,
 	if err != nil {
 		return model.Prediction{}, err
 	}
-	return m.detectRGB(rgb, w, h, params, nil)
+	return m.detectRGB(m.faces, rgb, w, h, params, nil)
 }
 
-// detectRGB runs BlazeFace on 8-bit RGB pixels, on the windows near the areas
+// detectRGB runs BlazeFace (d) on 8-bit RGB pixels, on the windows near the areas
 // (nil: everywhere).
-func (m *Model) detectRGB(rgb []uint8, w, h int, params model.Parameters, near []blazeface.Area) (model.Prediction, error) {
-	faces, err := m.faces.DetectNear(rgb, w, h, max(params.ConfidenceThreshold, MinConfidence), near)
+func (m *Model) detectRGB(d *blazeface.Detector, rgb []uint8, w, h int, params model.Parameters, near []blazeface.Area) (model.Prediction, error) {
+	faces, err := d.DetectNear(rgb, w, h, max(params.ConfidenceThreshold, MinConfidence), near)
 	if err != nil {
 		return model.Prediction{}, err
 	}
@@ -296,8 +311,12 @@ func (m *Model) Faces(img *imaging.Image, within []meta.Box) ([]meta.Detection, 
 	return dets, nil
 }
 
-// facesRGB is Faces for BlazeFace. Its windows are fixed: with within it runs those
-// that see near the areas and keeps what touches one.
+// facesRGB is Faces for BlazeFace, with the re-check's detector: the whole-image
+// window and 512 px tiles, not the analysis's dense run. The re-check is a second
+// opinion on what anonymization left and on faces of the size a whole image shows;
+// the search for the smallest faces at full resolution is the analysis's (twice it
+// would double the detector's cost per image). Its windows are fixed: with within it
+// runs those that see near the areas and keeps what touches one.
 func (m *Model) facesRGB(small *imaging.Image, within []meta.Box) ([]meta.Detection, error) {
 	rgb, w, h, err := small.RGB()
 	if err != nil {
@@ -310,7 +329,7 @@ func (m *Model) facesRGB(small *imaging.Image, within []meta.Box) ([]meta.Detect
 			near = append(near, blazeface.Area{X0: a.XMin * float64(w), Y0: a.YMin * float64(h), X1: a.XMax * float64(w), Y1: a.YMax * float64(h)})
 		}
 	}
-	pred, err := m.detectRGB(rgb, w, h, model.Parameters{ConfidenceThreshold: VerifyConfidenceBlazeFace}, near)
+	pred, err := m.detectRGB(m.recheck, rgb, w, h, model.Parameters{ConfidenceThreshold: VerifyConfidenceBlazeFace}, near)
 	if err != nil {
 		return nil, err
 	}
@@ -330,7 +349,7 @@ func (m *Model) WindowsRun() int64 {
 	if m.faces == nil {
 		return 0
 	}
-	return m.faces.Runs()
+	return m.faces.Runs() + m.recheck.Runs()
 }
 
 // Touches says whether b overlaps a grown by half its size on each side: a re-check
