@@ -30,20 +30,31 @@ const shuffleTries = 32
 
 // faceLikeness scores how much a shuffle of cells (luminance lum, cell i placed at
 // position j where perm[j] = i) looks like the start of a face to a cascade detector:
-// over every 3×3 window of cells, a top row whose outer cells (eyes) are darker than
-// both the middle one (the nose bridge) and the row below (cheeks). A random shuffle
-// now and then falls into that pattern and a recall-tuned detector fires on the
-// smooth blob (seen on crowds); the least face-like of several shuffles leaves none.
+// over every window of cells 3 to 5 wide and 2 high, a top row whose outer cells
+// (eyes) are darker than both the cells between them (the nose bridge) and the row
+// below (cheeks). A random shuffle now and then falls into that pattern and a
+// recall-tuned detector fires on the smooth blob (seen on crowds: 3 wide, and on the
+// astronaut crowd with the eyes 5 cells apart); the least face-like of several
+// shuffles leaves none.
 func faceLikeness(lum []float64, perm []int, gw, gh int) float64 {
 	at := func(x, y int) float64 { return lum[perm[y*gw+x]] }
 	worst := 0.0
-	for y := 0; y+2 < gh; y++ {
-		for x := 0; x+2 < gw; x++ {
-			eyes := (at(x, y) + at(x+2, y)) / 2
-			bridge := at(x+1, y) - eyes
-			cheeks := (at(x, y+1)+at(x+1, y+1)+at(x+2, y+1))/3 - eyes
-			if bridge > 0 && cheeks > 0 {
-				worst = max(worst, bridge*cheeks)
+	for k := 3; k <= 5 && k <= gw; k++ {
+		for y := 0; y+1 < gh; y++ {
+			for x := 0; x+k <= gw; x++ {
+				eyes := (at(x, y) + at(x+k-1, y)) / 2
+				var between, below float64
+				for i := 1; i < k-1; i++ {
+					between += at(x+i, y)
+				}
+				for i := range k {
+					below += at(x+i, y+1)
+				}
+				bridge := between/float64(k-2) - eyes
+				cheeks := below/float64(k) - eyes
+				if bridge > 0 && cheeks > 0 {
+					worst = max(worst, bridge*cheeks)
+				}
 			}
 		}
 	}

@@ -185,13 +185,19 @@ func (d *Detector) detectDense(rgb []uint8, w, h int, threshold float64, near []
 
 // dropNested keeps one box a face: the whole-image window and the dense run see the
 // same face at different sizes, too different for IoU to merge them, and a box whose
-// centre lies in a stronger one is that face again (faces is strongest first).
+// centre lies in a stronger one is that face again (faces is strongest first). The
+// kept box grows to hold both: each is the network's reading of where the face is,
+// and anonymization must cover all of it.
 func dropNested(faces []Face) []Face {
 	var kept []Face
 	for _, f := range faces {
-		if !slices.ContainsFunc(kept, func(k Face) bool { return inside(f, k) }) {
+		i := slices.IndexFunc(kept, func(k Face) bool { return inside(f, k) })
+		if i < 0 {
 			kept = append(kept, f)
+			continue
 		}
+		k := &kept[i]
+		k.X0, k.Y0, k.X1, k.Y1 = min(k.X0, f.X0), min(k.Y0, f.Y0), max(k.X1, f.X1), max(k.Y1, f.Y1)
 	}
 	return kept
 }
