@@ -29,6 +29,16 @@ func DenseArea(rgb []uint8, w, h int, a Area, scale float64) ([]float32, int, in
 
 // fill fills dst (ow×oh×3) from the image, s image pixels an input pixel from (x0, y0).
 func fill(rgb []uint8, w, h int, x0, y0, s float64, dst []float32, ow, oh int) {
+	if s == 1 && x0 == math.Trunc(x0) && y0 == math.Trunc(y0) {
+		copyScaled(rgb, w, h, int(x0), int(y0), dst, ow, oh)
+		return
+	}
+	resample(rgb, w, h, x0, y0, s, dst, ow, oh)
+}
+
+// resample is fill in general: box averages when the input shrinks, bilinear
+// interpolation when it grows.
+func resample(rgb []uint8, w, h int, x0, y0, s float64, dst []float32, ow, oh int) {
 	for oy := range oh {
 		for ox := range ow {
 			o := (oy*ow + ox) * 3
@@ -80,6 +90,32 @@ func fill(rgb []uint8, w, h int, x0, y0, s float64, dst []float32, ow, oh int) {
 			for k := range c {
 				dst[o+k] = float32(c[k]/n/127.5 - 1)
 			}
+		}
+	}
+}
+
+// copyScaled is fill at one image pixel an input pixel from whole-pixel offsets (the
+// dense run at full resolution): the interpolation would weigh each pixel 1, so each
+// byte maps straight to [-1, 1]; outside the image is grey (0).
+func copyScaled(rgb []uint8, w, h, x0, y0 int, dst []float32, ow, oh int) {
+	var lut [256]float32
+	for v := range lut {
+		lut[v] = float32(float64(v)/127.5 - 1)
+	}
+	clear(dst)
+	for oy := range oh {
+		y := y0 + oy
+		if y < 0 || y >= h {
+			continue
+		}
+		xa, xb := max(x0, 0), min(x0+ow, w)
+		if xa >= xb {
+			continue
+		}
+		src := rgb[(y*w+xa)*3 : (y*w+xb)*3]
+		out := dst[(oy*ow+xa-x0)*3:]
+		for i, v := range src {
+			out[i] = lut[v]
 		}
 	}
 }

@@ -1,0 +1,53 @@
+package blazeface_test
+
+import (
+	"math"
+	"testing"
+
+	"github.com/visionstack/visionstack/runtime/model/blazeface"
+)
+
+// A dense run over a 256×256 input is one window: the graph translated with a free
+// input size computes what the fixed-size one does, anchors in the same order; and
+// over a larger image it still decodes a face where a window over it does.
+func TestDenseRunIsWindows(t *testing.T) {
+	net := newNet(t)
+	p := loadPhotos(t)[0]
+	in := make([]float32, blazeface.Size*blazeface.Size*3)
+	blazeface.Window(p.rgb, p.w, p.h, 0, 0, float64(max(p.w, p.h)), in)
+	win, err := net.Run(in, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dense, err := net.RunDense(in, blazeface.Size, blazeface.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	worst := 0.0
+	for i := range win[0].Scores {
+		worst = math.Max(worst, math.Abs(float64(win[0].Scores[i]-dense.Scores[i])))
+	}
+	for i := range win[0].Boxes {
+		worst = math.Max(worst, math.Abs(float64(win[0].Boxes[i]-dense.Boxes[i])))
+	}
+	if worst > 1e-4 {
+		t.Errorf("dense run differs from the window by %g", worst)
+	}
+	if _, err := net.RunDense(in[:100*96*3], 100, 96); err == nil {
+		t.Error("a dense input of 100×96 (not a multiple of 32) was accepted")
+	}
+	// Every hand-boxed face of the photo is found by the dense detector too.
+	d := &blazeface.Detector{Net: net, Dense: 1024, DenseMin: 0.75}
+	faces, err := d.Detect(p.rgb, p.w, p.h, 0.5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range p.gt {
+		if !matched(g, faces) {
+			t.Errorf("%s: face %v not found with the dense run", p.name, g)
+		}
+	}
+	if want := 1 + 11; d.Windows(1024, 683) != want {
+		t.Errorf("a 1024×683 image costs %d windows, want %d (whole image + a 1024×704 dense run)", d.Windows(1024, 683), want)
+	}
+}
