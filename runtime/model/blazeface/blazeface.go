@@ -269,6 +269,17 @@ func (n *Net) RunDense(input []float32, w, h int) (Raw, error) {
 	return raws[0], nil
 }
 
+// RunSized runs count square images of side size (a multiple of Stride) in one batch.
+func (n *Net) RunSized(input []float32, count, size int) ([]Raw, error) {
+	if !n.spec.dense && size != n.spec.size {
+		return nil, fmt.Errorf("blazeface: this model runs only on %d×%d inputs", n.spec.size, n.spec.size)
+	}
+	if size%Stride != 0 || size <= 0 {
+		return nil, fmt.Errorf("blazeface: an input of %d px is not a multiple of %d", size, Stride)
+	}
+	return n.run(input, count, size, size, n.spec.anchorsFor(size, size))
+}
+
 func (n *Net) run(input []float32, count, w, h int, anchors [][2]float32) ([]Raw, error) {
 	if len(input) != count*w*h*3 {
 		return nil, fmt.Errorf("blazeface: %d floats for %d images of %d×%d", len(input), count, w, h)

@@ -22,6 +22,12 @@ type Detector struct {
 	// faces into texture than in a whole-image window.
 	Dense    int
 	DenseMin float64
+	// Confirm, when above 0, gives the dense run's faces scoring from LookFrom up to
+	// DenseMin a second look: each cut out with its surroundings, enlarged to
+	// LookSize pixels, as it is and mirrored; kept when the two looks score it
+	// Confirm or more on average.
+	Confirm  float64
+	LookFrom float64
 
 	runs atomic.Int64 // windows run, for tests and benchmarks
 }
@@ -173,31 +179,92 @@ func (d *Detector) detectDense(rgb []uint8, w, h int, threshold float64, near []
 		if err != nil {
 			return nil, err
 		}
-		for _, f := range raw.Decode(max(threshold, d.DenseMin)) {
-			faces = append(faces, Face{
+		floor := max(threshold, d.DenseMin)
+		if d.Confirm > 0 {
+			floor = min(floor, d.LookFrom)
+		}
+		var maybe []Face
+		for _, f := range raw.Decode(floor) {
+			f = Face{
 				X0: a.X0 + f.X0/scale, Y0: a.Y0 + f.Y0/scale,
 				X1: a.X0 + f.X1/scale, Y1: a.Y0 + f.Y1/scale, Score: f.Score,
-			})
+			}
+			if f.Score >= max(threshold, d.DenseMin) {
+				faces = append(faces, f)
+			} else {
+				maybe = append(maybe, f)
+			}
 		}
+		sure, err := d.look(rgb, w, h, maybe)
+		if err != nil {
+			return nil, err
+		}
+		faces = append(faces, sure...)
 	}
 	return dropNested(Suppress(faces, 0.3)), nil
 }
 
+// LookSize is the side of a second look's input; lookContext how many times a face
+// box's size it shows around the face's centre.
+const (
+	LookSize    = 128
+	lookContext = 3.0
+)
+
+// look gives the faces a second look (Confirm) and returns those it confirms, with
+// the looks' mean score.
+func (d *Detector) look(rgb []uint8, w, h int, faces []Face) ([]Face, error) {
+	if len(faces) == 0 {
+		return nil, nil
+	}
+	const n = LookSize * LookSize * 3
+	input := make([]float32, 2*len(faces)*n)
+	for i, f := range faces {
+		side := lookContext * max(f.X1-f.X0, f.Y1-f.Y0)
+		cx, cy := (f.X0+f.X1)/2, (f.Y0+f.Y1)/2
+		plain, mirrored := input[2*i*n:(2*i+1)*n], input[(2*i+1)*n:(2*i+2)*n]
+		resample(rgb, w, h, cx-side/2, cy-side/2, side/LookSize, plain, LookSize, LookSize)
+		for y := range LookSize {
+			for x := range LookSize {
+				copy(mirrored[(y*LookSize+x)*3:(y*LookSize+x)*3+3], plain[(y*LookSize+LookSize-1-x)*3:(y*LookSize+LookSize-1-x)*3+3])
+			}
+		}
+	}
+	d.runs.Add(int64((2*len(faces)*LookSize*LookSize + Size*Size - 1) / (Size * Size)))
+	raws, err := d.Net.RunSized(input, 2*len(faces), LookSize)
+	if err != nil {
+		return nil, err
+	}
+	var sure []Face
+	for i, f := range faces {
+		var sum float64
+		for _, r := range raws[2*i : 2*i+2] {
+			best := 0.0
+			for _, g := range r.Decode(0.1) {
+				// The face looked at is the one at the centre.
+				if inside(Face{X0: LookSize / 2, Y0: LookSize / 2, X1: LookSize / 2, Y1: LookSize / 2}, g) {
+					best = max(best, g.Score)
+				}
+			}
+			sum += best
+		}
+		if score := sum / 2; score >= d.Confirm {
+			f.Score = max(f.Score, score)
+			sure = append(sure, f)
+		}
+	}
+	return sure, nil
+}
+
 // dropNested keeps one box a face: the whole-image window and the dense run see the
 // same face at different sizes, too different for IoU to merge them, and a box whose
-// centre lies in a stronger one is that face again (faces is strongest first). The
-// kept box grows to hold both: each is the network's reading of where the face is,
-// and anonymization must cover all of it.
+// centre lies in a stronger one is that face again (faces is strongest first).
 func dropNested(faces []Face) []Face {
 	var kept []Face
 	for _, f := range faces {
-		i := slices.IndexFunc(kept, func(k Face) bool { return inside(f, k) })
-		if i < 0 {
+		if !slices.ContainsFunc(kept, func(k Face) bool { return inside(f, k) }) {
 			kept = append(kept, f)
-			continue
 		}
-		k := &kept[i]
-		k.X0, k.Y0, k.X1, k.Y1 = min(k.X0, f.X0), min(k.Y0, f.Y0), max(k.X1, f.X1), max(k.Y1, f.Y1)
 	}
 	return kept
 }

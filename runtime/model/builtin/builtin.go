@@ -62,6 +62,11 @@ type Params struct {
 	// re-check's detector, or the analysis's with Dense 0.
 	Dense    int
 	DenseMin float64
+	// The dense run's faces scoring from LookFrom up to DenseMin get a second look
+	// (as they are and mirrored, enlarged) and count when it scores Confirm or more
+	// (0: no second look).
+	LookFrom float64
+	Confirm  float64
 	Tile     int
 	Overlap  float64
 	// pigo:
@@ -79,6 +84,8 @@ var DefaultParams = Params{
 	Detector:    DetectorBlazeFace,
 	Dense:       1024,
 	DenseMin:    0.75,
+	LookFrom:    0.4,
+	Confirm:     0.55,
 	Tile:        512,
 	Overlap:     0.25,
 	MinSizeFrac: 0.03,
@@ -116,7 +123,8 @@ func New(p Params) (*Model, error) {
 			return nil, fmt.Errorf("builtin faces: %w", err)
 		}
 		return &Model{
-			faces:   &blazeface.Detector{Net: net, Tile: p.Tile, Overlap: p.Overlap, Dense: p.Dense, DenseMin: p.DenseMin},
+			faces: &blazeface.Detector{Net: net, Tile: p.Tile, Overlap: p.Overlap,
+				Dense: p.Dense, DenseMin: p.DenseMin, LookFrom: p.LookFrom, Confirm: p.Confirm},
 			recheck: &blazeface.Detector{Net: net, Tile: p.Tile, Overlap: p.Overlap},
 			params:  p,
 		}, nil
@@ -150,10 +158,10 @@ func (m *Model) version() string {
 	}
 	p, d := m.params, DefaultParams
 	switch {
-	case p.Dense == d.Dense && p.DenseMin == d.DenseMin && p.Tile == d.Tile && p.Overlap == d.Overlap:
+	case p.Dense == d.Dense && p.DenseMin == d.DenseMin && p.LookFrom == d.LookFrom && p.Confirm == d.Confirm && p.Tile == d.Tile && p.Overlap == d.Overlap:
 		return BlazeFaceVersion
 	case p.Dense > 0:
-		return fmt.Sprintf("%s-dense%d-%g", blazeface.Version, p.Dense, p.DenseMin)
+		return fmt.Sprintf("%s-dense%d-%g-look%g-%g", blazeface.Version, p.Dense, p.DenseMin, p.LookFrom, p.Confirm)
 	}
 	return fmt.Sprintf("%s-tiles%d-%g", blazeface.Version, p.Tile, p.Overlap)
 }
