@@ -47,6 +47,24 @@ func TestDenseRunIsWindows(t *testing.T) {
 			t.Errorf("%s: face %v not found with the dense run", p.name, g)
 		}
 	}
+	// Near areas around each face, the dense run looks only there and finds them again.
+	var near []blazeface.Area
+	for _, f := range faces {
+		near = append(near, blazeface.Area{X0: f.X0, Y0: f.Y0, X1: f.X1, Y1: f.Y1})
+	}
+	before := d.Runs()
+	again, err := d.DetectNear(p.rgb, p.w, p.h, 0.5, near)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range p.gt {
+		if !matched(g, again) {
+			t.Errorf("%s: face %v not found again near where it was", p.name, g)
+		}
+	}
+	if runs, full := d.Runs()-before, int64(d.Windows(p.w, p.h)); runs >= full {
+		t.Errorf("looking near %d faces cost %d windows, a full scan %d", len(near), runs, full)
+	}
 	if want := 1 + 11; d.Windows(1024, 683) != want {
 		t.Errorf("a 1024×683 image costs %d windows, want %d (whole image + a 1024×704 dense run)", d.Windows(1024, 683), want)
 	}
