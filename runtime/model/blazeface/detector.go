@@ -195,7 +195,7 @@ func (d *Detector) detectDense(rgb []uint8, w, h int, threshold float64, near []
 				maybe = append(maybe, f)
 			}
 		}
-		sure, err := d.look(rgb, w, h, maybe)
+		sure, err := d.LookAgain(rgb, w, h, maybe, d.Confirm)
 		if err != nil {
 			return nil, err
 		}
@@ -211,9 +211,9 @@ const (
 	lookContext = 3.0
 )
 
-// look gives the faces a second look (Confirm) and returns those it confirms, with
-// the looks' mean score.
-func (d *Detector) look(rgb []uint8, w, h int, faces []Face) ([]Face, error) {
+// LookAgain gives the faces a second look and returns those it confirms (the looks
+// score them confirm or more on average), with the looks' mean score when higher.
+func (d *Detector) LookAgain(rgb []uint8, w, h int, faces []Face, confirm float64) ([]Face, error) {
 	if len(faces) == 0 {
 		return nil, nil
 	}
@@ -248,7 +248,7 @@ func (d *Detector) look(rgb []uint8, w, h int, faces []Face) ([]Face, error) {
 			}
 			sum += best
 		}
-		if score := sum / 2; score >= d.Confirm {
+		if score := sum / 2; score >= confirm {
 			f.Score = max(f.Score, score)
 			sure = append(sure, f)
 		}
