@@ -11,9 +11,7 @@ import (
 // one thread), the per-image figure at the detector's input size.
 func BenchmarkBlazeFaceWindow(b *testing.B) {
 	net := newNet(b)
-	p := loadPhotos(b)[0]
-	in := make([]float32, blazeface.Size*blazeface.Size*3)
-	blazeface.Window(p.rgb, p.w, p.h, 0, 0, float64(max(p.w, p.h)), in)
+	in := whole(loadPhotos(b)[0], blazeface.Size)
 	b.ResetTimer()
 	start := time.Now()
 	for range b.N {

@@ -13,8 +13,7 @@ import (
 func TestDenseRunIsWindows(t *testing.T) {
 	net := newNet(t)
 	p := loadPhotos(t)[0]
-	in := make([]float32, blazeface.Size*blazeface.Size*3)
-	blazeface.Window(p.rgb, p.w, p.h, 0, 0, float64(max(p.w, p.h)), in)
+	in := whole(p, blazeface.Size)
 	win, err := net.Run(in, 1)
 	if err != nil {
 		t.Fatal(err)

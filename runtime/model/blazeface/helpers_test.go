@@ -61,3 +61,10 @@ func decode(t testing.TB, file string) photo {
 	}
 	return photo{name: filepath.Base(file), rgb: rgb, w: w, h: h}
 }
+
+// whole is photo p's whole-image window at a network input of size×size.
+func whole(p photo, size int) []float32 {
+	in := make([]float32, size*size*3)
+	blazeface.Window(p.rgb, p.w, p.h, 0, 0, float64(max(p.w, p.h)), in)
+	return in
+}

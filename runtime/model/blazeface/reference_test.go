@@ -67,9 +67,7 @@ func TestMatchesTensorFlowJS(t *testing.T) {
 			size := net.Size()
 			var inputs []float32
 			for _, s := range photos {
-				in := make([]float32, size*size*3)
-				blazeface.Window(s.rgb, s.w, s.h, 0, 0, float64(max(s.w, s.h)), in)
-				inputs = append(inputs, in...)
+				inputs = append(inputs, whole(s, size)...)
 			}
 			rng := rand.New(rand.NewPCG(1, 2))
 			for range size * size * 3 {
