@@ -21,11 +21,14 @@ const tapBits = 14
 func taps(in, out int) []tap {
 	scale := float64(out) / float64(in)
 	r := math.Max(1, 1/scale)
+	n := int(2*r) + 2 // the most source samples within r of a centre
 	ts := make([]tap, out)
+	backing := make([]int32, out*n) // every tap's weights in one allocation
+	fw := make([]float64, 0, n)
 	for o := range out {
 		c := (float64(o)+0.5)/scale - 0.5
 		lo, hi := max(int(math.Ceil(c-r)), 0), min(int(math.Floor(c+r)), in-1)
-		var fw []float64
+		fw = fw[:0]
 		sum := 0.0
 		for s := lo; s <= hi; s++ {
 			v := math.Max(0, 1-math.Abs(float64(s)-c)/r)
@@ -33,9 +36,9 @@ func taps(in, out int) []tap {
 			sum += v
 		}
 		if sum == 0 { // c sits on a sample: take it
-			lo, fw, sum = min(max(int(math.Round(c)), 0), in-1), []float64{1}, 1
+			lo, fw, sum = min(max(int(math.Round(c)), 0), in-1), append(fw[:0], 1), 1
 		}
-		t := tap{start: lo, w: make([]int32, len(fw))}
+		t := tap{start: lo, w: backing[o*n : o*n+len(fw) : o*n+len(fw)]}
 		total, big := int32(0), 0
 		for i, v := range fw {
 			t.w[i] = int32(math.Round(v / sum * (1 << tapBits)))
