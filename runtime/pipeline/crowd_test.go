@@ -45,22 +45,31 @@ func processCrowd(t *testing.T, photo string, cols, rows int) (meta.Job, []byte,
 	if err != nil {
 		return meta.Job{}, nil, err
 	}
+	job, err := processOne(env, fmt.Sprintf("crowd-%dx%d.jpg", cols, rows), data)
+	if err != nil {
+		return job, nil, err
+	}
+	processed, _, err := blob.ReadAll(context.Background(), env.Processed, job.Outputs[0].Object, 0)
+	return job, processed, err
+}
+
+// processOne puts data into env's incoming bucket as name and runs its job: done, or
+// an error saying why not.
+func processOne(env *localmode.Env, name string, data []byte) (meta.Job, error) {
 	ctx := context.Background()
-	name := fmt.Sprintf("crowd-%dx%d.jpg", cols, rows)
 	a, err := env.Incoming.Put(ctx, name, data, blob.PutOptions{})
 	if err != nil {
-		return meta.Job{}, nil, err
+		return meta.Job{}, err
 	}
 	out, err := env.Pipeline.Process(ctx, pipeline.Task{Key: pipeline.ObjectKey("incoming", name, a.Generation),
 		Source: meta.Source{Bucket: "incoming", Object: name, Generation: a.Generation}})
 	if err != nil {
-		return out.Job, nil, err
+		return out.Job, err
 	}
 	if out.Job.State != meta.StateDone {
-		return out.Job, nil, fmt.Errorf("%s: %s (%s)", name, out.Job.State, out.Job.Reason)
+		return out.Job, fmt.Errorf("%s: %s (%s)", name, out.Job.State, out.Job.Reason)
 	}
-	processed, _, err := blob.ReadAll(ctx, env.Processed, out.Job.Outputs[0].Object, 0)
-	return out.Job, processed, err
+	return out.Job, nil
 }
 
 // Crowds of 12, 25 and 48 real faces, processed one after another and all at once
