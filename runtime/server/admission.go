@@ -33,9 +33,10 @@ const bytesPerPixel = 8
 
 // baseMemory is what the process holds idle (Go runtime, libvips, model, clients:
 // 128 MiB) and the built-in face detector's working memory beside the images: its
-// dense run over a 1024 px image peaks 57 MB above the batch of windows that came
-// before it, and it runs on every core at once (2 on the instances measured).
-const baseMemory = (128 + 2*57) << 20
+// dense run over a square 1024 px image, the largest it makes, peaks 74 MB above a
+// batch of windows (its input 13 MB, ONNX Runtime's activations 61 MB; 40 MB for a
+// 1024×704 photo), and it runs on every core at once (2 on the instances measured).
+const baseMemory = (128 + 2*74) << 20
 
 // PixelBudget is the pixel budget that keeps an instance with memory bytes under its
 // limit: what is left after the base, at the measured bytes per pixel.
