@@ -264,14 +264,13 @@ func addFace(p *model.Prediction, conf float64, box [4]float64) {
 }
 
 // VerifySide and VerifyConfidence: the verification pass looks at the anonymized image
-// at the model input's size, with a lower threshold than an analysis uses.
+// at the model input's size, with a lower threshold than an analysis uses (0.5).
+// BlazeFace fires at 0.35–0.55 on the smooth blobs anonymization leaves, which would
+// then be anonymized again round after round; what it finds below DenseMin counts
+// only when the second look confirms it, and the blobs do not pass.
 const (
 	VerifySide       = 1024
 	VerifyConfidence = 0.35
-	// BlazeFace scores real faces high (0.65 and up on the samples) and fires at
-	// 0.35–0.5 on the smooth blobs anonymization leaves, which would then be
-	// anonymized again and again: its re-check uses the analysis threshold.
-	VerifyConfidenceBlazeFace = 0.5
 )
 
 // Faces finds faces in an image already in memory (the verification pass over an
@@ -342,12 +341,12 @@ func (m *Model) facesRGB(small *imaging.Image, within []meta.Box) ([]meta.Detect
 			near = append(near, blazeface.Area{X0: a.XMin * float64(w), Y0: a.YMin * float64(h), X1: a.XMax * float64(w), Y1: a.YMax * float64(h)})
 		}
 	}
-	faces, err := m.recheck.DetectNear(rgb, w, h, VerifyConfidenceBlazeFace, near)
+	faces, err := m.recheck.DetectNear(rgb, w, h, VerifyConfidence, near)
 	if err != nil {
 		return nil, err
 	}
 	// A face the windows are not sure of (below DenseMin) counts when a second look
-	// confirms it, as in the analysis: pixelated blocks read as a face at 0.5–0.55
+	// confirms it, as in the analysis: pixelated blocks read as a face at 0.35–0.55
 	// from one view, and each such reading cost a round and filled a good box solid.
 	var sure, doubt []blazeface.Face
 	for _, f := range faces {
