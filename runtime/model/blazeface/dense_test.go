@@ -64,6 +64,19 @@ func TestDenseRunIsWindows(t *testing.T) {
 	if runs, full := d.Runs()-before, int64(d.Windows(p.w, p.h)); runs >= full {
 		t.Errorf("looking near %d faces cost %d windows, a full scan %d", len(near), runs, full)
 	}
+	// A face the second look confirms is still held to the caller's threshold.
+	strict := &blazeface.Detector{Net: net, Dense: 1024, DenseMin: 0.99, LookFrom: 0.3, Confirm: 0.4}
+	for _, thr := range []float64{0.5, 0.9} {
+		got, err := strict.Detect(p.rgb, p.w, p.h, thr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range got {
+			if f.Score < thr {
+				t.Errorf("threshold %.1f: a face scored %.3f", thr, f.Score)
+			}
+		}
+	}
 	if want := 1 + 11; d.Windows(1024, 683) != want {
 		t.Errorf("a 1024×683 image costs %d windows, want %d (whole image + a 1024×704 dense run)", d.Windows(1024, 683), want)
 	}

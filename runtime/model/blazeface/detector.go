@@ -199,7 +199,11 @@ func (d *Detector) detectDense(rgb []uint8, w, h int, threshold float64, near []
 		if err != nil {
 			return nil, err
 		}
-		faces = append(faces, sure...)
+		for _, f := range sure { // confirmed, and still at the caller's threshold
+			if f.Score >= threshold {
+				faces = append(faces, f)
+			}
+		}
 	}
 	return dropNested(Suppress(faces, 0.3)), nil
 }
