@@ -313,17 +313,22 @@ func (im *Image) fit(longSide int) error {
 	if long <= longSide {
 		return nil
 	}
-	scale := float64(longSide) / float64(long)
 	kernel := vips.KernelLanczos3
-	if scale >= 0.5 {
+	if float64(longSide)/float64(long) >= 0.5 {
 		kernel = vips.KernelLinear
 	}
-	// Exact sizes: the long side becomes longSide, the short side keeps the aspect.
-	tw, th := longSide, int(math.Round(float64(h)*scale))
-	if h > w {
-		tw, th = int(math.Round(float64(w)*scale)), longSide
-	}
+	tw, th := fitSize(w, h, longSide)
 	return im.ref.ResizeWithVScale(float64(tw)/float64(w), float64(th)/float64(h), kernel)
+}
+
+// fitSize is the exact size of a w×h image fitted to longSide (at most its own): the
+// long side becomes longSide, the short side keeps the aspect (at least a pixel).
+func fitSize(w, h, longSide int) (int, int) {
+	scale := float64(longSide) / float64(max(w, h))
+	if h > w {
+		return max(1, int(math.Round(float64(w)*scale))), longSide
+	}
+	return longSide, max(1, int(math.Round(float64(h)*scale)))
 }
 
 // materialize decodes the lazy image into Go memory, shrinks it there to longSide
@@ -347,16 +352,10 @@ func (im *Image) materialize(longSide int) (*Image, error) {
 // fit returns the pixels shrunk so that the long side is at most longSide (p itself
 // when it already is), the short side keeping the aspect.
 func (p *pixels) fit(longSide int) *pixels {
-	long := max(p.w, p.h)
-	if long <= longSide {
+	if max(p.w, p.h) <= longSide {
 		return p
 	}
-	scale := float64(longSide) / float64(long)
-	tw, th := longSide, max(1, int(math.Round(float64(p.h)*scale)))
-	if p.h > p.w {
-		tw, th = max(1, int(math.Round(float64(p.w)*scale))), longSide
-	}
-	return p.resized(tw, th)
+	return p.resized(fitSize(p.w, p.h, longSide))
 }
 
 // Fit returns a copy of the image fitted to longSide (never enlarging); crop makes a

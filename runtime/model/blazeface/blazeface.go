@@ -45,12 +45,8 @@ const (
 // Size is the back-camera model's input side.
 const Size = 256
 
-// Version names the back-camera model and this package's decoding of it, for
-// results; FullRangeVersion the full-range one.
-const (
-	Version          = "blazeface-back/1"
-	FullRangeVersion = "face-full-range/1"
-)
+// Version names the back-camera model and this package's decoding of it, for results.
+const Version = "blazeface-back/1"
 
 const inputName = "input"
 
@@ -256,13 +252,7 @@ const Stride = 32
 // NHWC; w and h multiples of Stride): the same as a window at every position, each
 // computed once, so it costs what w×h/Size² windows cost and no seam splits a face.
 func (n *Net) RunDense(input []float32, w, h int) (Raw, error) {
-	if !n.spec.dense {
-		return Raw{}, fmt.Errorf("blazeface: this model runs only on %d×%d inputs", n.spec.size, n.spec.size)
-	}
-	if w%Stride != 0 || h%Stride != 0 || w <= 0 || h <= 0 {
-		return Raw{}, fmt.Errorf("blazeface: a dense input of %d×%d is not a multiple of %d", w, h, Stride)
-	}
-	raws, err := n.run(input, 1, w, h, n.spec.anchorsFor(w, h))
+	raws, err := n.runFree(input, 1, w, h)
 	if err != nil {
 		return Raw{}, err
 	}
@@ -271,13 +261,19 @@ func (n *Net) RunDense(input []float32, w, h int) (Raw, error) {
 
 // RunSized runs count square images of side size (a multiple of Stride) in one batch.
 func (n *Net) RunSized(input []float32, count, size int) ([]Raw, error) {
-	if !n.spec.dense && size != n.spec.size {
+	return n.runFree(input, count, size, size)
+}
+
+// runFree runs count w×h images, a size other than the graph's own only when the
+// graph takes any (dense) and its sides are multiples of Stride.
+func (n *Net) runFree(input []float32, count, w, h int) ([]Raw, error) {
+	if !n.spec.dense && (w != n.spec.size || h != n.spec.size) {
 		return nil, fmt.Errorf("blazeface: this model runs only on %d×%d inputs", n.spec.size, n.spec.size)
 	}
-	if size%Stride != 0 || size <= 0 {
-		return nil, fmt.Errorf("blazeface: an input of %d px is not a multiple of %d", size, Stride)
+	if w%Stride != 0 || h%Stride != 0 || w <= 0 || h <= 0 {
+		return nil, fmt.Errorf("blazeface: an input of %d×%d is not a multiple of %d", w, h, Stride)
 	}
-	return n.run(input, count, size, size, n.spec.anchorsFor(size, size))
+	return n.run(input, count, w, h, n.spec.anchorsFor(w, h))
 }
 
 func (n *Net) run(input []float32, count, w, h int, anchors [][2]float32) ([]Raw, error) {

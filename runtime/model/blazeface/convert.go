@@ -431,7 +431,7 @@ func toONNX(modelJSON, weights []byte, input string, inputShape []int, outputs [
 			var bs int64
 			fmt.Sscan(n.Attr["block_size"].I, &bs)
 			g.node("DepthToSpace", []string{x}, out, intAttr("blocksize", bs), stringAttr("mode", "DCR"))
-		case "ResizeBilinear": // to the constant size [h w]: sizes = x's [N C] and it
+		case "ResizeBilinear": // to the constant size [h w]: sizes = x's [N C] then [h w]
 			if n.Attr["align_corners"].B || !n.Attr["half_pixel_centers"].B {
 				return nil, fmt.Errorf("%s: only half-pixel centres are supported", n.Name)
 			}

@@ -179,33 +179,52 @@ func (d *Detector) detectDense(rgb []uint8, w, h int, threshold float64, near []
 		if err != nil {
 			return nil, err
 		}
-		floor := max(threshold, d.DenseMin)
+		sureAt := max(threshold, d.DenseMin)
+		floor := sureAt
 		if d.Confirm > 0 {
 			floor = min(floor, d.LookFrom)
 		}
-		var maybe []Face
+		var found []Face
 		for _, f := range raw.Decode(floor) {
-			f = Face{
+			found = append(found, Face{
 				X0: a.X0 + f.X0/scale, Y0: a.Y0 + f.Y0/scale,
 				X1: a.X0 + f.X1/scale, Y1: a.Y0 + f.Y1/scale, Score: f.Score,
-			}
-			if f.Score >= max(threshold, d.DenseMin) {
-				faces = append(faces, f)
-			} else {
-				maybe = append(maybe, f)
-			}
+			})
 		}
-		sure, err := d.LookAgain(rgb, w, h, maybe, d.Confirm)
+		sure, err := d.Confirmed(rgb, w, h, found, sureAt, threshold, d.Confirm)
 		if err != nil {
 			return nil, err
 		}
-		for _, f := range sure { // confirmed, and still at the caller's threshold
-			if f.Score >= threshold {
-				faces = append(faces, f)
-			}
-		}
+		faces = append(faces, sure...)
 	}
 	return dropNested(Suppress(faces, 0.3)), nil
+}
+
+// Confirmed keeps the faces scoring sureAt or more, and gives the others a second
+// look (confirm: 0 keeps them all); those it confirms stay, at the looks' mean score
+// when higher, if that reaches threshold.
+func (d *Detector) Confirmed(rgb []uint8, w, h int, faces []Face, sureAt, threshold, confirm float64) ([]Face, error) {
+	if confirm <= 0 {
+		return faces, nil
+	}
+	var sure, doubt []Face
+	for _, f := range faces {
+		if f.Score >= sureAt {
+			sure = append(sure, f)
+		} else {
+			doubt = append(doubt, f)
+		}
+	}
+	looked, err := d.look(rgb, w, h, doubt, confirm)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range looked {
+		if f.Score >= threshold {
+			sure = append(sure, f)
+		}
+	}
+	return sure, nil
 }
 
 // LookSize is the side of a second look's input; lookContext how many times a face
@@ -215,9 +234,9 @@ const (
 	lookContext = 3.0
 )
 
-// LookAgain gives the faces a second look and returns those it confirms (the looks
-// score them confirm or more on average), with the looks' mean score when higher.
-func (d *Detector) LookAgain(rgb []uint8, w, h int, faces []Face, confirm float64) ([]Face, error) {
+// look gives the faces a second look and returns those it confirms (the looks score
+// them confirm or more on average), with the looks' mean score when higher.
+func (d *Detector) look(rgb []uint8, w, h int, faces []Face, confirm float64) ([]Face, error) {
 	if len(faces) == 0 {
 		return nil, nil
 	}

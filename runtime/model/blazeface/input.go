@@ -11,14 +11,9 @@ func Window(rgb []uint8, w, h int, x0, y0, side float64, dst []float32) {
 	fill(rgb, w, h, x0, y0, side/float64(size), dst, size, size)
 }
 
-// Dense fills a dense input of the whole image at scale (input pixels per image
-// pixel), its sides rounded up to multiples of Stride (grey past the image), and
-// returns it with its size.
-func Dense(rgb []uint8, w, h int, scale float64) ([]float32, int, int) {
-	return DenseArea(rgb, w, h, Area{0, 0, float64(w), float64(h)}, scale)
-}
-
-// DenseArea is Dense over one area of the image.
+// DenseArea fills a dense input of an area of the image at scale (input pixels per
+// image pixel), its sides rounded up to multiples of Stride (grey past the image),
+// and returns it with its size.
 func DenseArea(rgb []uint8, w, h int, a Area, scale float64) ([]float32, int, int) {
 	ow := int(math.Ceil((a.X1-a.X0)*scale/Stride)) * Stride
 	oh := int(math.Ceil((a.Y1-a.Y0)*scale/Stride)) * Stride

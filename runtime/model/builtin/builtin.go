@@ -348,19 +348,11 @@ func (m *Model) facesRGB(small *imaging.Image, within []meta.Box) ([]meta.Detect
 	// A face the windows are not sure of (below DenseMin) counts when a second look
 	// confirms it, as in the analysis: pixelated blocks read as a face at 0.35–0.55
 	// from one view, and each such reading cost a round and filled a good box solid.
-	var sure, doubt []blazeface.Face
-	for _, f := range faces {
-		if m.params.Confirm <= 0 || f.Score >= m.params.DenseMin {
-			sure = append(sure, f)
-		} else {
-			doubt = append(doubt, f)
-		}
-	}
-	confirmed, err := m.recheck.LookAgain(rgb, w, h, doubt, m.params.Confirm)
+	faces, err = m.recheck.Confirmed(rgb, w, h, faces, m.params.DenseMin, VerifyConfidence, m.params.Confirm)
 	if err != nil {
 		return nil, err
 	}
-	pred := m.prediction(append(sure, confirmed...), w, h, model.Parameters{})
+	pred := m.prediction(faces, w, h, model.Parameters{})
 	var dets []meta.Detection
 	for i, b := range pred.BBoxes {
 		box := meta.Box{XMin: b[0], XMax: b[1], YMin: b[2], YMax: b[3]}
