@@ -95,3 +95,27 @@ func TestRunDistinctFilesWithClashingNames(t *testing.T) {
 		t.Fatalf("%d outputs, want 4: %v\n%s", len(outputs), outputs, stdout)
 	}
 }
+
+// Photos in formats run does not read (an iPhone's HEIC, AVIF) in a folder are
+// neither left out silently nor called broken: each is quarantined with its format
+// named and what to do.
+func TestRunNamesPhotoFormatsItCannotRead(t *testing.T) {
+	in := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(in, "phone.heic"), []byte("\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"), 0o644))
+	must(t, os.WriteFile(filepath.Join(in, "web.avif"), []byte("\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf"), 0o644))
+	out := filepath.Join(t.TempDir(), "out")
+	stdout, err := runCLI(t, "--root", "../..", "run", "--project", "demo", "--out", out, "--no-progress", in)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, stdout)
+	}
+	t.Log("\n" + stdout)
+	for _, want := range []string{
+		"2 images: 0 processed, 0 skipped (done before), 2 quarantined",
+		"format not allowed: heif (allowed: [jpeg png webp]; convert it to one of those first)",
+		"format not allowed: avif",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+}

@@ -92,6 +92,13 @@ func (l Limits) Check(data []byte) (Header, error) {
 		return Header{}, fault.Permanent(fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(data), l.MaxBytes))
 	}
 	cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
+	if errors.Is(err, image.ErrFormat) {
+		// A photo format the header check cannot read is named, so an iPhone's HEIC
+		// is not reported as a broken file.
+		if other := otherFormat(data); other != "" {
+			return Header{Format: other}, fault.Permanent(fmt.Errorf("%w: %s (allowed: %v; convert it to one of those first)", ErrFormat, other, l.allowed()))
+		}
+	}
 	if err != nil {
 		return Header{}, fault.Permanent(fmt.Errorf("%w: %v", ErrUnreadable, err))
 	}
@@ -109,6 +116,35 @@ func (l Limits) Check(data []byte) (Header, error) {
 		return h, fault.Permanent(fmt.Errorf("%w: %dx%d is %d pixels, at most %d", ErrBomb, h.Width, h.Height, px, l.MaxPixels))
 	}
 	return h, nil
+}
+
+// allowed is the formats the check lets through, for messages (none set: those of
+// a project's default).
+func (l Limits) allowed() []string {
+	if len(l.Formats) > 0 {
+		return l.Formats
+	}
+	return config.DefaultFormats
+}
+
+// otherFormat names, by its signature, an image format the header check has no
+// decoder for ("" when it is none of them).
+func otherFormat(data []byte) string {
+	switch {
+	case len(data) >= 12 && string(data[4:8]) == "ftyp": // ISO base media: HEIF, AVIF
+		brands := data[8:min(len(data), 64)]
+		switch {
+		case bytes.HasPrefix(brands, []byte("avi")), bytes.Contains(brands, []byte("avif")):
+			return "avif"
+		case bytes.HasPrefix(brands, []byte("he")), bytes.HasPrefix(brands, []byte("mif1")), bytes.HasPrefix(brands, []byte("msf1")):
+			return "heif"
+		}
+	case bytes.HasPrefix(data, []byte("II*\x00")), bytes.HasPrefix(data, []byte("MM\x00*")):
+		return "tiff"
+	case bytes.HasPrefix(data, []byte{0xFF, 0x0A}), bytes.HasPrefix(data, []byte("\x00\x00\x00\x0cJXL \r\n\x87\n")):
+		return "jxl"
+	}
+	return ""
 }
 
 // Image is a libvips image together with every Go buffer it may still read.

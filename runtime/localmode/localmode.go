@@ -302,7 +302,7 @@ func readRegular(path string) ([]byte, error) {
 // The content is checked later; this only keeps folders' other files out.
 func IsImageName(name string) bool {
 	switch strings.ToLower(filepath.Ext(name)) {
-	case ".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".heic":
+	case ".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".heic", ".heif", ".avif", ".jxl":
 		return true
 	}
 	return false

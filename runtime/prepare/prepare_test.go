@@ -109,6 +109,14 @@ func TestBadInputRejected(t *testing.T) {
 		{"truncated jpeg", testimg.Truncated(testimg.JPEG(640, 480), 0.5), imaging.ErrCorrupt, "corrupt or truncated"},
 		{"truncated inside the header", testimg.Truncated(good, 0.05), imaging.ErrUnreadable, "not a readable image"},
 		{"format not allowed", gifBytes(), imaging.ErrFormat, "gif"},
+		// Photo formats the header check has no decoder for are named, not called
+		// unreadable: an iPhone's photo is not a broken file.
+		{"heic", []byte("\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"), imaging.ErrFormat, "heif (allowed: [jpeg png webp]; convert it"},
+		{"avif", []byte("\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf"), imaging.ErrFormat, "avif"},
+		{"avif under a generic brand", []byte("\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00avifmif1miaf"), imaging.ErrFormat, "avif"},
+		{"tiff", []byte("II*\x00\x08\x00\x00\x00\x00\x00"), imaging.ErrFormat, "tiff"},
+		{"jpeg xl", []byte{0xFF, 0x0A, 0xFA, 0x7F, 0x01}, imaging.ErrFormat, "jxl"},
+		{"an mp4 is no image", []byte("\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"), imaging.ErrUnreadable, "not a readable image"},
 	}
 	p := preparer(t, nil)
 	for _, c := range cases {
