@@ -26,6 +26,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -281,34 +282,56 @@ func (s *Server) handOff(ctx context.Context, key, format string, data []byte, d
 	return pipeline.Publish(ctx, s.o.Publisher, s.o.WorkTopic, pipeline.Task{Key: key, Source: src})
 }
 
-// readImage takes raw bytes (any image/* or octet-stream body) or the first file of a
+// readImage takes raw bytes (any image/* or octet-stream body) or the one file of a
 // multipart form, capped at MaxBody.
 func (s *Server) readImage(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	body := http.MaxBytesReader(w, r.Body, s.o.MaxBody)
 	ct, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	var src io.Reader = body
-	if ct == "multipart/form-data" {
-		mr := multipart.NewReader(body, params["boundary"])
-		for {
-			part, err := mr.NextPart()
-			if err != nil {
-				return nil, badRequest("multipart body has no file part: send the image as a form file (e.g. curl -F image=@photo.jpg)")
-			}
-			if part.FileName() != "" || part.FormName() == "image" {
-				src = part
-				break
-			}
+	if ct != "multipart/form-data" {
+		return readAll(body, s.o.MaxBody)
+	}
+	mr := multipart.NewReader(body, params["boundary"])
+	var data []byte
+	for {
+		part, err := mr.NextPart()
+		switch {
+		case errors.Is(err, io.EOF) && data != nil:
+			return data, nil
+		case err != nil && data != nil:
+			return nil, bodyError(err, s.o.MaxBody)
+		case err != nil:
+			return nil, badRequest("multipart body has no file part: send the image as a form file (e.g. curl -F image=@photo.jpg)")
+		}
+		if part.FileName() == "" && part.FormName() != "image" {
+			continue
+		}
+		// One image a request: a second would get no answer while the caller thinks
+		// both were analysed.
+		if data != nil {
+			return nil, badRequest(fmt.Sprintf("multipart body has a second file (%q): send one image a request", part.FileName()))
+		}
+		if data, err = readAll(part, s.o.MaxBody); err != nil {
+			return nil, err
 		}
 	}
-	data, err := io.ReadAll(src)
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return nil, &httpError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("image larger than %d bytes", s.o.MaxBody)}
-	}
+}
+
+// readAll reads an image body.
+func readAll(r io.Reader, limit int64) ([]byte, error) {
+	data, err := io.ReadAll(r)
 	if err != nil {
-		return nil, badRequest("read body: " + err.Error())
+		return nil, bodyError(err, limit)
 	}
 	return data, nil
+}
+
+// bodyError answers a failed body read: 413 past the cap, 400 otherwise.
+func bodyError(err error, limit int64) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return &httpError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("image larger than %d bytes", limit)}
+	}
+	return badRequest("read body: " + err.Error())
 }
 
 // PushEnvelope is what a Pub/Sub push subscription POSTs.
@@ -384,10 +407,39 @@ const MaxPushBody = 1 << 20
 func DecodePush(body []byte, incoming string) (env *PushEnvelope, t pipeline.Task, skip string, err error) {
 	env = &PushEnvelope{}
 	if err := json.Unmarshal(body, env); err != nil {
-		return nil, t, "", fmt.Errorf("not a Pub/Sub push envelope: %w", err)
+		return nil, t, "", fmt.Errorf("not a Pub/Sub push envelope: %s", jsonProblem(err))
 	}
 	t, skip, err = pipeline.TaskFrom(env.Message.Data, env.Message.Attributes, incoming)
 	return env, t, skip, err
+}
+
+// jsonProblem says what is wrong with a caller's JSON without the Go types it was
+// read into (encoding/json's own message spells out the struct).
+func jsonProblem(err error) string {
+	var typ *json.UnmarshalTypeError
+	if errors.As(err, &typ) {
+		field := typ.Field
+		if field == "" {
+			field = "the body"
+		}
+		return fmt.Sprintf("%s is a JSON %s, not the %s expected", field, typ.Value, typeName(typ.Type.Kind()))
+	}
+	return err.Error()
+}
+
+// typeName is a JSON name of a Go kind.
+func typeName(k reflect.Kind) string {
+	switch k {
+	case reflect.Struct, reflect.Map:
+		return "object"
+	case reflect.Slice, reflect.Array:
+		return "array or base64 string"
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	}
+	return "number"
 }
 
 // httpError is an error with its status code.

@@ -204,6 +204,19 @@ func TestSyncAcceptsMultipart(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("multipart: %d %s", resp.StatusCode, body)
 	}
+	// Two images in one form: refused, not one of them answered as if it were all.
+	buf.Reset()
+	mw = multipart.NewWriter(&buf)
+	_ = mw.WriteField("note", "a text field is not an image")
+	for _, name := range []string{"a.jpg", "b.jpg"} {
+		fw, _ := mw.CreateFormFile("image", name)
+		_, _ = fw.Write(photo(t, "grace_hopper.jpg"))
+	}
+	mw.Close()
+	resp, body = post(t, f.http.URL+"/v1/images:analyze", mw.FormDataContentType(), buf.Bytes())
+	if resp.StatusCode != 400 || !strings.Contains(string(body), `second file (\"b.jpg\"): send one image a request`) {
+		t.Fatalf("two images: %d %s, want 400 naming the second", resp.StatusCode, body)
+	}
 }
 
 func TestSyncRejectsBadInput(t *testing.T) {
@@ -307,6 +320,19 @@ func TestPushEdgeCases(t *testing.T) {
 	j, err := f.env.Meta.Get(ctx, pipeline.ObjectKey("incoming", "up/bad.jpg", a.Generation))
 	if err != nil || j.State != meta.StateQuarantined {
 		t.Fatalf("bad image: %+v %v", j, err)
+	}
+	// A malformed envelope is answered with what is wrong in JSON terms, not with the
+	// Go struct it was read into (encoding/json's message spells out its fields).
+	for body, want := range map[string]string{
+		`{"message": 5}`:                   "message is a JSON number, not the object expected",
+		`{"message": {"attributes": [1]}}`: "message.attributes is a JSON array, not the object expected",
+		`{"message": {"data": true}}`:      "message.data is a JSON bool, not the array or base64 string expected",
+	} {
+		resp, raw := post(t, f.http.URL+"/v1/pubsub/push", "application/json", []byte(body))
+		got := string(raw)
+		if resp.StatusCode != 400 || !strings.Contains(got, want) || strings.Contains(got, "struct") {
+			t.Errorf("%s: %d %s, want 400 saying %q", body, resp.StatusCode, got, want)
+		}
 	}
 }
 
