@@ -28,6 +28,11 @@ type Detector struct {
 	// Confirm or more on average.
 	Confirm  float64
 	LookFrom float64
+	// LookTurns adds pairs of looks (as it is and mirrored) turned by these angles,
+	// in degrees: a face tilted past what the network reads upright is confirmed
+	// by the pair that turns it back. The best pair's mean counts.
+	LookTurns []float64
+	TurnFrom  float64
 
 	runs atomic.Int64 // windows run, for tests and benchmarks
 }
@@ -235,8 +240,55 @@ const (
 )
 
 // look gives the faces a second look and returns those it confirms (the looks score
-// them confirm or more on average), with the looks' mean score when higher.
+// them confirm or more on average), with the looks' mean score when higher. Faces
+// the upright pair leaves between TurnFrom and confirm get the turned pairs too.
 func (d *Detector) look(rgb []uint8, w, h int, faces []Face, confirm float64) ([]Face, error) {
+	scores, err := d.pairs(rgb, w, h, faces, 0)
+	if err != nil {
+		return nil, err
+	}
+	if len(d.LookTurns) > 0 {
+		var again []int
+		for i, s := range scores {
+			if s < confirm && s >= d.TurnFrom {
+				again = append(again, i)
+			}
+		}
+		for _, turn := range d.LookTurns {
+			if len(again) == 0 {
+				break
+			}
+			sub := make([]Face, len(again))
+			for k, i := range again {
+				sub[k] = faces[i]
+			}
+			turnedScores, err := d.pairs(rgb, w, h, sub, turn)
+			if err != nil {
+				return nil, err
+			}
+			next := again[:0]
+			for k, i := range again {
+				scores[i] = max(scores[i], turnedScores[k])
+				if scores[i] < confirm {
+					next = append(next, i)
+				}
+			}
+			again = next
+		}
+	}
+	var sure []Face
+	for i, f := range faces {
+		if scores[i] >= confirm {
+			f.Score = max(f.Score, scores[i])
+			sure = append(sure, f)
+		}
+	}
+	return sure, nil
+}
+
+// pairs looks at each face as it is and mirrored, turned by turn degrees, and
+// returns the two looks' mean score of the face at the centre.
+func (d *Detector) pairs(rgb []uint8, w, h int, faces []Face, turn float64) ([]float64, error) {
 	if len(faces) == 0 {
 		return nil, nil
 	}
@@ -246,7 +298,11 @@ func (d *Detector) look(rgb []uint8, w, h int, faces []Face, confirm float64) ([
 		side := lookContext * max(f.X1-f.X0, f.Y1-f.Y0)
 		cx, cy := (f.X0+f.X1)/2, (f.Y0+f.Y1)/2
 		plain, mirrored := input[2*i*n:(2*i+1)*n], input[(2*i+1)*n:(2*i+2)*n]
-		resample(rgb, w, h, cx-side/2, cy-side/2, side/LookSize, plain, LookSize, LookSize)
+		if turn == 0 {
+			resample(rgb, w, h, cx-side/2, cy-side/2, side/LookSize, plain, LookSize, LookSize)
+		} else {
+			turned(rgb, w, h, cx, cy, side/LookSize, turn*math.Pi/180, plain, LookSize)
+		}
 		for y := range LookSize {
 			for x := range LookSize {
 				copy(mirrored[(y*LookSize+x)*3:(y*LookSize+x)*3+3], plain[(y*LookSize+LookSize-1-x)*3:(y*LookSize+LookSize-1-x)*3+3])
@@ -258,9 +314,8 @@ func (d *Detector) look(rgb []uint8, w, h int, faces []Face, confirm float64) ([
 	if err != nil {
 		return nil, err
 	}
-	var sure []Face
-	for i, f := range faces {
-		var sum float64
+	scores := make([]float64, len(faces))
+	for i := range faces {
 		for _, r := range raws[2*i : 2*i+2] {
 			best := 0.0
 			for _, g := range r.Decode(0.1) {
@@ -269,14 +324,10 @@ func (d *Detector) look(rgb []uint8, w, h int, faces []Face, confirm float64) ([
 					best = max(best, g.Score)
 				}
 			}
-			sum += best
-		}
-		if score := sum / 2; score >= confirm {
-			f.Score = max(f.Score, score)
-			sure = append(sure, f)
+			scores[i] += best / 2
 		}
 	}
-	return sure, nil
+	return scores, nil
 }
 
 // dropNested keeps one box a face: the whole-image window and the dense run see the

@@ -17,7 +17,10 @@ import (
 // looks the other way), blended into a 1024 px real background (nofaces/) with a
 // soft oval edge, 20 faces an image. Ground truth: the face's size, centred where it
 // was pasted.
-func devSet(t testing.TB, hand []photo) []photo {
+func devSet(t testing.TB, hand []photo) []photo { return devSetSeeds(t, hand, 2) }
+
+// devSetSeeds is devSet with seeds images a background (devSet: 2).
+func devSetSeeds(t testing.TB, hand []photo, seeds int) []photo {
 	t.Helper()
 	type src struct {
 		p photo
@@ -39,7 +42,7 @@ func devSet(t testing.TB, hand []photo) []photo {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for seed := range 2 {
+		for seed := range seeds {
 			img, _, err := imaging.Limits{}.Decode(big, 1024, false)
 			if err != nil {
 				t.Fatal(err)

@@ -93,7 +93,9 @@ func TestDevSet(t *testing.T) {
 		strict   bool
 	}
 	configs := []config{
-		{"default", &blazeface.Detector{Net: net, Dense: p.Dense, DenseMin: p.DenseMin, LookFrom: p.LookFrom, Confirm: p.Confirm}, 0.5, devFloor, true},
+		{"default", &blazeface.Detector{Net: net, Dense: p.Dense, DenseMin: p.DenseMin, LookFrom: p.LookFrom, Confirm: p.Confirm,
+			LookTurns: p.LookTurns, TurnFrom: p.TurnFrom}, 0.5, devFloor, true},
+		{"second look upright only (from 0.4)", &blazeface.Detector{Net: net, Dense: p.Dense, DenseMin: p.DenseMin, LookFrom: 0.4, Confirm: p.Confirm}, 0.5, uprightFloor, true},
 		{"dense run without the second look", &blazeface.Detector{Net: net, Dense: p.Dense, DenseMin: p.DenseMin}, 0.5, denseFloor, true},
 		{"re-check", &blazeface.Detector{Net: net, Tile: p.Tile, Overlap: p.Overlap}, 0.5, recheckFloor, true},
 	}
@@ -117,8 +119,8 @@ func TestDevSet(t *testing.T) {
 	for _, c := range configs {
 		s, missed := evaluate(t, c.d, hand, c.thr)
 		n, _ := evaluate(t, c.d, none, c.thr)
-		v, _ := evaluate(t, c.d, dev, c.thr)
-		t.Logf("%s, threshold %.2f: hand-boxed %v; no-face controls: %d alarms on %d photos; dev set %v", c.name, c.thr, s, n.alarms, len(none), v)
+		v, devMissed := evaluate(t, c.d, dev, c.thr)
+		t.Logf("%s, threshold %.2f: hand-boxed %v; no-face controls: %d alarms on %d photos; dev set %v; missed %v", c.name, c.thr, s, n.alarms, len(none), v, devMissed)
 		if !c.strict {
 			continue
 		}
@@ -134,15 +136,18 @@ func TestDevSet(t *testing.T) {
 	}
 }
 
-// devFloor is the default detector's dev-set recall today (75/80), rounded down.
+// devFloor is the default detector's dev-set recall today (78/80), rounded down.
 // Without the second look the dense run finds 64/80 (denseFloor): DenseMin 0.6
 // would find 72/80 but reads a second face into the cat of chelsea.png, and 0.75
 // keeps the no-face controls at one false alarm each; the second look confirms the
-// faces scoring 0.4–0.75 that are faces. Before the dense run (whole image and
-// 512 px tiles) recall was 0.475, which recheckFloor holds the re-check's detector
-// to. -sweep prints the grid.
+// faces scoring 0.3–0.75 that are faces. Upright looks from 0.4 only found 75/80
+// (uprightFloor): the tilted faces need the looks turned by ±25°. Of the two the
+// default misses, one is a 25 px face tilted by about 30° that the dense run does
+// not score at all, the other a 55 px face at 0.72 that no look confirms. Before the dense run (whole image and 512 px tiles) recall was
+// 0.475, which recheckFloor holds the re-check's detector to. -sweep prints the grid.
 const (
-	devFloor     = 0.92
+	devFloor     = 0.96
+	uprightFloor = 0.92
 	denseFloor   = 0.78
 	recheckFloor = 0.45
 )

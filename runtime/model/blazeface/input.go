@@ -114,3 +114,31 @@ func copyScaled(rgb []uint8, w, h, x0, y0 int, dst []float32, ow, oh int) {
 		}
 	}
 }
+
+// turned fills dst (size×size×3) with the image around (cx, cy), s image pixels an
+// input pixel, turned by angle radians (the content turns the other way), by
+// bilinear interpolation; outside the image is grey (0).
+func turned(rgb []uint8, w, h int, cx, cy, s, angle float64, dst []float32, size int) {
+	cos, sin := math.Cos(angle)*s, math.Sin(angle)*s
+	half := float64(size) / 2
+	for oy := range size {
+		for ox := range size {
+			dx, dy := float64(ox)+0.5-half, float64(oy)+0.5-half
+			fx, fy := cx+cos*dx-sin*dy-0.5, cy+sin*dx+cos*dy-0.5
+			o := (oy*size + ox) * 3
+			if fx < -0.5 || fy < -0.5 || fx > float64(w)-0.5 || fy > float64(h)-0.5 {
+				dst[o], dst[o+1], dst[o+2] = 0, 0, 0
+				continue
+			}
+			xa, ya := int(math.Floor(fx)), int(math.Floor(fy))
+			tx, ty := fx-float64(xa), fy-float64(ya)
+			x0, x1 := min(max(xa, 0), w-1), min(max(xa+1, 0), w-1)
+			y0, y1 := min(max(ya, 0), h-1), min(max(ya+1, 0), h-1)
+			for k := range 3 {
+				v := (1-tx)*(1-ty)*float64(rgb[(y0*w+x0)*3+k]) + tx*(1-ty)*float64(rgb[(y0*w+x1)*3+k]) +
+					(1-tx)*ty*float64(rgb[(y1*w+x0)*3+k]) + tx*ty*float64(rgb[(y1*w+x1)*3+k])
+				dst[o+k] = float32(v/127.5 - 1)
+			}
+		}
+	}
+}

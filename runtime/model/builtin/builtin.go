@@ -44,7 +44,7 @@ const Label = "face"
 const (
 	Version          = BlazeFaceVersion
 	PigoVersion      = "pigo-facefinder/1"
-	BlazeFaceVersion = blazeface.Version + "-dense1024"
+	BlazeFaceVersion = blazeface.Version + "-dense1024-turns25"
 )
 
 // Detectors.
@@ -67,8 +67,12 @@ type Params struct {
 	// (0: no second look).
 	LookFrom float64
 	Confirm  float64
-	Tile     int
-	Overlap  float64
+	// LookTurns: faces the upright looks leave between TurnFrom and Confirm are looked
+	// at again turned by these angles (degrees), for tilted faces.
+	LookTurns []float64
+	TurnFrom  float64
+	Tile      int
+	Overlap   float64
 	// pigo:
 	MinSizeFrac float64   // smallest face, as a fraction of the shorter side
 	MinSizePx   int       // and never below this
@@ -84,8 +88,10 @@ var DefaultParams = Params{
 	Detector:    DetectorBlazeFace,
 	Dense:       1024,
 	DenseMin:    0.75,
-	LookFrom:    0.4,
+	LookFrom:    0.3,
 	Confirm:     0.55,
+	LookTurns:   []float64{-25, 25},
+	TurnFrom:    0.3,
 	Tile:        512,
 	Overlap:     0.25,
 	MinSizeFrac: 0.03,
@@ -124,7 +130,8 @@ func New(p Params) (*Model, error) {
 		}
 		return &Model{
 			faces: &blazeface.Detector{Net: net, Tile: p.Tile, Overlap: p.Overlap,
-				Dense: p.Dense, DenseMin: p.DenseMin, LookFrom: p.LookFrom, Confirm: p.Confirm},
+				Dense: p.Dense, DenseMin: p.DenseMin, LookFrom: p.LookFrom, Confirm: p.Confirm,
+				LookTurns: p.LookTurns, TurnFrom: p.TurnFrom},
 			recheck: &blazeface.Detector{Net: net, Tile: p.Tile, Overlap: p.Overlap},
 			params:  p,
 		}, nil
@@ -158,10 +165,11 @@ func (m *Model) version() string {
 	}
 	p, d := m.params, DefaultParams
 	switch {
-	case p.Dense == d.Dense && p.DenseMin == d.DenseMin && p.LookFrom == d.LookFrom && p.Confirm == d.Confirm && p.Tile == d.Tile && p.Overlap == d.Overlap:
+	case p.Dense == d.Dense && p.DenseMin == d.DenseMin && p.LookFrom == d.LookFrom && p.Confirm == d.Confirm &&
+		slices.Equal(p.LookTurns, d.LookTurns) && p.TurnFrom == d.TurnFrom && p.Tile == d.Tile && p.Overlap == d.Overlap:
 		return BlazeFaceVersion
 	case p.Dense > 0:
-		return fmt.Sprintf("%s-dense%d-%g-look%g-%g", blazeface.Version, p.Dense, p.DenseMin, p.LookFrom, p.Confirm)
+		return fmt.Sprintf("%s-dense%d-%g-look%g-%g-turns%v-%g", blazeface.Version, p.Dense, p.DenseMin, p.LookFrom, p.Confirm, p.LookTurns, p.TurnFrom)
 	}
 	return fmt.Sprintf("%s-tiles%d-%g", blazeface.Version, p.Tile, p.Overlap)
 }
