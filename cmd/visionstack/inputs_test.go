@@ -119,3 +119,34 @@ func TestRunNamesPhotoFormatsItCannotRead(t *testing.T) {
 		}
 	}
 }
+
+// Tasks a local backfill queued are worked off by the next run, which says so: its
+// table lists only the inputs named, so without the line the work would go unseen.
+func TestRunCountsTasksQueuedBefore(t *testing.T) {
+	in := t.TempDir()
+	for _, name := range []string{"grace_hopper.jpg", "camera.png"} {
+		data, err := os.ReadFile(filepath.Join(photos.Dir(), "faces", name))
+		must(t, err)
+		must(t, os.WriteFile(filepath.Join(in, name), data, 0o644))
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	if stdout, err := runCLI(t, "--root", "../..", "run", "--project", "demo", "--out", out, "--no-progress", in); err != nil {
+		t.Fatalf("run: %v\n%s", err, stdout)
+	}
+	if stdout, err := runCLI(t, "--root", "../..", "backfill", "demo", "--backend", "local", "--data", out, "--version", "other"); err != nil {
+		t.Fatalf("backfill: %v\n%s", err, stdout)
+	}
+	stdout, err := runCLI(t, "--root", "../..", "run", "--project", "demo", "--out", out, "--no-progress", filepath.Join(photos.Dir(), "faces", "astronaut.png"))
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, stdout)
+	}
+	t.Log("\n" + stdout)
+	for _, want := range []string{
+		"1 images: 1 processed",
+		"also worked off 2 tasks queued before this run (an interrupted run's or a backfill's)",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"github.com/visionstack/visionstack/runtime/imaging"
 	"github.com/visionstack/visionstack/runtime/localmode"
 	"github.com/visionstack/visionstack/runtime/meta"
+	"github.com/visionstack/visionstack/runtime/pipeline"
 	"github.com/visionstack/visionstack/runtime/queue"
 	"github.com/visionstack/visionstack/runtime/review"
 )
@@ -120,10 +121,22 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, paths []string) 
 			progressbar.OptionSetDescription("processing"), progressbar.OptionShowCount(),
 			progressbar.OptionSetElapsedTime(true), progressbar.OptionClearOnFinish())
 	}
+	// Tasks queued before this run (an interrupted run's, a local backfill's) are
+	// worked off too; the summary says how many, since its table lists only the inputs.
+	ours := map[string]bool{}
+	for _, sub := range subs {
+		ours[sub.Key] = true
+	}
+	earlier := 0
 	handler := func(ctx context.Context, m *queue.Message) error {
 		err := env.Pipeline.Handle(ctx, m)
-		if bar != nil && (err == nil || queue.IsPermanent(err) || m.DeliveryAttempt >= cfg.Delivery.MaxAttempts) {
-			_ = bar.Add(1)
+		if err == nil || queue.IsPermanent(err) || m.DeliveryAttempt >= cfg.Delivery.MaxAttempts {
+			if bar != nil {
+				_ = bar.Add(1)
+			}
+			if t, _, terr := pipeline.DecodeTask(m.Data, m.Attributes, env.Incoming.Name()); terr != nil || !ours[t.Key] {
+				earlier++
+			}
 		}
 		return err
 	}
@@ -137,6 +150,9 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, paths []string) 
 		return fmt.Errorf("interrupted; run the same command again to resume: %w", err)
 	}
 	sumErr := o.summarize(ctx, g.out, env, subs, todo, time.Since(start))
+	if earlier > 0 {
+		fmt.Fprintf(g.out, "also worked off %d tasks queued before this run (an interrupted run's or a backfill's); visionstack status lists their images\n", earlier)
+	}
 	if cfg.Monitoring.Drift != nil {
 		hs, err := historiesOf(ctx, cfg, env.Meta)
 		if err != nil {
