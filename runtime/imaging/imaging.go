@@ -89,7 +89,7 @@ func (l Limits) Check(data []byte) (Header, error) {
 		return Header{}, fault.Permanent(ErrEmpty)
 	}
 	if l.MaxBytes > 0 && int64(len(data)) > l.MaxBytes {
-		return Header{}, fault.Permanent(fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(data), l.MaxBytes))
+		return Header{}, fault.Permanent(fmt.Errorf("%w: %d bytes, the limit is %d (pipeline.prepare.maxBytes; raise it to accept larger files)", ErrTooLarge, len(data), l.MaxBytes))
 	}
 	cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
 	if errors.Is(err, image.ErrFormat) {
@@ -110,10 +110,10 @@ func (l Limits) Check(data []byte) (Header, error) {
 		return h, fault.Permanent(fmt.Errorf("%w: %dx%d", ErrUnreadable, h.Width, h.Height))
 	}
 	if l.MaxDimension > 0 && (h.Width > l.MaxDimension || h.Height > l.MaxDimension) {
-		return h, fault.Permanent(fmt.Errorf("%w: %dx%d, at most %d per side", ErrBomb, h.Width, h.Height, l.MaxDimension))
+		return h, fault.Permanent(fmt.Errorf("%w: %dx%d, at most %d per side (pipeline.prepare.maxDimension)", ErrBomb, h.Width, h.Height, l.MaxDimension))
 	}
 	if px := int64(h.Width) * int64(h.Height); l.MaxPixels > 0 && px > l.MaxPixels {
-		return h, fault.Permanent(fmt.Errorf("%w: %dx%d is %d pixels, at most %d", ErrBomb, h.Width, h.Height, px, l.MaxPixels))
+		return h, fault.Permanent(fmt.Errorf("%w: %dx%d is %d pixels, at most %d (pipeline.prepare.maxPixels)", ErrBomb, h.Width, h.Height, px, l.MaxPixels))
 	}
 	return h, nil
 }

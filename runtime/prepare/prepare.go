@@ -68,7 +68,9 @@ func (p *Preparer) Limits() imaging.Limits { return p.limits }
 func (p *Preparer) Load(ctx context.Context, b blob.Bucket, name string) ([]byte, blob.Attrs, error) {
 	data, attrs, err := blob.ReadAll(ctx, b, name, p.limits.MaxBytes)
 	switch {
-	case errors.Is(err, blob.ErrTooLarge), errors.Is(err, blob.ErrInvalidName):
+	case errors.Is(err, blob.ErrTooLarge):
+		return nil, attrs, fault.Permanent(fmt.Errorf("load %s: %w (pipeline.prepare.maxBytes; raise it to accept larger files)", name, err))
+	case errors.Is(err, blob.ErrInvalidName):
 		return nil, attrs, fault.Permanent(fmt.Errorf("load %s: %w", name, err))
 	case errors.Is(err, blob.ErrNotFound):
 		// The object was deleted or replaced after the notification: nothing to do.

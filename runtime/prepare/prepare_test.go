@@ -133,8 +133,16 @@ func TestBadInputRejected(t *testing.T) {
 			}
 		})
 	}
-	if _, err := preparer(t, func(c *config.Prepare) { c.MaxBytes = 100 }).Prepare(good, 0); !errors.Is(err, imaging.ErrTooLarge) {
+	// The caps' messages name the setting that would let the file through.
+	if _, err := preparer(t, func(c *config.Prepare) { c.MaxBytes = 100 }).Prepare(good, 0); !errors.Is(err, imaging.ErrTooLarge) ||
+		!strings.Contains(err.Error(), "(pipeline.prepare.maxBytes; raise it to accept larger files)") {
 		t.Fatalf("byte cap: %v", err)
+	}
+	if _, err := p.Prepare(testimg.PNGBomb(100000, 1), 0); !strings.Contains(err.Error(), "at most 16384 per side (pipeline.prepare.maxDimension)") {
+		t.Fatalf("side cap: %v", err)
+	}
+	if _, err := p.Prepare(testimg.PNGBomb(16000, 16000), 0); !strings.Contains(err.Error(), "(pipeline.prepare.maxPixels)") {
+		t.Fatalf("pixel cap: %v", err)
 	}
 }
 
