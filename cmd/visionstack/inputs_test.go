@@ -104,20 +104,10 @@ func TestRunNamesPhotoFormatsItCannotRead(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(in, "phone.heic"), []byte("\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"), 0o644))
 	must(t, os.WriteFile(filepath.Join(in, "web.avif"), []byte("\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf"), 0o644))
 	out := filepath.Join(t.TempDir(), "out")
-	stdout, err := runCLI(t, "--root", "../..", "run", "--project", "demo", "--out", out, "--no-progress", in)
-	if err != nil {
-		t.Fatalf("run: %v\n%s", err, stdout)
-	}
-	t.Log("\n" + stdout)
-	for _, want := range []string{
+	says(t, mustRunCLI(t, "--root", "../..", "run", "--project", "demo", "--out", out, "--no-progress", in),
 		"2 images: 0 processed, 0 skipped (done before), 2 quarantined",
 		"format not allowed: heif (allowed: [jpeg png webp]; convert it to one of those first)",
-		"format not allowed: avif",
-	} {
-		if !strings.Contains(stdout, want) {
-			t.Errorf("output lacks %q", want)
-		}
-	}
+		"format not allowed: avif")
 }
 
 // Tasks a local backfill queued are worked off by the next run, which says so: its
@@ -130,21 +120,28 @@ func TestRunCountsTasksQueuedBefore(t *testing.T) {
 		must(t, os.WriteFile(filepath.Join(in, name), data, 0o644))
 	}
 	out := filepath.Join(t.TempDir(), "out")
-	if stdout, err := runCLI(t, "--root", "../..", "run", "--project", "demo", "--out", out, "--no-progress", in); err != nil {
-		t.Fatalf("run: %v\n%s", err, stdout)
-	}
-	if stdout, err := runCLI(t, "--root", "../..", "backfill", "demo", "--backend", "local", "--data", out, "--version", "other"); err != nil {
-		t.Fatalf("backfill: %v\n%s", err, stdout)
-	}
-	stdout, err := runCLI(t, "--root", "../..", "run", "--project", "demo", "--out", out, "--no-progress", filepath.Join(photos.Dir(), "faces", "astronaut.png"))
+	mustRunCLI(t, "--root", "../..", "run", "--project", "demo", "--out", out, "--no-progress", in)
+	mustRunCLI(t, "--root", "../..", "backfill", "demo", "--backend", "local", "--data", out, "--version", "other")
+	says(t, mustRunCLI(t, "--root", "../..", "run", "--project", "demo", "--out", out, "--no-progress", filepath.Join(photos.Dir(), "faces", "astronaut.png")),
+		"1 images: 1 processed",
+		"also worked off 2 tasks queued before this run (an interrupted run's or a backfill's)")
+}
+
+// mustRunCLI runs the CLI and returns its output, failing the test on an error.
+func mustRunCLI(t *testing.T, args ...string) string {
+	t.Helper()
+	stdout, err := runCLI(t, args...)
 	if err != nil {
-		t.Fatalf("run: %v\n%s", err, stdout)
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, stdout)
 	}
 	t.Log("\n" + stdout)
-	for _, want := range []string{
-		"1 images: 1 processed",
-		"also worked off 2 tasks queued before this run (an interrupted run's or a backfill's)",
-	} {
+	return stdout
+}
+
+// says fails the test for each line the output lacks.
+func says(t *testing.T, stdout string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q", want)
 		}

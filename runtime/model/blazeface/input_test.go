@@ -10,12 +10,8 @@ import (
 // The dense run's fast path at full resolution fills exactly what the general
 // resampling does there, inside the image, past its edges and at offsets.
 func TestCopyScaledMatchesResample(t *testing.T) {
-	rng := rand.New(rand.NewPCG(3, 4))
 	w, h := 97, 61
-	rgb := make([]uint8, w*h*3)
-	for i := range rgb {
-		rgb[i] = uint8(rng.IntN(256))
-	}
+	rgb := noise(w, h, 3)
 	for _, c := range []struct{ x0, y0, ow, oh int }{{0, 0, 128, 64}, {32, 16, 64, 64}, {-5, -7, 32, 96}, {90, 60, 32, 32}} {
 		fast := make([]float32, c.ow*c.oh*3)
 		slow := make([]float32, c.ow*c.oh*3)
@@ -34,12 +30,8 @@ func TestCopyScaledMatchesResample(t *testing.T) {
 // turned: the rotation goes the way the detector's LookTurns assume (the content
 // turns against the angle) and lands on pixel centres.
 func TestTurnedTurns(t *testing.T) {
-	rng := rand.New(rand.NewPCG(7, 8))
 	w, h := 40, 30
-	rgb := make([]uint8, w*h*3)
-	for i := range rgb {
-		rgb[i] = uint8(rng.IntN(256))
-	}
+	rgb := noise(w, h, 7)
 	const size = 16
 	upright := make([]float32, size*size*3)
 	quarter := make([]float32, size*size*3)
@@ -60,4 +52,14 @@ func TestTurnedTurns(t *testing.T) {
 	if got, want := upright[0], float32(float64(rgb[(7*w+12)*3])/127.5-1); got != want {
 		t.Fatalf("upright corner %v, want %v (pixel 12, 7)", got, want)
 	}
+}
+
+// noise is a w×h RGB image of random bytes.
+func noise(w, h int, seed uint64) []uint8 {
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	rgb := make([]uint8, w*h*3)
+	for i := range rgb {
+		rgb[i] = uint8(rng.IntN(256))
+	}
+	return rgb
 }
