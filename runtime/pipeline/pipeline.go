@@ -345,7 +345,10 @@ func (p *Pipeline) Process(ctx context.Context, t Task) (_ Outcome, err error) {
 		p.tel.Recheck(ctx, config.RecheckQuarantined)
 	case err == nil && processed.Verified && processed.Rechecked > 0:
 		p.tel.Recheck(ctx, config.RecheckReanonymized)
-		log.WarnContext(ctx, "the re-check found faces the analysis missed; anonymized them too", "faces", processed.Rechecked)
+		// Two different findings: a face the analysis missed, and one its anonymization
+		// left recognisable (filled solid); the log says which.
+		log.WarnContext(ctx, "the re-check anonymized faces the analysis missed or left recognisable",
+			"faces", processed.Rechecked, "missed", processed.Rechecked-processed.Filled, "filledSolid", processed.Filled)
 	case err == nil && processed.Verified:
 		p.tel.Recheck(ctx, config.RecheckClean)
 	}

@@ -53,7 +53,8 @@ type Output struct {
 	Width     int
 	Height    int
 	Regions   int // anonymized, the re-check's included
-	Rechecked int // faces the verification found that the analysis had missed (or left visible)
+	Rechecked int // regions the verification anonymized: faces the analysis missed, and Filled
+	Filled    int // of those, faces still seen inside an anonymized region, filled solid
 	Verified  bool
 }
 
@@ -150,11 +151,11 @@ func (t *Transformer) Apply(decoded *imaging.Image, results []meta.Result) (Outp
 	}
 	out := Output{Regions: len(done)}
 	if b, ok := t.verifying(); ok {
-		n, err := t.verify(img, b, done)
+		n, filled, err := t.verify(img, b, done)
 		if err != nil {
 			return Output{}, err
 		}
-		out.Rechecked, out.Regions, out.Verified = n, out.Regions+n, true
+		out.Rechecked, out.Filled, out.Regions, out.Verified = n, filled, out.Regions+n, true
 	}
 	data, err := img.JPEG(t.quality, t.strip)
 	if err != nil {
@@ -182,15 +183,15 @@ func (t *Transformer) verifying() (config.Blur, bool) {
 // filling that whole region solid (no detector reads a face in it, and the fill ends
 // where the region does), until a round finds nothing. A detection mostly inside a
 // filled region is the detector reading its edge, not a face. It returns how many
-// regions it anonymized again or anew, or ErrFaceRemained.
-func (t *Transformer) verify(img *imaging.Image, b config.Blur, done []imaging.Rect) (int, error) {
+// regions it anonymized again or anew and how many of those it filled, or
+// ErrFaceRemained.
+func (t *Transformer) verify(img *imaging.Image, b config.Blur, done []imaging.Rect) (added, filledN int, _ error) {
 	var filled []imaging.Rect
 	var changed []meta.Box // nil: the first round looks everywhere
-	added := 0
 	for round := 0; ; round++ {
 		dets, err := t.verifier.Faces(img, changed)
 		if err != nil {
-			return 0, fmt.Errorf("transform: verify: %w", err)
+			return 0, 0, fmt.Errorf("transform: verify: %w", err)
 		}
 		var fresh, again []imaging.Rect
 		for _, d := range dets {
@@ -216,19 +217,20 @@ func (t *Transformer) verify(img *imaging.Image, b config.Blur, done []imaging.R
 			fresh = append(fresh, r)
 		}
 		if len(fresh)+len(again) == 0 {
-			return added, nil
+			return added, filledN, nil
 		}
 		if round == maxRechecks {
-			return 0, fault.Permanent(fmt.Errorf("%w: %d found after %d rounds", ErrFaceRemained, len(fresh)+len(again), maxRechecks))
+			return 0, 0, fault.Permanent(fmt.Errorf("%w: %d found after %d rounds", ErrFaceRemained, len(fresh)+len(again), maxRechecks))
 		}
 		if err := img.Anonymize(fresh, b.Method); err != nil {
-			return 0, fmt.Errorf("transform: %w", err)
+			return 0, 0, fmt.Errorf("transform: %w", err)
 		}
 		if err := img.Anonymize(again, "fill"); err != nil {
-			return 0, fmt.Errorf("transform: %w", err)
+			return 0, 0, fmt.Errorf("transform: %w", err)
 		}
 		done, filled = append(done, fresh...), append(filled, again...)
 		added += len(fresh) + len(again)
+		filledN += len(again)
 		changed = changed[:0:0]
 		for _, r := range append(fresh, again...) {
 			changed = append(changed, normalised(r, img.Width(), img.Height()))

@@ -65,17 +65,18 @@ func TestRecheckRounds(t *testing.T) {
 		name      string
 		rounds    [][]meta.Box
 		rechecked int
+		filled    int
 		remained  bool
 	}{
-		{"clean at once", nil, 0, false},
-		{"a missed face, then clean", [][]meta.Box{{other}}, 1, false},
-		{"a face still visible in its region is filled, then its edge is ignored", [][]meta.Box{{face}, {face}}, 1, false},
+		{"clean at once", nil, 0, 0, false},
+		{"a missed face, then clean", [][]meta.Box{{other}}, 1, 0, false},
+		{"a face still visible in its region is filled, then its edge is ignored", [][]meta.Box{{face}, {face}}, 1, 1, false},
 		// BlazeFace reads a pixelated box's blob as a face at ever larger scales: that is
 		// the region again (filled), not a new face to unite with it round after round.
 		{"a region's blob seen larger and larger is that region, filled once", [][]meta.Box{
-			grown(face, 1.6), grown(face, 2.2), grown(face, 2.8), grown(face, 3.4)}, 1, false},
+			grown(face, 1.6), grown(face, 2.2), grown(face, 2.8), grown(face, 3.4)}, 1, 1, false},
 		{"faces that keep coming fail closed", [][]meta.Box{{other}, {{XMin: 0.7, XMax: 0.8, YMin: 0.7, YMax: 0.8}},
-			{{XMin: 0.8, XMax: 0.9, YMin: 0.1, YMax: 0.2}}, {{XMin: 0.1, XMax: 0.2, YMin: 0.8, YMax: 0.9}}}, 0, true},
+			{{XMin: 0.8, XMax: 0.9, YMin: 0.1, YMax: 0.2}}, {{XMin: 0.1, XMax: 0.2, YMin: 0.8, YMax: 0.9}}}, 0, 0, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			tr := newTransformer(imaging.MethodPixelate)
@@ -91,8 +92,9 @@ func TestRecheckRounds(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !out.Verified || out.Rechecked != c.rechecked || out.Regions != 1+c.rechecked {
-				t.Fatalf("verified %v, rechecked %d, regions %d; want rechecked %d", out.Verified, out.Rechecked, out.Regions, c.rechecked)
+			if !out.Verified || out.Rechecked != c.rechecked || out.Filled != c.filled || out.Regions != 1+c.rechecked {
+				t.Fatalf("verified %v, rechecked %d (filled %d), regions %d; want rechecked %d (filled %d)",
+					out.Verified, out.Rechecked, out.Filled, out.Regions, c.rechecked, c.filled)
 			}
 		})
 	}
