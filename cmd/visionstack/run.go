@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -127,7 +128,7 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, paths []string) 
 	for _, sub := range subs {
 		ours[sub.Key] = true
 	}
-	earlier := 0
+	var earlier atomic.Int64 // the queue's workers run handlers at once
 	handler := func(ctx context.Context, m *queue.Message) error {
 		err := env.Pipeline.Handle(ctx, m)
 		if err == nil || queue.IsPermanent(err) || m.DeliveryAttempt >= cfg.Delivery.MaxAttempts {
@@ -135,7 +136,7 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, paths []string) 
 				_ = bar.Add(1)
 			}
 			if t, _, terr := pipeline.DecodeTask(m.Data, m.Attributes, env.Incoming.Name()); terr != nil || !ours[t.Key] {
-				earlier++
+				earlier.Add(1)
 			}
 		}
 		return err
@@ -150,8 +151,8 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, paths []string) 
 		return fmt.Errorf("interrupted; run the same command again to resume: %w", err)
 	}
 	sumErr := o.summarize(ctx, g.out, env, subs, todo, time.Since(start))
-	if earlier > 0 {
-		fmt.Fprintf(g.out, "also worked off %d tasks queued before this run (an interrupted run's or a backfill's); visionstack status lists their images\n", earlier)
+	if n := earlier.Load(); n > 0 {
+		fmt.Fprintf(g.out, "also worked off %d tasks queued before this run (an interrupted run's or a backfill's); visionstack status lists their images\n", n)
 	}
 	if cfg.Monitoring.Drift != nil {
 		hs, err := historiesOf(ctx, cfg, env.Meta)
