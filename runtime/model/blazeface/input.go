@@ -37,46 +37,29 @@ func resample(rgb []uint8, w, h int, x0, y0, s float64, dst []float32, ow, oh in
 	for oy := range oh {
 		for ox := range ow {
 			o := (oy*ow + ox) * 3
+			if s <= 1 {
+				bilinear(rgb, w, h, x0+(float64(ox)+0.5)*s-0.5, y0+(float64(oy)+0.5)*s-0.5, dst[o:o+3])
+				continue
+			}
 			var c [3]float64
 			var n float64
-			if s > 1 {
-				ya, yb := int(math.Floor(y0+float64(oy)*s)), int(math.Floor(y0+float64(oy+1)*s))
-				xa, xb := int(math.Floor(x0+float64(ox)*s)), int(math.Floor(x0+float64(ox+1)*s))
-				for y := max(ya, 0); y < min(yb, h); y++ {
-					for x := max(xa, 0); x < min(xb, w); x++ {
-						p := (y*w + x) * 3
-						c[0] += float64(rgb[p])
-						c[1] += float64(rgb[p+1])
-						c[2] += float64(rgb[p+2])
-						n++
-					}
-				}
-				// Pixels outside the image count as grey (127.5).
-				if all := float64((yb - ya) * (xb - xa)); all > n {
-					for k := range c {
-						c[k] += 127.5 * (all - n)
-					}
-					n = all
-				}
-			} else {
-				fx, fy := x0+(float64(ox)+0.5)*s-0.5, y0+(float64(oy)+0.5)*s-0.5
-				if fx < -0.5 || fy < -0.5 || fx > float64(w)-0.5 || fy > float64(h)-0.5 {
-					dst[o], dst[o+1], dst[o+2] = 0, 0, 0
-					continue
-				}
-				xa, ya := int(math.Floor(fx)), int(math.Floor(fy))
-				tx, ty := fx-float64(xa), fy-float64(ya)
-				for _, q := range [4]struct {
-					x, y int
-					wt   float64
-				}{{xa, ya, (1 - tx) * (1 - ty)}, {xa + 1, ya, tx * (1 - ty)}, {xa, ya + 1, (1 - tx) * ty}, {xa + 1, ya + 1, tx * ty}} {
-					x, y := min(max(q.x, 0), w-1), min(max(q.y, 0), h-1)
+			ya, yb := int(math.Floor(y0+float64(oy)*s)), int(math.Floor(y0+float64(oy+1)*s))
+			xa, xb := int(math.Floor(x0+float64(ox)*s)), int(math.Floor(x0+float64(ox+1)*s))
+			for y := max(ya, 0); y < min(yb, h); y++ {
+				for x := max(xa, 0); x < min(xb, w); x++ {
 					p := (y*w + x) * 3
-					for k := range c {
-						c[k] += q.wt * float64(rgb[p+k])
-					}
+					c[0] += float64(rgb[p])
+					c[1] += float64(rgb[p+1])
+					c[2] += float64(rgb[p+2])
+					n++
 				}
-				n = 1
+			}
+			// Pixels outside the image count as grey (127.5).
+			if all := float64((yb - ya) * (xb - xa)); all > n {
+				for k := range c {
+					c[k] += 127.5 * (all - n)
+				}
+				n = all
 			}
 			if n == 0 {
 				dst[o], dst[o+1], dst[o+2] = 0, 0, 0
@@ -124,21 +107,33 @@ func turned(rgb []uint8, w, h int, cx, cy, s, angle float64, dst []float32, size
 	for oy := range size {
 		for ox := range size {
 			dx, dy := float64(ox)+0.5-half, float64(oy)+0.5-half
-			fx, fy := cx+cos*dx-sin*dy-0.5, cy+sin*dx+cos*dy-0.5
 			o := (oy*size + ox) * 3
-			if fx < -0.5 || fy < -0.5 || fx > float64(w)-0.5 || fy > float64(h)-0.5 {
-				dst[o], dst[o+1], dst[o+2] = 0, 0, 0
-				continue
-			}
-			xa, ya := int(math.Floor(fx)), int(math.Floor(fy))
-			tx, ty := fx-float64(xa), fy-float64(ya)
-			x0, x1 := min(max(xa, 0), w-1), min(max(xa+1, 0), w-1)
-			y0, y1 := min(max(ya, 0), h-1), min(max(ya+1, 0), h-1)
-			for k := range 3 {
-				v := (1-tx)*(1-ty)*float64(rgb[(y0*w+x0)*3+k]) + tx*(1-ty)*float64(rgb[(y0*w+x1)*3+k]) +
-					(1-tx)*ty*float64(rgb[(y1*w+x0)*3+k]) + tx*ty*float64(rgb[(y1*w+x1)*3+k])
-				dst[o+k] = float32(v/127.5 - 1)
-			}
+			bilinear(rgb, w, h, cx+cos*dx-sin*dy-0.5, cy+sin*dx+cos*dy-0.5, dst[o:o+3])
 		}
+	}
+}
+
+// bilinear sets px (3 floats in [-1, 1]) to the image interpolated at (fx, fy), in
+// pixel-centre coordinates; past the image's outer half pixel it is grey (0).
+func bilinear(rgb []uint8, w, h int, fx, fy float64, px []float32) {
+	if fx < -0.5 || fy < -0.5 || fx > float64(w)-0.5 || fy > float64(h)-0.5 {
+		px[0], px[1], px[2] = 0, 0, 0
+		return
+	}
+	xa, ya := int(math.Floor(fx)), int(math.Floor(fy))
+	tx, ty := fx-float64(xa), fy-float64(ya)
+	var c [3]float64
+	for _, q := range [4]struct {
+		x, y int
+		wt   float64
+	}{{xa, ya, (1 - tx) * (1 - ty)}, {xa + 1, ya, tx * (1 - ty)}, {xa, ya + 1, (1 - tx) * ty}, {xa + 1, ya + 1, tx * ty}} {
+		x, y := min(max(q.x, 0), w-1), min(max(q.y, 0), h-1)
+		p := (y*w + x) * 3
+		for k := range c {
+			c[k] += q.wt * float64(rgb[p+k])
+		}
+	}
+	for k := range c {
+		px[k] = float32(c[k]/127.5 - 1)
 	}
 }
