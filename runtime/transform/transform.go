@@ -185,9 +185,10 @@ func (t *Transformer) verifying() (config.Blur, bool) {
 // filled region is the detector reading its edge, not a face. It returns how many
 // regions it anonymized again or anew and how many of those it filled, or
 // ErrFaceRemained.
-func (t *Transformer) verify(img *imaging.Image, b config.Blur, done []imaging.Rect) (added, filledN int, _ error) {
+func (t *Transformer) verify(img *imaging.Image, b config.Blur, done []imaging.Rect) (int, int, error) {
 	var filled []imaging.Rect
 	var changed []meta.Box // nil: the first round looks everywhere
+	added := 0
 	for round := 0; ; round++ {
 		dets, err := t.verifier.Faces(img, changed)
 		if err != nil {
@@ -217,7 +218,7 @@ func (t *Transformer) verify(img *imaging.Image, b config.Blur, done []imaging.R
 			fresh = append(fresh, r)
 		}
 		if len(fresh)+len(again) == 0 {
-			return added, filledN, nil
+			return added, len(filled), nil
 		}
 		if round == maxRechecks {
 			return 0, 0, fault.Permanent(fmt.Errorf("%w: %d found after %d rounds", ErrFaceRemained, len(fresh)+len(again), maxRechecks))
@@ -230,7 +231,6 @@ func (t *Transformer) verify(img *imaging.Image, b config.Blur, done []imaging.R
 		}
 		done, filled = append(done, fresh...), append(filled, again...)
 		added += len(fresh) + len(again)
-		filledN += len(again)
 		changed = changed[:0:0]
 		for _, r := range append(fresh, again...) {
 			changed = append(changed, normalised(r, img.Width(), img.Height()))
