@@ -11,6 +11,7 @@ import (
 	"github.com/visionstack/visionstack/runtime/blob"
 	"github.com/visionstack/visionstack/runtime/localmode"
 	"github.com/visionstack/visionstack/runtime/meta"
+	"github.com/visionstack/visionstack/runtime/model/builtin"
 	"github.com/visionstack/visionstack/runtime/pipeline"
 )
 
@@ -31,6 +32,8 @@ func BenchmarkPeerSampleMethod(b *testing.B) {
 	}
 	b.Cleanup(func() { env.Close() })
 	ctx := context.Background()
+	px := builtin.NetPixels()
+	defer func() { reportNetPixels(b, px, b.N*len(set)) }()
 	peer.Compare(b, set, func(it int) (time.Duration, error) {
 		tasks := make([]pipeline.Task, len(set))
 		for i, data := range set {

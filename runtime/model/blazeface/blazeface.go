@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	ort "github.com/yalue/onnxruntime_go"
 )
@@ -174,7 +175,12 @@ type Net struct {
 	session *ort.DynamicAdvancedSession
 	spec    *spec
 	slots   chan struct{} // runs at once: one per core, so memory stays bounded
+	pixels  atomic.Int64  // input pixels run, for benchmarks
 }
+
+// Pixels is how many input pixels the network has run: its cost is close to
+// proportional to them (BenchmarkBlazeFaceWindow gives the cost of 256×256).
+func (n *Net) Pixels() int64 { return n.pixels.Load() }
 
 // ONNX is model m translated to ONNX (what Net runs).
 func ONNX(m Model) ([]byte, error) {
@@ -286,6 +292,7 @@ func (n *Net) run(input []float32, count, w, h int, anchors [][2]float32) ([]Raw
 	}
 	defer in.Destroy()
 	outs := make([]ort.Value, len(n.spec.outputs))
+	n.pixels.Add(int64(count * w * h))
 	n.slots <- struct{}{}
 	err = n.session.Run([]ort.Value{in}, outs)
 	<-n.slots

@@ -14,6 +14,7 @@ func TestDenseRunIsWindows(t *testing.T) {
 	net := newNet(t)
 	p := loadPhotos(t)[0]
 	in := whole(p, blazeface.Size)
+	px := net.Pixels()
 	win, err := net.Run(in, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -21,6 +22,10 @@ func TestDenseRunIsWindows(t *testing.T) {
 	dense, err := net.RunDense(in, blazeface.Size, blazeface.Size)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// What the benchmarks' network floor counts (bench/cmd/benchreport).
+	if got := net.Pixels() - px; got != 2*blazeface.Size*blazeface.Size {
+		t.Errorf("a window and a dense run of its size counted %d pixels, want %d", got, 2*blazeface.Size*blazeface.Size)
 	}
 	worst := 0.0
 	for i := range win[0].Scores {

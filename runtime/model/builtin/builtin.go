@@ -158,6 +158,15 @@ func sharedNet() (*blazeface.Net, error) {
 	return net, netErr
 }
 
+// NetPixels is how many input pixels BlazeFace has run in this process, over every
+// Model (analyses and re-checks share one network): what the face model costs.
+func NetPixels() int64 {
+	if n, err := sharedNet(); err == nil {
+		return n.Pixels()
+	}
+	return 0
+}
+
 // version is what produced this model's predictions.
 func (m *Model) version() string {
 	if m.faces == nil {
