@@ -168,14 +168,17 @@ func progressPrinter(w io.Writer, every time.Duration) func(backfill.Progress) {
 	var last time.Time
 	return func(p backfill.Progress) {
 		if isTerminal(w) {
-			if bar == nil {
-				bar = progressbar.NewOptions(p.Total, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription("backfill"),
+			if bar == nil { // a spinner until the scope is counted
+				bar = progressbar.NewOptions(-1, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription("backfill"),
 					progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish())
+			}
+			if p.Total > 0 && bar.GetMax() != p.Total {
+				bar.ChangeMax(p.Total)
 			}
 			_ = bar.Set(p.Done)
 			return
 		}
-		if p.Done < p.Total && time.Since(last) < every {
+		if (p.Total == 0 || p.Done < p.Total) && time.Since(last) < every {
 			return
 		}
 		last = time.Now()
@@ -184,16 +187,19 @@ func progressPrinter(w io.Writer, every time.Duration) func(backfill.Progress) {
 }
 
 func progressLine(p backfill.Progress) string {
-	pct := 100.0
+	line := fmt.Sprintf("%d of the images still being counted", p.Done)
 	if p.Total > 0 {
-		pct = 100 * float64(p.Done) / float64(p.Total)
+		line = fmt.Sprintf("%d/%d (%.0f%%)", p.Done, p.Total, 100*float64(p.Done)/float64(p.Total))
 	}
-	line := fmt.Sprintf("%d/%d (%.0f%%), %d queued, %d skipped", p.Done, p.Total, pct, p.Published, p.Skipped)
+	line += fmt.Sprintf(", %d queued, %d skipped", p.Published, p.Skipped)
 	if p.Resumed > 0 {
 		line += fmt.Sprintf(", %d done by an earlier run", p.Resumed)
 	}
 	if p.Rate > 0 {
-		line += fmt.Sprintf(", %.1f/s, ETA %s", p.Rate, p.ETA.Round(time.Second))
+		line += fmt.Sprintf(", %.1f/s", p.Rate)
+		if p.Total > 0 {
+			line += fmt.Sprintf(", ETA %s", p.ETA.Round(time.Second))
+		}
 	}
 	return line
 }
@@ -205,24 +211,15 @@ func printBackfill(w io.Writer, r backfill.Report, dry bool) {
 		verb = "would queue (dry run: nothing queued)"
 	}
 	fmt.Fprintf(w, "%d images in scope: %d %s, %d skipped, %d handled by an earlier run (cursor %s)\n",
-		r.Total, r.Published, verb, len(r.Skipped), r.Resumed, r.Cursor)
-	byWhy := map[string][]string{}
-	for _, s := range r.Skipped {
-		byWhy[s.Why] = append(byWhy[s.Why], s.Item)
-	}
-	whys := make([]string, 0, len(byWhy))
-	for why := range byWhy {
-		whys = append(whys, why)
-	}
-	sort.Strings(whys)
-	for _, why := range whys {
-		items := byWhy[why]
-		fmt.Fprintf(w, "  skipped %d: %s", len(items), why)
-		const show = 3
-		if len(items) > show {
-			fmt.Fprintf(w, " (e.g. %v …)\n", items[:show])
+		r.Total, r.Published, verb, r.Progress.Skipped, r.Resumed, r.Cursor)
+	groups := slices.Clone(r.Skipped)
+	sort.Slice(groups, func(i, j int) bool { return groups[i].Why < groups[j].Why })
+	for _, g := range groups {
+		fmt.Fprintf(w, "  skipped %d: %s", g.Count, g.Why)
+		if g.Count > len(g.Examples) {
+			fmt.Fprintf(w, " (e.g. %v …)\n", g.Examples)
 		} else {
-			fmt.Fprintf(w, " %v\n", items)
+			fmt.Fprintf(w, " %v\n", g.Examples)
 		}
 	}
 }

@@ -4,11 +4,12 @@
 // always does. Each task's key is the image's key with the version
 // (pipeline.VersionedKey), so an image is processed once per version however often
 // its task is queued. Where it got to is kept in the metadata store after every few
-// tasks: a run killed half-way resumes there.
+// tasks: a run killed half-way resumes there. The scope is read a page at a time, so
+// a run holds a page of it however large the bucket, and queues its first task after
+// the first page.
 package backfill
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -17,6 +18,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/visionstack/visionstack/internal/wait"
@@ -54,28 +56,54 @@ type Options struct {
 	// SaveEvery bounds how often the cursor is written (default 200 ms): a run killed
 	// between two saves publishes the images since the last one again, harmlessly.
 	SaveEvery time.Duration
-	Now       func() time.Time
+	// PageSize is how many objects or jobs are read at a time (default 500).
+	PageSize int
+	Now      func() time.Time
 }
 
 // Progress of a run.
 type Progress struct {
-	Total     int // images in scope
+	// Total is the images in scope: counted beside the run, 0 until the count
+	// is done (a large bucket's first tasks are queued long before).
+	Total     int
 	Done      int // handled: by earlier runs (Resumed) and by this one
-	Resumed   int
+	Resumed   int // by earlier runs, as their cursor counted them
 	Published int
 	Skipped   int
 	Rate      float64       // images handled a second by this run
 	ETA       time.Duration // at that rate (0 when unknown)
 }
 
-// Skip is an image not queued, and why.
-type Skip struct{ Item, Why string }
+// Skips are the images not queued for one reason: how many, and the first few.
+type Skips struct {
+	Why      string
+	Count    int
+	Examples []string
+}
+
+// skipExamples is how many images a Skips names: a run over a million images
+// already processed must not keep a million names.
+const skipExamples = 3
 
 // Report of a run.
 type Report struct {
 	Progress
-	Cursor  string // the cursor's name in the metadata store
-	Skipped []Skip
+	Cursor  string  // the cursor's name in the metadata store
+	Skipped []Skips // one per reason, in the order the reasons came up
+}
+
+func (r *Report) skip(item, why string) {
+	r.Progress.Skipped++
+	for i := range r.Skipped {
+		if g := &r.Skipped[i]; g.Why == why {
+			g.Count++
+			if len(g.Examples) < skipExamples {
+				g.Examples = append(g.Examples, item)
+			}
+			return
+		}
+	}
+	r.Skipped = append(r.Skipped, Skips{Why: why, Count: 1, Examples: []string{item}})
 }
 
 // cursor is what the metadata store keeps between runs.
@@ -90,7 +118,7 @@ type cursor struct {
 
 // item is one image in scope; items are handled in id order.
 type item struct {
-	id  string // object name, or the image's key
+	id  string // its place in the listing: object name, or the job's key
 	key string // the image's own job key
 	src meta.Source
 	why string // not empty: skipped for this reason
@@ -116,17 +144,14 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	if o.ProgressEvery <= 0 {
 		o.ProgressEvery = 250 * time.Millisecond
 	}
+	if o.PageSize <= 0 {
+		o.PageSize = 500
+	}
 	scope := "objects under " + quoteOrAll(o.Prefix)
 	if o.FromVersion != "" {
 		scope = "images processed by model version " + o.FromVersion
 	}
 	rep := Report{Cursor: CursorName(o)}
-	items, err := o.items(ctx)
-	if err != nil {
-		return rep, err
-	}
-	rep.Total = len(items)
-
 	var cur cursor
 	if !o.Restart {
 		raw, err := o.Meta.Cursor(ctx, rep.Cursor)
@@ -140,6 +165,20 @@ func Run(ctx context.Context, o Options) (Report, error) {
 			}
 		}
 	}
+	rep.Resumed = cur.Published + cur.Skipped
+
+	// The scope is counted beside the run, for the progress's total and ETA.
+	var total atomic.Int64
+	cctx, stopCount := context.WithCancel(ctx)
+	counted := make(chan struct{})
+	go func() {
+		defer close(counted)
+		if n, err := o.count(cctx); err == nil {
+			total.Store(int64(n))
+		}
+	}()
+	defer func() { stopCount(); <-counted }()
+
 	start := o.Now()
 	lastSave, lastProgress := start, time.Time{}
 	handled := 0 // by this run
@@ -151,9 +190,17 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		lastProgress = now
 		p := rep.Progress
 		p.Done = p.Resumed + handled
+		if n := int(total.Load()); n > 0 {
+			p.Total = max(n, p.Done) // the scope can grow while the run goes
+		}
+		if final {
+			p.Total = p.Done
+		}
 		if el := now.Sub(start).Seconds(); el > 0 && handled > 0 {
 			p.Rate = float64(handled) / el
-			p.ETA = time.Duration(float64(p.Total-p.Done) / p.Rate * float64(time.Second))
+			if p.Total > 0 {
+				p.ETA = time.Duration(float64(p.Total-p.Done) / p.Rate * float64(time.Second))
+			}
 		}
 		o.Progress(p)
 	}
@@ -174,68 +221,92 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 
 	last := cur.After // a run that stops before handling anything new keeps it
-	for _, it := range items {
-		if cur.After != "" && it.id <= cur.After {
-			rep.Resumed++
-			continue
-		}
-		if err := ctx.Err(); err != nil {
+	var seen map[string]bool
+	for after := cur.After; ; {
+		items, next, err := o.page(ctx, after, &seen)
+		if err != nil {
 			return rep, errors.Join(err, save(last))
 		}
-		why := it.why
-		if why == "" && it.byContent {
-			data, _, err := blob.ReadAll(ctx, o.Incoming, it.id, 0)
-			if err != nil {
-				return rep, errors.Join(fmt.Errorf("backfill: read %s: %w", it.id, err), save(last))
-			}
-			it.key = pipeline.ContentKey(data)
+		if next == "" {
+			break
 		}
-		if why == "" {
-			why, err = o.already(ctx, it)
-			if err != nil {
+		after = next
+		for _, it := range items {
+			if err := ctx.Err(); err != nil {
 				return rep, errors.Join(err, save(last))
 			}
-		}
-		if why != "" {
-			rep.Skipped = append(rep.Skipped, Skip{Item: it.id, Why: why})
-			rep.Progress.Skipped++
-			cur.Skipped++
-		} else {
-			if o.Rate > 0 {
-				// Paced from the run's start: a slow publish is made up for, a burst is not.
-				due := start.Add(time.Duration(float64(rep.Published) / o.Rate * float64(time.Second)))
-				if err := wait.For(ctx, due.Sub(o.Now())); err != nil {
+			why := it.why
+			if why == "" && it.byContent {
+				data, _, err := blob.ReadAll(ctx, o.Incoming, it.id, 0)
+				if err != nil {
+					return rep, errors.Join(fmt.Errorf("backfill: read %s: %w", it.id, err), save(last))
+				}
+				it.key = pipeline.ContentKey(data)
+			}
+			if why == "" {
+				why, err = o.already(ctx, it)
+				if err != nil {
 					return rep, errors.Join(err, save(last))
 				}
 			}
-			if !o.DryRun {
-				t := pipeline.Task{Key: pipeline.VersionedKey(it.key, o.Version), Source: it.src}
-				if err := pipeline.Publish(ctx, o.Publisher, o.Topic, t); err != nil {
-					return rep, errors.Join(fmt.Errorf("backfill %s: %w", it.id, err), save(last))
+			if why != "" {
+				rep.skip(it.id, why)
+				cur.Skipped++
+			} else {
+				if o.Rate > 0 {
+					// Paced from the run's start: a slow publish is made up for, a burst is not.
+					due := start.Add(time.Duration(float64(rep.Published) / o.Rate * float64(time.Second)))
+					if err := wait.For(ctx, due.Sub(o.Now())); err != nil {
+						return rep, errors.Join(err, save(last))
+					}
+				}
+				if !o.DryRun {
+					t := pipeline.Task{Key: pipeline.VersionedKey(it.key, o.Version), Source: it.src}
+					if err := pipeline.Publish(ctx, o.Publisher, o.Topic, t); err != nil {
+						return rep, errors.Join(fmt.Errorf("backfill %s: %w", it.id, err), save(last))
+					}
+				}
+				rep.Published++
+				cur.Published++
+			}
+			handled++
+			last = it.id
+			// The task is queued before the cursor passes it: a crash in between queues it
+			// once more (processed once all the same), never loses it.
+			if o.Now().Sub(lastSave) >= o.SaveEvery {
+				if err := save(last); err != nil {
+					return rep, err
 				}
 			}
-			rep.Published++
-			cur.Published++
+			report(false)
 		}
-		handled++
-		last = it.id
-		// The task is queued before the cursor passes it: a crash in between queues it
-		// once more (processed once all the same), never loses it.
-		if o.Now().Sub(lastSave) >= o.SaveEvery {
-			if err := save(last); err != nil {
-				return rep, err
-			}
-		}
-		report(false)
+		// A page with nothing in scope (jobs of other versions) still moves the
+		// cursor, so a resumed run does not read it again.
+		last = after
 	}
 	if last != "" {
 		if err := save(last); err != nil {
 			return rep, err
 		}
 	}
+	rep.Total = rep.Resumed + handled
 	report(true)
 	rep.Progress.Done = rep.Resumed + handled
 	return rep, nil
+}
+
+// count goes through the scope as Run does and returns how many images it holds.
+func (o Options) count(ctx context.Context) (int, error) {
+	n := 0
+	var seen map[string]bool
+	for after := ""; ; {
+		items, next, err := o.page(ctx, after, &seen)
+		if err != nil || next == "" {
+			return n, err
+		}
+		n += len(items)
+		after = next
+	}
 }
 
 // already says why the version needs not process an image (empty: it does): its
@@ -259,54 +330,65 @@ func (o Options) already(ctx context.Context, it item) (string, error) {
 	return "", nil
 }
 
-// items lists the scope in id order.
-func (o Options) items(ctx context.Context) ([]item, error) {
+// page reads the next page of the scope after the listing position after, and
+// returns its images in id order and the position to go on from ("" at the end). A
+// page of jobs can hold no image in scope. seen carries the images of this page and
+// the one before from call to call: an image's own job and its versioned jobs sort
+// next to each other, and each is the same image.
+func (o Options) page(ctx context.Context, after string, seen *map[string]bool) ([]item, string, error) {
 	var items []item
 	if o.FromVersion != "" {
-		jobs, err := o.Meta.List(ctx, meta.Filter{})
+		jobs, err := o.Meta.List(ctx, meta.Filter{ByKey: true, After: after, Limit: o.PageSize})
 		if err != nil {
-			return nil, fmt.Errorf("backfill: list jobs: %w", err)
+			return nil, "", fmt.Errorf("backfill: list jobs: %w", err)
 		}
-		seen := map[string]bool{}
+		if len(jobs) == 0 {
+			return nil, "", nil
+		}
+		prev := *seen
+		now := map[string]bool{}
 		for _, j := range jobs {
 			base := pipeline.BaseKey(j.Key)
-			if seen[base] || !j.State.Final() || !slices.ContainsFunc(j.Results, func(r meta.Result) bool { return r.ModelVersion == o.FromVersion }) {
+			if prev[base] || now[base] || !j.State.Final() || !slices.ContainsFunc(j.Results, func(r meta.Result) bool { return r.ModelVersion == o.FromVersion }) {
 				continue
 			}
-			seen[base] = true
-			it := item{id: base, key: base, src: j.Source}
+			now[base] = true
+			it := item{id: j.Key, key: base, src: j.Source}
 			if j.Source.Bucket != o.Incoming.Name() {
 				it.why = "its original is not in the incoming bucket " + o.Incoming.Name()
 			}
 			items = append(items, it)
 		}
-	} else {
-		objs, err := o.Incoming.List(ctx, o.Prefix)
-		if err != nil {
-			return nil, fmt.Errorf("backfill: list %s: %w", o.Incoming.Name(), err)
-		}
-		for _, a := range objs {
-			it := item{id: a.Name, src: meta.Source{Bucket: o.Incoming.Name(), Object: a.Name, Generation: a.Generation}}
-			it.key = pipeline.ObjectKey(it.src.Bucket, it.src.Object, it.src.Generation)
-			it.byContent = o.ContentKeys
-			switch {
-			case strings.HasSuffix(a.Name, "/"):
-				it.why = "folder placeholder"
-			case blob.ValidateName(a.Name) != nil:
-				it.why = blob.ValidateName(a.Name).Error()
-			case a.Metadata[pipeline.OriginMetadata] == pipeline.OriginSync:
-				// Stored by the sync API under its content hash: its job is keyed by content.
-				if k, ok := pipeline.SyncKey(a.Name); ok {
-					it.key, it.byContent = k, false
-				} else {
-					it.why = "a sync API original whose name is not its content hash"
-				}
-			}
-			items = append(items, it)
-		}
+		*seen = now
+		return items, jobs[len(jobs)-1].Key, nil
 	}
-	slices.SortFunc(items, func(a, b item) int { return cmp.Compare(a.id, b.id) })
-	return items, nil
+	objs, err := o.Incoming.List(ctx, blob.Query{Prefix: o.Prefix, After: after, Limit: o.PageSize})
+	if err != nil {
+		return nil, "", fmt.Errorf("backfill: list %s: %w", o.Incoming.Name(), err)
+	}
+	if len(objs) == 0 {
+		return nil, "", nil
+	}
+	for _, a := range objs {
+		it := item{id: a.Name, src: meta.Source{Bucket: o.Incoming.Name(), Object: a.Name, Generation: a.Generation}}
+		it.key = pipeline.ObjectKey(it.src.Bucket, it.src.Object, it.src.Generation)
+		it.byContent = o.ContentKeys
+		switch {
+		case strings.HasSuffix(a.Name, "/"):
+			it.why = "folder placeholder"
+		case blob.ValidateName(a.Name) != nil:
+			it.why = blob.ValidateName(a.Name).Error()
+		case a.Metadata[pipeline.OriginMetadata] == pipeline.OriginSync:
+			// Stored by the sync API under its content hash: its job is keyed by content.
+			if k, ok := pipeline.SyncKey(a.Name); ok {
+				it.key, it.byContent = k, false
+			} else {
+				it.why = "a sync API original whose name is not its content hash"
+			}
+		}
+		items = append(items, it)
+	}
+	return items, objs[len(objs)-1].Name, nil
 }
 
 // CursorName is where a run's cursor is kept: one per scope and version, so another

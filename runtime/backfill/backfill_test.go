@@ -148,7 +148,7 @@ func TestResumesAfterFailure(t *testing.T) {
 func TestSkipsWhatTheVersionProcessedAndSaysWhy(t *testing.T) {
 	f := newFixture(t, 4)
 	ctx := context.Background()
-	objs, err := f.in.List(ctx, "cam/")
+	objs, err := f.in.List(ctx, blob.Query{Prefix: "cam/"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,11 +173,19 @@ func TestSkipsWhatTheVersionProcessedAndSaysWhy(t *testing.T) {
 	}
 }
 
-// --from-version: the images a version produced results for, once each.
+// --from-version: the images a version produced results for, once each, in pages of
+// any size: an image's own job and its backfill job sort side by side, in one page or
+// across two.
 func TestFromVersionQueuesThatVersionsImages(t *testing.T) {
+	for _, size := range []int{1, 2, 500} {
+		t.Run(fmt.Sprint("pages of ", size), func(t *testing.T) { fromVersion(t, size) })
+	}
+}
+
+func fromVersion(t *testing.T, size int) {
 	f := newFixture(t, 3)
 	ctx := context.Background()
-	objs, _ := f.in.List(ctx, "cam/")
+	objs, _ := f.in.List(ctx, blob.Query{Prefix: "cam/"})
 	for i, v := range []string{"v1", "v1", "v0"} {
 		src := meta.Source{Bucket: "incoming", Object: objs[i].Name, Generation: objs[i].Generation}
 		f.finish(t, pipeline.ObjectKey("incoming", objs[i].Name, objs[i].Generation), src, meta.Result{ModelVersion: v})
@@ -186,7 +194,7 @@ func TestFromVersionQueuesThatVersionsImages(t *testing.T) {
 	src0 := meta.Source{Bucket: "incoming", Object: objs[0].Name, Generation: objs[0].Generation}
 	f.finish(t, pipeline.VersionedKey(pipeline.ObjectKey("incoming", objs[0].Name, objs[0].Generation), "v1"), src0, meta.Result{ModelVersion: "v1"})
 	o := f.options()
-	o.Prefix, o.FromVersion = "", "v1"
+	o.Prefix, o.FromVersion, o.PageSize = "", "v1", size
 	rep, err := backfill.Run(ctx, o)
 	if err != nil {
 		t.Fatal(err)
@@ -250,7 +258,7 @@ func TestContentKeysMatchLocalRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Published != 1 || len(rep.Skipped) != 1 || rep.Skipped[0].Item != "cam/000.jpg" {
+	if rep.Published != 1 || len(rep.Skipped) != 1 || rep.Skipped[0].Examples[0] != "cam/000.jpg" {
 		t.Fatalf("report %+v, want cam/000.jpg skipped and cam/001.jpg queued", rep)
 	}
 	if want := pipeline.VersionedKey(pipeline.ContentKey([]byte{0xff, 0xd8, 1}), "v2"); f.pub.tasks[0].Key != want {
@@ -293,5 +301,109 @@ func TestStoppingKeepsTheCursor(t *testing.T) {
 	rep, err = backfill.Run(ctx, g.options())
 	if err != nil || rep.Resumed != 10 || rep.Published != 20 {
 		t.Fatalf("after Ctrl-C: %+v, %v; want 10 resumed, 20 queued", rep, err)
+	}
+}
+
+// pager is the incoming bucket as a large one behaves: it records every page asked
+// for, and holds back each page after the first until a task has been queued.
+type pager struct {
+	*local.Bucket
+	queued chan struct{} // closed at the first publish
+	mu     sync.Mutex
+	limits []int
+	early  bool // a later page was read before any task was queued
+}
+
+func (p *pager) List(ctx context.Context, q blob.Query) ([]blob.Attrs, error) {
+	p.mu.Lock()
+	first := len(p.limits) == 0 || q.After == ""
+	p.limits = append(p.limits, q.Limit)
+	p.mu.Unlock()
+	if !first {
+		select {
+		case <-p.queued:
+		case <-time.After(5 * time.Second):
+			p.mu.Lock()
+			p.early = true
+			p.mu.Unlock()
+		}
+	}
+	return p.Bucket.List(ctx, q)
+}
+
+type signal struct {
+	*recorder
+	once sync.Once
+	c    chan struct{}
+}
+
+func (s *signal) Publish(ctx context.Context, topic string, data []byte, attrs map[string]string) (string, error) {
+	id, err := s.recorder.Publish(ctx, topic, data, attrs)
+	s.once.Do(func() { close(s.c) })
+	return id, err
+}
+
+// A bucket of any size is read a page at a time, and the first task is queued after
+// the first page: the run used to list the whole scope into memory before it queued
+// anything (minutes and gigabytes for millions of objects).
+func TestReadsTheScopeAPageAtATime(t *testing.T) {
+	f := newFixture(t, 35)
+	queued := make(chan struct{})
+	p := &pager{Bucket: f.in, queued: queued}
+	o := f.options()
+	o.Incoming, o.Publisher, o.PageSize = p, &signal{recorder: f.pub, c: queued}, 10
+	var totals []int
+	o.ProgressEvery = time.Nanosecond
+	o.Progress = func(pr backfill.Progress) { totals = append(totals, pr.Total) }
+	rep, err := backfill.Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Published != 35 || rep.Total != 35 || len(f.pub.tasks) != 35 {
+		t.Fatalf("report %+v, %d tasks; want all 35 queued", rep, len(f.pub.tasks))
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.limits {
+		if l <= 0 || l > 10 {
+			t.Errorf("a listing asked for %d objects, want pages of at most 10 (every list: %v)", l, p.limits)
+			break
+		}
+	}
+	if p.early {
+		t.Error("a second page was read before the first task was queued")
+	}
+	if last := totals[len(totals)-1]; last != 35 {
+		t.Errorf("the last progress says %d in scope, want 35", last)
+	}
+	for _, n := range totals {
+		if n != 0 && n != 35 {
+			t.Errorf("progress totals %v: want 0 (still counting) or 35", totals)
+			break
+		}
+	}
+}
+
+// A re-run over images all processed already skips each, and the report keeps a count
+// and a few names per reason, not every name.
+func TestSkipsAreCountedNotKept(t *testing.T) {
+	f := newFixture(t, 30)
+	ctx := context.Background()
+	objs, _ := f.in.List(ctx, blob.Query{Prefix: "cam/"})
+	for _, a := range objs {
+		src := meta.Source{Bucket: "incoming", Object: a.Name, Generation: a.Generation}
+		f.finish(t, pipeline.VersionedKey(pipeline.ObjectKey("incoming", a.Name, a.Generation), "v2"), src)
+	}
+	o := f.options()
+	o.PageSize = 7
+	rep, err := backfill.Run(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Published != 0 || rep.Progress.Skipped != 30 || len(rep.Skipped) != 1 {
+		t.Fatalf("report %+v, want 30 skipped for one reason", rep)
+	}
+	if g := rep.Skipped[0]; g.Count != 30 || len(g.Examples) != 3 || g.Examples[0] != "cam/000.jpg" {
+		t.Errorf("skips %+v, want 30 counted and the first 3 named", g)
 	}
 }

@@ -56,8 +56,18 @@ type Bucket interface {
 	Put(ctx context.Context, name string, data []byte, opts PutOptions) (Attrs, error)
 	// Delete removes an object; deleting a missing object is ErrNotFound.
 	Delete(ctx context.Context, name string) error
-	// List returns the objects whose names start with prefix, in name order.
-	List(ctx context.Context, prefix string) ([]Attrs, error)
+	// List returns a page of the objects whose names start with q.Prefix, in name
+	// order: those after q.After, at most q.Limit of them (≤ 0: all). A caller going
+	// through a large bucket passes the last name of each page as the next After, so
+	// it never holds more than a page.
+	List(ctx context.Context, q Query) ([]Attrs, error)
+}
+
+// Query selects a page of a bucket's objects (Bucket.List).
+type Query struct {
+	Prefix string
+	After  string // only names sorting after this one ("": from the first)
+	Limit  int    // at most this many (≤ 0: all)
 }
 
 // ReadAll reads an object whole, refusing objects larger than limit (limit ≤ 0: no limit)

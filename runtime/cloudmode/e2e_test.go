@@ -30,6 +30,7 @@ import (
 
 	"github.com/visionstack/visionstack/internal/emulator"
 	"github.com/visionstack/visionstack/internal/peer"
+	"github.com/visionstack/visionstack/runtime/blob"
 	"github.com/visionstack/visionstack/runtime/cloudmode"
 	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/runtime/meta"
@@ -263,7 +264,7 @@ func pull(t *testing.T, s *ps.Subscriber, within time.Duration) []*ps.Message {
 
 func processedObjects(t *testing.T, c *chain) []*storage.ObjectAttrs {
 	t.Helper()
-	objs, err := c.env.Processed.List(context.Background(), "")
+	objs, err := c.env.Processed.List(context.Background(), blob.Query{})
 	if err != nil {
 		t.Fatal(err)
 	}

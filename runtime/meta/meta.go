@@ -143,7 +143,15 @@ type Filter struct {
 	State  State // empty: any
 	Limit  int   // ≤ 0: all
 	Oldest bool  // oldest first (by last update) instead of newest first
+	// ByKey lists in key order instead, from the first key after After: a caller
+	// going through every job pages with the last key of each page. It takes no
+	// State (Firestore would need an index per state for that order).
+	ByKey bool
+	After string
 }
+
+// ErrByKeyWithState: a Filter asked for key order and a state together.
+var ErrByKeyWithState = errors.New("list jobs: key order (ByKey) takes no state filter")
 
 // Store is the metadata store.
 type Store interface {
@@ -167,7 +175,8 @@ type Store interface {
 	Release(ctx context.Context, c Claim) error
 	// Get returns one job or ErrNotFound.
 	Get(ctx context.Context, key string) (Job, error)
-	// List returns jobs, newest first (oldest first with f.Oldest), by last update.
+	// List returns jobs, newest first (oldest first with f.Oldest), by last update;
+	// or with f.ByKey a page in key order.
 	List(ctx context.Context, f Filter) ([]Job, error)
 	// FreezeBaseline stores data under name unless something is stored there already,
 	// and returns what is stored: the first writer wins and every caller agrees on

@@ -105,7 +105,7 @@ func TestDuplicateDeliveriesHaveOneEffect(t *testing.T) {
 	if n := m.calls.Load(); n != 1 {
 		t.Errorf("model called %d times, want 1", n)
 	}
-	objs, _ := env.Processed.List(ctx, "")
+	objs, _ := env.Processed.List(ctx, blob.Query{})
 	if len(objs) != 1 || events(t, env) != 1 {
 		t.Fatalf("%d processed objects and %d events, want 1 and 1", len(objs), events(t, env))
 	}
@@ -131,7 +131,7 @@ func TestTransientModelErrorRetriedThenCompleted(t *testing.T) {
 	if err != nil || out.Job.State != meta.StateDone || out.Job.Attempts != 3 {
 		t.Fatalf("third attempt = %+v, %v", out.Job, err)
 	}
-	if objs, _ := env.Processed.List(ctx, ""); len(objs) != 1 {
+	if objs, _ := env.Processed.List(ctx, blob.Query{}); len(objs) != 1 {
 		t.Fatalf("%d processed objects", len(objs))
 	}
 }
@@ -169,7 +169,7 @@ func TestSupersededGenerationNotProcessed(t *testing.T) {
 	if err != nil || out.Job.State != meta.StateQuarantined || !strings.Contains(out.Job.Reason, "superseded") {
 		t.Fatalf("stale task = %+v, %v", out.Job, err)
 	}
-	if objs, _ := env.Processed.List(ctx, ""); len(objs) != 0 {
+	if objs, _ := env.Processed.List(ctx, blob.Query{}); len(objs) != 0 {
 		t.Fatal("stale task wrote an output")
 	}
 }
@@ -233,7 +233,7 @@ func TestHeartbeatKeepsALongJobsClaim(t *testing.T) {
 	if n := m.calls.Load(); n != 1 {
 		t.Errorf("model called %d times: the long job's claim was taken over", n)
 	}
-	if objs, _ := env.Processed.List(ctx, ""); len(objs) != 1 || events(t, env) != 1 {
+	if objs, _ := env.Processed.List(ctx, blob.Query{}); len(objs) != 1 || events(t, env) != 1 {
 		t.Fatalf("%d outputs and %d events, want 1 and 1", len(objs), events(t, env))
 	}
 }

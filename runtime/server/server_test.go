@@ -269,7 +269,7 @@ func TestPushDuplicatesHaveOneEffect(t *testing.T) {
 			t.Fatalf("concurrent deliveries answered %v; want 204 or 409 (retry)", codes)
 		}
 	}
-	objs, _ := f.env.Processed.List(ctx, "")
+	objs, _ := f.env.Processed.List(ctx, blob.Query{})
 	jobs, _ := f.env.Meta.List(ctx, meta.Filter{})
 	if len(objs) != 1 || len(jobs) != 1 || jobs[0].State != meta.StateDone || f.model.calls.Load() != 1 {
 		t.Fatalf("%d outputs, %d records (%v), %d model calls; want 1, 1 done, 1", len(objs), len(jobs), jobs, f.model.calls.Load())

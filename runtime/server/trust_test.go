@@ -80,7 +80,7 @@ func TestForgedTaskCannotReplaceAnonymizedOutput(t *testing.T) {
 	if !bytes.Equal(original, after) {
 		t.Fatal("a forged task replaced the anonymized output")
 	}
-	if objs, _ := f.env.Processed.List(ctx, ""); len(objs) != 1 {
+	if objs, _ := f.env.Processed.List(ctx, blob.Query{}); len(objs) != 1 {
 		t.Fatalf("%d outputs after forged tasks, want the 1 genuine one", len(objs))
 	}
 	if jobs, _ := f.env.Meta.List(ctx, meta.Filter{}); len(jobs) != 1 {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/visionstack/visionstack/internal/racetest"
@@ -140,7 +141,7 @@ func Run(t *testing.T, open func(t *testing.T) blob.Bucket) {
 				t.Fatal(err)
 			}
 		}
-		list, err := b.List(ctx, "b/")
+		list, err := b.List(ctx, blob.Query{Prefix: "b/"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,9 +151,54 @@ func Run(t *testing.T, open func(t *testing.T) blob.Bucket) {
 		if err := b.Delete(ctx, "b/1"); err != nil {
 			t.Fatal(err)
 		}
-		all, _ := b.List(ctx, "")
+		all, _ := b.List(ctx, blob.Query{})
 		if len(all) != 3 {
 			t.Fatalf("after delete List = %+v", all)
+		}
+	})
+
+	// Paging: a walk of folders is not name order ('-' sorts before '/'), and a page
+	// starts after the given name whether or not it exists.
+	t.Run("ListPages", func(t *testing.T) {
+		b := open(t)
+		names := []string{"a/c/d", "a-c", "a/b", "ab", "a/b0", "b/1", "a0"}
+		for _, n := range names {
+			if _, err := b.Put(ctx, n, []byte(n), blob.PutOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pages := func(q blob.Query) []string {
+			var got []string
+			for range 20 {
+				page, err := b.List(ctx, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(page) > q.Limit {
+					t.Fatalf("List(%+v) returned %d, more than the limit", q, len(page))
+				}
+				if len(page) == 0 {
+					return got
+				}
+				for _, a := range page {
+					got = append(got, a.Name)
+				}
+				q.After = page[len(page)-1].Name
+			}
+			t.Fatalf("List(%+v) never ended", q)
+			return nil
+		}
+		if got, want := pages(blob.Query{Limit: 2}), []string{"a-c", "a/b", "a/b0", "a/c/d", "a0", "ab", "b/1"}; !slices.Equal(got, want) {
+			t.Errorf("pages of 2 = %v, want %v", got, want)
+		}
+		if got, want := pages(blob.Query{Prefix: "a/", Limit: 1}), []string{"a/b", "a/b0", "a/c/d"}; !slices.Equal(got, want) {
+			t.Errorf("pages of 1 under a/ = %v, want %v", got, want)
+		}
+		if got, want := pages(blob.Query{Prefix: "a", After: "a/bz", Limit: 3}), []string{"a/c/d", "a0", "ab"}; !slices.Equal(got, want) {
+			t.Errorf("pages under a after a/bz = %v, want %v", got, want)
+		}
+		if got, _ := b.List(ctx, blob.Query{Prefix: "zz/"}); len(got) != 0 {
+			t.Errorf("List(zz/) = %+v, want none", got)
 		}
 	})
 

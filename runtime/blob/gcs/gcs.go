@@ -101,20 +101,29 @@ func (b *Bucket) Delete(ctx context.Context, name string) error {
 	return b.mapErr(name, b.h.Object(name).Delete(ctx))
 }
 
-// List returns objects under prefix in name order.
-func (b *Bucket) List(ctx context.Context, prefix string) ([]blob.Attrs, error) {
-	it := b.h.Objects(ctx, &storage.Query{Prefix: prefix})
+// List returns a page of the objects under q.Prefix in name order. Cloud Storage
+// starts a listing at a name (StartOffset, inclusive): the name After itself is
+// passed over.
+func (b *Bucket) List(ctx context.Context, q blob.Query) ([]blob.Attrs, error) {
+	it := b.h.Objects(ctx, &storage.Query{Prefix: q.Prefix, StartOffset: q.After})
+	if q.Limit > 0 {
+		it.PageInfo().MaxSize = min(q.Limit+1, 1000) // +1: After itself may come first
+	}
 	var out []blob.Attrs
-	for {
+	for q.Limit <= 0 || len(out) < q.Limit {
 		a, err := it.Next()
 		if errors.Is(err, iterator.Done) {
-			return out, nil
+			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("list gs://%s/%s: %w", b.name, prefix, err)
+			return nil, fmt.Errorf("list gs://%s/%s: %w", b.name, q.Prefix, err)
+		}
+		if q.After != "" && a.Name <= q.After {
+			continue
 		}
 		out = append(out, toAttrs(a))
 	}
+	return out, nil
 }
 
 func toAttrs(a *storage.ObjectAttrs) blob.Attrs {

@@ -280,10 +280,19 @@ func (b *Bucket) Delete(ctx context.Context, name string) error {
 	return nil
 }
 
-// List returns objects under prefix in name order.
-func (b *Bucket) List(ctx context.Context, prefix string) ([]blob.Attrs, error) {
-	var out []blob.Attrs
-	err := fs.WalkDir(b.root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+// List returns a page of the objects under q.Prefix in name order. The walk
+// collects names only, from the deepest folder the prefix names; attributes are
+// read for the page alone.
+func (b *Bucket) List(ctx context.Context, q blob.Query) ([]blob.Attrs, error) {
+	start := "."
+	if i := strings.LastIndex(q.Prefix, "/"); i > 0 {
+		start = q.Prefix[:i]
+	}
+	var names []string
+	err := fs.WalkDir(b.root.FS(), start, func(p string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) && p == start {
+			return fs.SkipAll // no such folder: no objects under the prefix
+		}
 		if err != nil {
 			return err
 		}
@@ -293,20 +302,30 @@ func (b *Bucket) List(ctx context.Context, prefix string) ([]blob.Attrs, error) 
 			}
 			return nil
 		}
-		if !d.Type().IsRegular() || !strings.HasPrefix(p, prefix) {
-			return nil
+		if d.Type().IsRegular() && strings.HasPrefix(p, q.Prefix) && p > q.After {
+			names = append(names, p)
 		}
-		a, err := b.Attrs(ctx, p)
-		if err != nil {
-			return err
-		}
-		out = append(out, a)
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list %s/%s: %w", b.name, prefix, err)
+		return nil, fmt.Errorf("list %s/%s: %w", b.name, q.Prefix, err)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	// The walk's order is not the names' order ("a/b" is walked before "a-c").
+	sort.Strings(names)
+	if q.Limit > 0 && len(names) > q.Limit {
+		names = names[:q.Limit]
+	}
+	out := make([]blob.Attrs, 0, len(names))
+	for _, n := range names {
+		a, err := b.Attrs(ctx, n)
+		if errors.Is(err, blob.ErrNotFound) {
+			continue // deleted since the walk
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list %s/%s: %w", b.name, q.Prefix, err)
+		}
+		out = append(out, a)
+	}
 	return out, nil
 }
 

@@ -203,7 +203,14 @@ func (s *Store) List(ctx context.Context, f meta.Filter) ([]meta.Job, error) {
 		dir = fs.Asc
 	}
 	q := s.col.OrderBy("updated", dir)
-	if f.State != "" {
+	switch {
+	case f.ByKey && f.State != "":
+		return nil, meta.ErrByKeyWithState
+	case f.ByKey && f.After != "":
+		q = s.col.Where("key", ">", f.After).OrderBy("key", fs.Asc)
+	case f.ByKey:
+		q = s.col.OrderBy("key", fs.Asc)
+	case f.State != "":
 		q = s.col.Where("state", "==", string(f.State)).OrderBy("updated", dir)
 	}
 	if f.Limit > 0 {

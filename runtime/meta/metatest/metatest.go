@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -215,6 +216,42 @@ func Run(t *testing.T, open func(t *testing.T) meta.Store) {
 		oldest, err := s.List(ctx, meta.Filter{Oldest: true, Limit: 2})
 		if err != nil || len(oldest) != 2 || oldest[0].Key != "a" || oldest[1].Key != "b" {
 			t.Fatalf("List(oldest, 2) = %+v, %v (want a, b)", oldest, err)
+		}
+	})
+
+	// Pages in key order, whatever the order of updates, for callers that go through
+	// every job (backfill) without holding them all.
+	t.Run("ListByKeyPages", func(t *testing.T) {
+		s := open(t)
+		keys := []string{"b/x#2", "a#10", "a#1@v=v2", "a#1", "c"}
+		for _, k := range keys {
+			if _, err := s.Claim(ctx, k, src, "w", time.Minute); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var got []string
+		f := meta.Filter{ByKey: true, Limit: 2}
+		for range 10 {
+			page, err := s.List(ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) > 2 {
+				t.Fatalf("List(%+v) returned %d, more than the limit", f, len(page))
+			}
+			if len(page) == 0 {
+				break
+			}
+			for _, j := range page {
+				got = append(got, j.Key)
+			}
+			f.After = page[len(page)-1].Key
+		}
+		if want := []string{"a#1", "a#10", "a#1@v=v2", "b/x#2", "c"}; !slices.Equal(got, want) {
+			t.Errorf("pages by key = %v, want %v", got, want)
+		}
+		if _, err := s.List(ctx, meta.Filter{ByKey: true, State: meta.StateDone}); !errors.Is(err, meta.ErrByKeyWithState) {
+			t.Errorf("List(by key, done) = %v, want ErrByKeyWithState", err)
 		}
 	})
 

@@ -190,8 +190,14 @@ func (s *Store) List(ctx context.Context, f meta.Filter) ([]meta.Job, error) {
 	if f.Oldest {
 		order = "updated ASC, key"
 	}
+	if f.ByKey {
+		if f.State != "" {
+			return nil, meta.ErrByKeyWithState
+		}
+		order = "key"
+	}
 	rows, err := s.db.QueryContext(ctx, `SELECT doc, state, claimant, claimed_to, attempts, updated FROM jobs
-		WHERE (? = '' OR state = ?) ORDER BY `+order+` LIMIT ?`, string(f.State), string(f.State), limit)
+		WHERE (? = '' OR state = ?) AND key > ? ORDER BY `+order+` LIMIT ?`, string(f.State), string(f.State), f.After, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %w", err)
 	}
