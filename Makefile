@@ -43,6 +43,7 @@ fuzz: ## run each fuzz target briefly
 	$(GO) test -run '^$$' -fuzz '^FuzzHeaderCheck$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./runtime/prepare
 	$(GO) test -run '^$$' -fuzz '^FuzzValidateName$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./runtime/blob/local
 	$(GO) test -run '^$$' -fuzz '^FuzzPushEnvelope$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./runtime/server
+	$(GO) test -run '^$$' -fuzz '^FuzzJPEGComplete$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./runtime/imaging
 
 bench: deps ## step benchmarks on a 12 MP JPEG → bench/RESULTS.md
 	$(GO) run ./bench/cmd/benchreport -out bench/RESULTS.md

@@ -1,0 +1,105 @@
+package imaging
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/visionstack/visionstack/runtime/fault"
+)
+
+// JPEG strictness. libvips' strict mode (fail on any libjpeg warning) is how it
+// reports a truncated file, but it also refuses photos every viewer shows: phones
+// write sequential JPEGs with non-zero spectral-selection bytes in the scan header
+// ("Invalid SOS parameters for sequential JPEG", libvips issue 2309), some encoders
+// leave stray bytes before a marker, and some files lack only the two-byte end marker.
+// So the stream is walked first (jpegComplete): one that reaches its end marker
+// cannot be truncated and is decoded tolerantly; one that does not gets the end
+// marker appended and is decoded strictly, so a scan cut short still fails ("premature
+// end of data segment") and only the complete ones pass.
+
+// input is what libvips decodes for an image's bytes.
+type input struct {
+	data   []byte
+	strict bool // fail on any warning
+	ended  bool // a JPEG given the end marker it lacked: a failure means it was cut short
+}
+
+// inputFor returns what to decode for data of format: see above. Other formats
+// decode strictly as given.
+func inputFor(data []byte, format string) input {
+	if format != "jpeg" {
+		return input{data: data, strict: true}
+	}
+	if jpegComplete(data) {
+		return input{data: data}
+	}
+	fixed := make([]byte, len(data), len(data)+2)
+	copy(fixed, data)
+	return input{data: append(fixed, 0xFF, 0xD9), strict: true, ended: true}
+}
+
+// failed is the error for a decode of in that failed with err: corrupt, and for a
+// JPEG that lacked its end marker, truncated.
+func (in input) failed(err error) error {
+	if in.ended { // libvips' message says only that the write failed
+		return fault.Permanent(fmt.Errorf("%w: the JPEG ends inside its image data, before its end marker", ErrCorrupt))
+	}
+	return corrupt(err)
+}
+
+// jpegComplete reports whether a JPEG stream reaches its end marker (EOI): marker
+// segments by their lengths, each scan's entropy-coded data up to the next marker
+// that is not a restart or a stuffed 0xFF. Bytes after the end marker (a phone's
+// motion-photo video, a trailer) do not matter.
+func jpegComplete(b []byte) bool {
+	if len(b) < 4 || b[0] != 0xFF || b[1] != 0xD8 {
+		return false
+	}
+	i := 2
+	for i+1 < len(b) {
+		if b[i] != 0xFF { // stray bytes before a marker: libjpeg skips them too
+			j := bytes.IndexByte(b[i:], 0xFF)
+			if j < 0 {
+				return false
+			}
+			i += j
+			continue
+		}
+		m := b[i+1]
+		switch {
+		case m == 0xFF: // fill byte
+			i++
+			continue
+		case m == 0xD9:
+			return true
+		case m == 0x01, m >= 0xD0 && m <= 0xD7: // TEM, RSTn: no length
+			i += 2
+			continue
+		}
+		if i+3 >= len(b) {
+			return false
+		}
+		i += 2 + (int(b[i+2])<<8 | int(b[i+3]))
+		if m != 0xDA {
+			continue
+		}
+		// A scan: entropy-coded data, where 0xFF is followed by 0x00 (stuffed),
+		// a restart marker or fill, until the next real marker.
+		for {
+			if i >= len(b) {
+				return false
+			}
+			j := bytes.IndexByte(b[i:], 0xFF)
+			if j < 0 || i+j+1 >= len(b) {
+				return false
+			}
+			i += j
+			if n := b[i+1]; n == 0x00 || n >= 0xD0 && n <= 0xD7 {
+				i += 2
+				continue
+			}
+			break
+		}
+	}
+	return false
+}

@@ -1,0 +1,90 @@
+package imaging_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/visionstack/visionstack/runtime/fault"
+	"github.com/visionstack/visionstack/runtime/imaging"
+	"github.com/visionstack/visionstack/testdata/photos"
+)
+
+func rgbOf(t *testing.T, data []byte) []byte {
+	t.Helper()
+	im, _, err := imaging.Limits{}.Decode(data, 2048, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer im.Close()
+	rgb, _, _, err := im.RGB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rgb
+}
+
+// scanStart is where the first scan's entropy-coded data begins.
+func scanStart(t *testing.T, jpeg []byte) int {
+	i := bytes.Index(jpeg, []byte{0xFF, 0xDA})
+	if i < 0 {
+		t.Fatal("no scan")
+	}
+	return i + 2 + int(jpeg[i+2])<<8 | int(jpeg[i+3])
+}
+
+// JPEGs every viewer shows, which libvips' strict mode (fail on any libjpeg warning)
+// quarantined as "corrupt or truncated", built from a real photo at test time: each
+// decodes to the photo's very pixels, for the pipeline and for the review page. A
+// file cut short anywhere in its image data is still refused, permanently.
+func TestJPEGsViewersShowAreNotCorrupt(t *testing.T) {
+	base, err := os.ReadFile(filepath.Join(photos.Dir(), "faces", "grace_hopper.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasSuffix(base, []byte{0xFF, 0xD9}) {
+		t.Fatal("the base photo should end with its end marker")
+	}
+	want := rgbOf(t, base)
+	sos := bytes.Index(base, []byte{0xFF, 0xDA})
+	phone := bytes.Clone(base) // spectral selection / approximation byte set in a sequential scan
+	phone[sos+5+2*int(base[sos+4])+2] = 0x01
+	stray := append(append(bytes.Clone(base[:sos]), 0, 0, 0), base[sos:]...)
+	motion := append(bytes.Clone(base), append([]byte("\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"), bytes.Repeat([]byte{0xFF, 0x12}, 5000)...)...)
+	for name, data := range map[string][]byte{
+		"no end marker":                     base[:len(base)-2],
+		"end marker cut in half":            base[:len(base)-1],
+		"phone's scan header (Ah/Al not 0)": phone,
+		"stray bytes before a marker":       stray,
+		"motion photo: video after the end": motion,
+	} {
+		im, _, err := imaging.Limits{}.Decode(data, 2048, true)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		rgb, _, _, err := im.RGB()
+		im.Close()
+		if err != nil || !bytes.Equal(rgb, want) {
+			t.Errorf("%s: decoded pixels differ from the photo's (%v)", name, err)
+		}
+		th, _, err := imaging.Limits{}.Thumbnail(data, 128, imaging.CropNone, true)
+		if err == nil {
+			_, err = th.JPEG(80, true)
+			th.Close()
+		}
+		if err != nil {
+			t.Errorf("%s: thumbnail: %v", name, err)
+		}
+	}
+	start := scanStart(t, base)
+	end := len(base) - 2
+	for cut := start + 1; cut < end; cut += (end - start) / 40 {
+		_, _, err := imaging.Limits{}.Decode(base[:cut], 2048, true)
+		if !errors.Is(err, imaging.ErrCorrupt) || !fault.IsPermanent(err) {
+			t.Errorf("cut at %d of %d bytes (in the scan): %v, want a permanent ErrCorrupt", cut, len(base), err)
+		}
+	}
+}
