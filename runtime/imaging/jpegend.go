@@ -8,24 +8,25 @@ import (
 )
 
 // JPEG strictness. libvips' strict mode (fail on any libjpeg warning) is how it
-// reports a truncated file, but it also refuses photos every viewer shows: phones
-// write sequential JPEGs with non-zero spectral-selection bytes in the scan header
-// ("Invalid SOS parameters for sequential JPEG", libvips issue 2309), some encoders
-// leave stray bytes before a marker, and some files lack only the two-byte end marker.
-// So the stream is walked first (jpegComplete): one that reaches its end marker
-// cannot be truncated and is decoded tolerantly; one that does not gets the end
-// marker appended and is decoded strictly, so a scan cut short still fails ("premature
-// end of data segment") and only the complete ones pass.
+// reports a truncated file — the source runs dry before the end marker — but it also
+// refuses photos every viewer shows: phones write sequential JPEGs with non-zero
+// spectral-selection bytes in the scan header ("Invalid SOS parameters for
+// sequential JPEG", libvips issue 2309), some encoders leave stray bytes before a
+// marker. So the stream is walked first (jpegComplete): one that reaches its end
+// marker cannot be truncated and is decoded tolerantly; one that does not is decoded
+// strictly, as before, and fails as truncated. (Appending the missing end marker
+// and decoding strictly does not tell a file that lacks only the marker from one cut
+// short: libjpeg-turbo decoded a photo missing its last 100 bytes without a warning.)
 
 // input is what libvips decodes for an image's bytes.
 type input struct {
-	data   []byte
-	strict bool // fail on any warning
-	ended  bool // a JPEG given the end marker it lacked: a failure means it was cut short
+	data    []byte
+	strict  bool // fail on any warning
+	unended bool // a JPEG that does not reach its end marker
 }
 
-// inputFor returns what to decode for data of format: see above. Other formats
-// decode strictly as given.
+// inputFor says how to decode data of format: see above. Other formats decode
+// strictly.
 func inputFor(data []byte, format string) input {
 	if format != "jpeg" {
 		return input{data: data, strict: true}
@@ -33,16 +34,14 @@ func inputFor(data []byte, format string) input {
 	if jpegComplete(data) {
 		return input{data: data}
 	}
-	fixed := make([]byte, len(data), len(data)+2)
-	copy(fixed, data)
-	return input{data: append(fixed, 0xFF, 0xD9), strict: true, ended: true}
+	return input{data: data, strict: true, unended: true}
 }
 
 // failed is the error for a decode of in that failed with err: corrupt, and for a
-// JPEG that lacked its end marker, truncated.
+// JPEG that does not reach its end marker, truncated.
 func (in input) failed(err error) error {
-	if in.ended { // libvips' message says only that the write failed
-		return fault.Permanent(fmt.Errorf("%w: the JPEG ends inside its image data, before its end marker", ErrCorrupt))
+	if in.unended { // libvips' message says only that the write failed
+		return fault.Permanent(fmt.Errorf("%w: the JPEG ends before its end marker (truncated)", ErrCorrupt))
 	}
 	return corrupt(err)
 }
