@@ -255,6 +255,10 @@ func thumbnail(data []byte, h Header, longSide int, crop string, autoOrient bool
 		im.Close()
 		return nil, vipsErr(err)
 	}
+	if err := im.toSRGB(); err != nil { // vips_thumbnail (above) does this itself
+		im.Close()
+		return nil, in.failed(err)
+	}
 	if longSide < MaxSide || crop != CropNone {
 		if err := im.ref.ThumbnailWithSize(longSide, longSide, interesting(crop), vips.SizeDown); err != nil {
 			im.Close()
@@ -313,6 +317,9 @@ func open(in input, h Header, longSide int, autoOrient bool) (*Image, error) {
 		err = im.ref.AutoRotate()
 	} else {
 		err = im.ref.RemoveOrientation()
+	}
+	if err == nil {
+		err = im.toSRGB()
 	}
 	if err == nil {
 		err = im.eightBit()
