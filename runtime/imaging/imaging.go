@@ -235,7 +235,7 @@ func (l Limits) Thumbnail(data []byte, longSide int, crop string, autoOrient boo
 
 func thumbnail(data []byte, h Header, longSide int, crop string, autoOrient bool) (*Image, error) {
 	Init(0)
-	in := inputFor(data, h.Format)
+	in := inputFor(data, h)
 	params := vips.NewImportParams()
 	params.FailOnError.Set(in.strict)
 	if autoOrient {
@@ -278,7 +278,7 @@ func (l Limits) Decode(data []byte, longSide int, autoOrient bool) (*Image, Head
 	if err != nil {
 		return nil, h, err
 	}
-	in := inputFor(data, h.Format)
+	in := inputFor(data, h)
 	lazy, err := open(in, h, longSide, autoOrient)
 	if err != nil {
 		return nil, h, err

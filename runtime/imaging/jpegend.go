@@ -3,6 +3,7 @@ package imaging
 import (
 	"bytes"
 	"fmt"
+	"image/jpeg"
 
 	"github.com/visionstack/visionstack/runtime/fault"
 )
@@ -12,11 +13,16 @@ import (
 // refuses photos every viewer shows: phones write sequential JPEGs with non-zero
 // spectral-selection bytes in the scan header ("Invalid SOS parameters for
 // sequential JPEG", libvips issue 2309), some encoders leave stray bytes before a
-// marker. So the stream is walked first (jpegComplete): one that reaches its end
-// marker cannot be truncated and is decoded tolerantly; one that does not is decoded
-// strictly, as before, and fails as truncated. (Appending the missing end marker
-// and decoding strictly does not tell a file that lacks only the marker from one cut
-// short: libjpeg-turbo decoded a photo missing its last 100 bytes without a warning.)
+// marker, some cameras and encoders leave out the end marker itself. So the stream is
+// walked first (jpegComplete): one that reaches its end marker cannot be truncated and
+// is decoded tolerantly. One that does not is given the end marker if Go's own
+// decoder then decodes it: that one refuses a cut anywhere inside the image data,
+// where libvips, strict, let a photo missing its last 100 bytes through once the
+// marker was appended (its warning comes after the last strip is checked). Any other
+// is decoded strictly, as before, and fails as truncated.
+
+// rescueLimit bounds the images Go's decoder checks (its frame is allocated whole).
+const rescueLimit = 50_000_000
 
 // input is what libvips decodes for an image's bytes.
 type input struct {
@@ -25,14 +31,22 @@ type input struct {
 	unended bool // a JPEG that does not reach its end marker
 }
 
-// inputFor says how to decode data of format: see above. Other formats decode
-// strictly.
-func inputFor(data []byte, format string) input {
-	if format != "jpeg" {
+// inputFor says how to decode data with header h: see above. Other formats
+// decode strictly.
+func inputFor(data []byte, h Header) input {
+	if h.Format != "jpeg" {
 		return input{data: data, strict: true}
 	}
 	if jpegComplete(data) {
 		return input{data: data}
+	}
+	if int64(h.Width)*int64(h.Height) <= rescueLimit {
+		ended := make([]byte, len(data), len(data)+2)
+		copy(ended, data)
+		ended = append(ended, 0xFF, 0xD9)
+		if _, err := jpeg.Decode(bytes.NewReader(ended)); err == nil {
+			return input{data: ended}
+		}
 	}
 	return input{data: data, strict: true, unended: true}
 }

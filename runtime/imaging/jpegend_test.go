@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/davidbyttow/govips/v2/vips"
+
 	"github.com/visionstack/visionstack/runtime/fault"
 	"github.com/visionstack/visionstack/runtime/imaging"
 	"github.com/visionstack/visionstack/testdata/photos"
@@ -38,7 +40,9 @@ func scanStart(t *testing.T, jpeg []byte) int {
 // JPEGs every viewer shows, which libvips' strict mode (fail on any libjpeg warning)
 // quarantined as "corrupt or truncated", built from a real photo at test time: each
 // decodes to the photo's very pixels, for the pipeline and for the review page. A
-// file cut short anywhere, even by its last byte, is still refused, permanently.
+// file cut short anywhere inside its image data, down to the last byte before the
+// end marker, is still refused, permanently; so is a progressive one cut inside a
+// scan, while one cut between two scans decodes (as a browser shows it).
 func TestJPEGsViewersShowAreNotCorrupt(t *testing.T) {
 	base, err := os.ReadFile(filepath.Join(photos.Dir(), "faces", "grace_hopper.jpg"))
 	if err != nil {
@@ -54,6 +58,8 @@ func TestJPEGsViewersShowAreNotCorrupt(t *testing.T) {
 	stray := append(append(bytes.Clone(base[:sos]), 0, 0, 0), base[sos:]...)
 	motion := append(bytes.Clone(base), append([]byte("\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"), bytes.Repeat([]byte{0xFF, 0x12}, 5000)...)...)
 	for name, data := range map[string][]byte{
+		"no end marker":                     base[:len(base)-2],
+		"end marker cut in half":            base[:len(base)-1],
 		"phone's scan header (Ah/Al not 0)": phone,
 		"stray bytes before a marker":       stray,
 		"motion photo: video after the end": motion,
@@ -78,7 +84,7 @@ func TestJPEGsViewersShowAreNotCorrupt(t *testing.T) {
 		}
 	}
 	start := scanStart(t, base)
-	cuts := []int{len(base) - 1, len(base) - 2}
+	cuts := []int{len(base) - 3, len(base) - 4, len(base) - 100}
 	for cut := start + 1; cut < len(base)-2; cut += (len(base) - start) / 40 {
 		cuts = append(cuts, cut)
 	}
@@ -86,6 +92,37 @@ func TestJPEGsViewersShowAreNotCorrupt(t *testing.T) {
 		_, _, err := imaging.Limits{}.Decode(base[:cut], 2048, true)
 		if !errors.Is(err, imaging.ErrCorrupt) || !fault.IsPermanent(err) {
 			t.Errorf("cut at %d of %d bytes: %v, want a permanent ErrCorrupt", cut, len(base), err)
+		}
+	}
+
+	ref, err := vips.NewImageFromBuffer(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog, _, err := ref.ExportJpeg(&vips.JpegExportParams{Quality: 90, Interlace: true})
+	ref.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var scans []int
+	for i := 0; ; {
+		j := bytes.Index(prog[i:], []byte{0xFF, 0xDA})
+		if j < 0 {
+			break
+		}
+		scans, i = append(scans, i+j), i+j+2
+	}
+	if len(scans) < 4 {
+		t.Fatalf("%d scans in the progressive JPEG", len(scans))
+	}
+	if im, _, err := (imaging.Limits{}).Decode(prog[:scans[3]], 2048, true); err != nil {
+		t.Errorf("progressive, cut between scans: %v", err)
+	} else {
+		im.Close()
+	}
+	for _, cut := range []int{(scans[2] + scans[3]) / 2, scans[3] - 1, len(prog) - 3} {
+		if _, _, err := (imaging.Limits{}).Decode(prog[:cut], 2048, true); !errors.Is(err, imaging.ErrCorrupt) {
+			t.Errorf("progressive, cut inside a scan at %d of %d: %v, want ErrCorrupt", cut, len(prog), err)
 		}
 	}
 }

@@ -18,7 +18,8 @@ func TestResizedMatchesLibvips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lazy, err := open(inputFor(data, "jpeg"), Header{Format: "jpeg", Width: 1920, Height: 1280}, 1920, false)
+	h := Header{Format: "jpeg", Width: 1920, Height: 1280}
+	lazy, err := open(inputFor(data, h), h, 1920, false)
 	if err != nil {
 		t.Fatal(err)
 	}
