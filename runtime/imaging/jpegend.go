@@ -21,8 +21,10 @@ import (
 // marker was appended (its warning comes after the last strip is checked). Any other
 // is decoded strictly, as before, and fails as truncated.
 
-// rescueLimit bounds the images Go's decoder checks (its frame is allocated whole).
-const rescueLimit = 50_000_000
+// rescueLimit bounds the images Go's decoder checks: its frame is allocated whole,
+// beside the pipeline's pixel budget (24 MP in 4:2:0 is 36 MB), and this is a rescue
+// for a rare file, not a path to plan memory for.
+const rescueLimit = 24_000_000
 
 // input is what libvips decodes for an image's bytes.
 type input struct {
