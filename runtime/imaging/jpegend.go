@@ -18,7 +18,7 @@ import (
 // is decoded tolerantly. One that does not is given the end marker if Go's own
 // decoder then decodes it: that one refuses a cut anywhere inside the image data,
 // where libvips, strict, let a photo missing its last 100 bytes through once the
-// marker was appended (its warning comes after the last strip is checked). Any other
+// marker was appended (libvips 8.14 here raised no error). Any other
 // is decoded strictly, as before, and fails as truncated.
 
 // rescueLimit bounds the images Go's decoder checks: its frame is allocated whole,
