@@ -213,6 +213,9 @@ func interesting(crop string) vips.Interesting {
 // broken, and no retry can fix it — unless libvips ran out of memory, which is the
 // machine's trouble, not the image's.
 func corrupt(err error) error {
+	if errors.Is(err, ErrCorrupt) { // already said
+		return err
+	}
 	err = vipsErr(err)
 	if msg := strings.ToLower(err.Error()); strings.Contains(msg, "out of memory") || strings.Contains(msg, "unable to allocate") {
 		return fmt.Errorf("decode: %w", err)

@@ -98,6 +98,11 @@ func TestDecodeErrors(t *testing.T) {
 		t.Errorf("truncated JPEG: %q should carry libvips' message, without a Go stack", err)
 	}
 	t.Logf("truncated JPEG: %v", err)
+	// Said once, however many steps the failure passed through.
+	_, _, err = imaging.Limits{}.Decode(testimg.Truncated(testimg.PNG(640, 480), 0.5), 2048, true)
+	if !errors.Is(err, imaging.ErrCorrupt) || strings.Count(err.Error(), imaging.ErrCorrupt.Error()) != 1 {
+		t.Errorf("truncated PNG: %q, want ErrCorrupt said once", err)
+	}
 	// A closed image cannot be used, and nothing about that is the image's fault.
 	im, _, err := imaging.Limits{}.Decode(testimg.JPEG(64, 48), 2048, true)
 	if err != nil {
