@@ -221,16 +221,15 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 
 	last := cur.After // a run that stops before handling anything new keeps it
-	var seen map[string]bool
-	for after := cur.After; ; {
-		items, next, err := o.page(ctx, after, &seen)
+	pg := o.pages(cur.After)
+	for {
+		items, err := pg.next(ctx)
 		if err != nil {
 			return rep, errors.Join(err, save(last))
 		}
-		if next == "" {
+		if pg.done {
 			break
 		}
-		after = next
 		for _, it := range items {
 			if err := ctx.Err(); err != nil {
 				return rep, errors.Join(err, save(last))
@@ -282,7 +281,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		}
 		// A page with nothing in scope (jobs of other versions) still moves the
 		// cursor, so a resumed run does not read it again.
-		last = after
+		last = pg.after
 	}
 	if last != "" {
 		if err := save(last); err != nil {
@@ -298,14 +297,12 @@ func Run(ctx context.Context, o Options) (Report, error) {
 // count goes through the scope as Run does and returns how many images it holds.
 func (o Options) count(ctx context.Context) (int, error) {
 	n := 0
-	var seen map[string]bool
-	for after := ""; ; {
-		items, next, err := o.page(ctx, after, &seen)
-		if err != nil || next == "" {
+	for pg := o.pages(""); ; {
+		items, err := pg.next(ctx)
+		if err != nil || pg.done {
 			return n, err
 		}
 		n += len(items)
-		after = next
 	}
 }
 
@@ -330,12 +327,44 @@ func (o Options) already(ctx context.Context, it item) (string, error) {
 	return "", nil
 }
 
-// page reads the next page of the scope after the listing position after, and
-// returns its images in id order and the position to go on from ("" at the end). A
-// page of jobs can hold no image in scope. seen carries the images of this page and
-// the one before from call to call: an image's own job and its versioned jobs sort
-// next to each other, and each is the same image.
-func (o Options) page(ctx context.Context, after string, seen *map[string]bool) ([]item, string, error) {
+// pager reads the scope a page at a time from a listing position.
+type pager struct {
+	o     Options
+	after string // the listing position the next page starts after
+	done  bool   // the last page was read
+	// seen: the images of the page before, for one that a page's first jobs carry
+	// on (an image's own job and its versioned jobs sort next to each other).
+	seen map[string]bool
+}
+
+func (o Options) pages(after string) *pager { return &pager{o: o, after: after} }
+
+// next reads the page after p.after and returns its images in id order, moving
+// p.after past it; at the end it sets p.done. A page of jobs can hold no image in
+// scope.
+func (p *pager) next(ctx context.Context) ([]item, error) {
+	items, next, err := p.o.page(ctx, p.after)
+	if err != nil {
+		return nil, err
+	}
+	p.after, p.done = next, next == ""
+	if p.o.FromVersion != "" { // one item an image
+		now, kept := map[string]bool{}, items[:0]
+		for _, it := range items {
+			if !p.seen[it.key] && !now[it.key] {
+				now[it.key] = true
+				kept = append(kept, it)
+			}
+		}
+		items, p.seen = kept, now
+	}
+	return items, nil
+}
+
+// page reads the page of the scope after the listing position after, and returns
+// its images in id order (with --from-version, one for each of an image's jobs) and
+// the position to go on from ("" at the end).
+func (o Options) page(ctx context.Context, after string) ([]item, string, error) {
 	var items []item
 	if o.FromVersion != "" {
 		jobs, err := o.Meta.List(ctx, meta.Filter{ByKey: true, After: after, Limit: o.PageSize})
@@ -345,21 +374,17 @@ func (o Options) page(ctx context.Context, after string, seen *map[string]bool) 
 		if len(jobs) == 0 {
 			return nil, "", nil
 		}
-		prev := *seen
-		now := map[string]bool{}
 		for _, j := range jobs {
-			base := pipeline.BaseKey(j.Key)
-			if prev[base] || now[base] || !j.State.Final() || !slices.ContainsFunc(j.Results, func(r meta.Result) bool { return r.ModelVersion == o.FromVersion }) {
+			if !j.State.Final() || !slices.ContainsFunc(j.Results, func(r meta.Result) bool { return r.ModelVersion == o.FromVersion }) {
 				continue
 			}
-			now[base] = true
+			base := pipeline.BaseKey(j.Key)
 			it := item{id: j.Key, key: base, src: j.Source}
 			if j.Source.Bucket != o.Incoming.Name() {
 				it.why = "its original is not in the incoming bucket " + o.Incoming.Name()
 			}
 			items = append(items, it)
 		}
-		*seen = now
 		return items, jobs[len(jobs)-1].Key, nil
 	}
 	objs, err := o.Incoming.List(ctx, blob.Query{Prefix: o.Prefix, After: after, Limit: o.PageSize})
