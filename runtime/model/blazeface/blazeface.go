@@ -246,6 +246,12 @@ type Raw struct {
 	anchors [][2]float32
 }
 
+// Like is a Raw on r's anchors with other outputs: a reference runtime's, so that
+// they decode the same way.
+func (r Raw) Like(scores, boxes []float32) Raw {
+	return Raw{Scores: scores, Boxes: boxes, anchors: r.anchors}
+}
+
 // Run runs count images (count×Size()×Size()×3 floats in [-1, 1], NHWC) in one batch.
 func (n *Net) Run(input []float32, count int) ([]Raw, error) {
 	return n.run(input, count, n.spec.size, n.spec.size, n.spec.anchors)
