@@ -30,7 +30,18 @@ func program(ctx *pulumi.Context) error {
 	if cfg.Name != ctx.Stack() {
 		return fmt.Errorf("stack %q builds project %q: name the stack after the project (pulumi stack select %s)", ctx.Stack(), cfg.Name, cfg.Name)
 	}
-	p, err := stack.NewProject(ctx, cfg, stack.Args{Image: c.Get("image"), KMSKey: c.Get("kmsKey")})
+	args := stack.Args{Image: c.Get("image"), KMSKey: c.Get("kmsKey")}
+	if args.Image == "" {
+		// No image given (a fresh clone has no stack config, or CI had no digest):
+		// keep the one the last deployment ran, read from this stack's own outputs.
+		// A stack never deployed has none, and gets the placeholder.
+		self, err := pulumi.NewStackReference(ctx, fmt.Sprintf("%s/%s/%s", ctx.Organization(), ctx.Project(), ctx.Stack()), nil)
+		if err != nil {
+			return fmt.Errorf("read the image the stack deployed last: %w", err)
+		}
+		args.Deployed = self.GetOutput(pulumi.String("image"))
+	}
+	p, err := stack.NewProject(ctx, cfg, args)
 	if err != nil {
 		return err
 	}
@@ -41,6 +52,7 @@ func program(ctx *pulumi.Context) error {
 	ctx.Export("serviceUrl", p.ServiceURL)
 	ctx.Export("endpointId", p.EndpointID)
 	ctx.Export("repositoryUrl", p.RepositoryURL)
+	ctx.Export("image", p.Image)
 	return nil
 }
 

@@ -50,9 +50,9 @@ func TestFirstCIRunCreatesTheRegistryBeforePushing(t *testing.T) {
 		var push, bootstrap string
 		switch f.Path {
 		case ".github/workflows/deploy-foo.yaml":
-			push, bootstrap = "docker push", "visionstack up $PROJECT\n"
+			push, bootstrap = "docker push", "visionstack up $PROJECT --if-new\n"
 		case "projects/foo/cloudbuild.yaml":
-			push, bootstrap = "args: [push,", "visionstack up ${_PROJECT}\n"
+			push, bootstrap = "args: [push,", "visionstack up ${_PROJECT} --if-new\n"
 		default:
 			continue
 		}
@@ -61,8 +61,28 @@ func TestFirstCIRunCreatesTheRegistryBeforePushing(t *testing.T) {
 		if b < 0 || p < 0 || b > p {
 			t.Errorf("%s: the first `up` without --image (at %d) must come before the push (at %d)", f.Path, b, p)
 		}
-		if !strings.Contains(s, "artifacts repositories describe") {
-			t.Errorf("%s: the bootstrap `up` should run only while the repository does not exist", f.Path)
+		// Gated on "never deployed" (--if-new), not on a lookup that fails for any
+		// reason: a transient failure took the bootstrap branch and deployed the
+		// placeholder over the pipeline.
+		if strings.Contains(s, "artifacts repositories describe") {
+			t.Errorf("%s: the bootstrap is gated on a registry lookup", f.Path)
+		}
+		// apt-get install without apt-get update fails on a fresh runner's empty lists.
+		for i, line := range strings.Split(s, "\n") {
+			if strings.Contains(line, "apt-get install") && !strings.Contains(line, "apt-get update") {
+				t.Errorf("%s:%d: apt-get install without apt-get update first: %s", f.Path, i+1, strings.TrimSpace(line))
+			}
+		}
+		if f.Path == "projects/foo/cloudbuild.yaml" {
+			// $SHORT_SHA is empty on a manual build (gcloud builds submit): the tag
+			// would be "visionstack:".
+			if strings.Contains(s, "SHORT_SHA}") {
+				t.Errorf("%s: tags images with $SHORT_SHA", f.Path)
+			}
+			// The bootstrap `up` is not for preview builds (pull requests).
+			if !strings.Contains(s, `[ "${_MODE}" = up ] || exit 0`) {
+				t.Errorf("%s: the bootstrap runs in preview mode too", f.Path)
+			}
 		}
 	}
 }

@@ -1,17 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,7 +16,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -32,6 +27,7 @@ import (
 	"google.golang.org/api/iterator"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/visionstack/visionstack/internal/cloudrun"
 	"github.com/visionstack/visionstack/internal/emulator"
 	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/runtime/imaging"
@@ -160,80 +156,14 @@ func flakyModel(t *testing.T) (*httptest.Server, *atomic.Int64, *atomic.Int64) {
 	return srv, &calls, &failed
 }
 
-// front is Cloud Run's front end: it forwards to serve, and answers 503 while serve is
-// down (the Pub/Sub emulator gives up on a push whose connection is refused).
-func front(t *testing.T, backend string, log io.Writer) *httptest.Server {
-	u, _ := url.Parse("http://" + backend)
-	rp := httputil.NewSingleHostReverseProxy(u)
-	// Like Cloud Run, a request that arrives while no instance is up waits for one
-	// (here up to 20 s); a request in flight when the instance dies gets a 503.
-	rp.Transport = &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-			if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
-				return c, err
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}, DisableKeepAlives: true}
-	rp.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
-		http.Error(w, "service unavailable: "+err.Error(), http.StatusServiceUnavailable)
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		body, _ := io.ReadAll(r.Body)
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		var env struct {
-			Message struct {
-				Attributes map[string]string `json:"attributes"`
-				ID         string            `json:"messageId"`
-			} `json:"message"`
-			Attempt int `json:"deliveryAttempt"`
-		}
-		_ = json.Unmarshal(body, &env)
-		what := fmt.Sprintf("%s %s attempt %d", env.Message.ID, env.Message.Attributes["objectId"]+env.Message.Attributes["key"], env.Attempt)
-		fmt.Fprintf(log, "front: %s %s start\n", start.Format("15:04:05.000"), what)
-		rec := &statusRecorder{ResponseWriter: w, code: 200}
-		rp.ServeHTTP(rec, r)
-		fmt.Fprintf(log, "front: %s %s %d after %v\n", time.Now().Format("15:04:05.000"), what, rec.code, time.Since(start).Round(time.Millisecond))
-	}))
-	t.Cleanup(srv.Close)
-	return srv
-}
-
-type statusRecorder struct {
-	http.ResponseWriter
-	code int
-}
-
-func (r *statusRecorder) WriteHeader(c int) { r.code = c; r.ResponseWriter.WriteHeader(c) }
-
-// serveChild runs `serve` in a child process until it is killed or stopped.
-type serveChild struct {
-	t    *testing.T
-	args []string
-	env  []string
-	log  *os.File
-	cmd  *exec.Cmd
-}
-
-func (c *serveChild) start() {
-	c.cmd = exec.Command(os.Args[0], "-test.run=^TestChaos$")
-	c.cmd.Env = append(append(os.Environ(), c.env...), chaosChildEnv+"="+strings.Join(c.args, "\x1f"))
-	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
-	if err := c.cmd.Start(); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-func (c *serveChild) signal(s syscall.Signal) {
-	if c.cmd == nil || c.cmd.Process == nil {
-		return
-	}
-	_ = c.cmd.Process.Signal(s)
-	_ = c.cmd.Wait()
-	c.cmd = nil
+// serveChild is `serve` in a child process (this test binary, re-entered).
+func serveChild(args, env []string, log io.Writer) *cloudrun.Instance {
+	return &cloudrun.Instance{New: func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestChaos$")
+		cmd.Env = append(append(os.Environ(), env...), chaosChildEnv+"="+strings.Join(args, "\x1f"))
+		cmd.Stdout, cmd.Stderr = log, log
+		return cmd
+	}}
 }
 
 func runChaos(t *testing.T, gcpProject string, n, kills int) chaosResult {
@@ -282,11 +212,18 @@ func runChaos(t *testing.T, gcpProject string, n, kills int) chaosResult {
 	frontLog, err := os.Create(filepath.Join(logDir, gcpProject+"-front.log"))
 	must(t, err)
 	defer frontLog.Close()
+	// As the stack deploys it: a private service whose invoker is the push account,
+	// the push audience a custom audience; Pub/Sub signs each push as that account.
 	addr := freeAddr(t)
-	fr := front(t, addr, frontLog)
+	pushAudience, pushSA := "visionstack-demo-push", "visionstack-demo-invoker@"+gcpProject+".iam.gserviceaccount.com"
+	fr, err := cloudrun.Start(cloudrun.Options{Backend: addr, Invokers: []string{pushSA}, Audiences: []string{pushAudience}, Log: frontLog})
+	must(t, err)
+	t.Cleanup(fr.Close)
+	signer := fr.PushSigner("/v1/pubsub/push", pushSA, pushAudience)
+	t.Cleanup(signer.Close)
 	_, err = psc.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
 		Name: sub(names.PushSubscription), Topic: topic(names.UploadedTopic), AckDeadlineSeconds: 60,
-		PushConfig:       &pubsubpb.PushConfig{PushEndpoint: fr.URL + "/v1/pubsub/push"},
+		PushConfig:       &pubsubpb.PushConfig{PushEndpoint: signer.URL},
 		RetryPolicy:      &pubsubpb.RetryPolicy{MinimumBackoff: durationpb.New(time.Second), MaximumBackoff: durationpb.New(5 * time.Second)},
 		DeadLetterPolicy: &pubsubpb.DeadLetterPolicy{DeadLetterTopic: topic(names.DeadLetterTopic), MaxDeliveryAttempts: int32(cfg.Delivery.MaxAttempts)},
 	})
@@ -307,13 +244,15 @@ func runChaos(t *testing.T, gcpProject string, n, kills int) chaosResult {
 		})
 	}()
 
-	child := &serveChild{t: t, log: logf,
-		args: []string{"--root", root, "serve", "--project", "demo", "--backend", "cloud", "--insecure-push", "--addr", addr,
-			"--log-format", "text", "--cloud-telemetry", "off", "--reconcile-every", "5s"},
-		env: []string{"STORAGE_EMULATOR_HOST=" + gcs.URL(), "VISIONSTACK_FIRESTORE_DATABASE=(default)"}}
-	child.start()
-	defer child.signal(syscall.SIGKILL)
-	waitHealthy(t, fr.URL+"/healthz")
+	// K_SERVICE says "on Cloud Run", as Cloud Run sets it: serve then takes the tokens
+	// the front has checked and stripped.
+	child := serveChild([]string{"--root", root, "serve", "--project", "demo", "--backend", "cloud", "--addr", addr,
+		"--push-audience", pushAudience, "--push-service-account", pushSA,
+		"--log-format", "text", "--cloud-telemetry", "off", "--reconcile-every", "5s"},
+		[]string{"K_SERVICE=visionstack-demo", "STORAGE_EMULATOR_HOST=" + gcs.URL(), "VISIONSTACK_FIRESTORE_DATABASE=(default)"}, logf)
+	must(t, child.Start())
+	defer child.Kill()
+	waitHealthy(t, "http://"+addr+"/healthz") // Cloud Run's startup probe: to the container, not through the front
 
 	fc, err := firestore.NewClientWithDatabase(ctx, gcpProject, "(default)")
 	must(t, err)
@@ -356,16 +295,18 @@ func runChaos(t *testing.T, gcpProject string, n, kills int) chaosResult {
 		if len(at) > 0 && done >= at[0] {
 			at = at[1:]
 			res.killedAt = append(res.killedAt, done)
-			child.signal(syscall.SIGKILL)
+			child.Kill()
 			time.Sleep(time.Duration(200+rand.IntN(1500)) * time.Millisecond) // the new instance takes a moment
-			child.start()
+			must(t, child.Start())
 			continue
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	res.drain = time.Since(start)
 	time.Sleep(3 * time.Second) // late duplicates and events
-	child.signal(syscall.SIGTERM)
+	if child.Terminate() {
+		t.Errorf("serve did not stop within Cloud Run's %v after SIGTERM", cloudrun.Grace)
+	}
 	stopEvents()
 	<-evDone
 
@@ -417,6 +358,9 @@ func runChaos(t *testing.T, gcpProject string, n, kills int) chaosResult {
 	res.modelCalls, res.model503 = calls.Load(), failed.Load()
 	t.Logf("%s: %d images, %d kills at %v, drained in %v; model calls %d (%d answered 503); %d dead letters re-queued; %d duplicate events",
 		gcpProject, n, kills, res.killedAt, res.drain.Round(100*time.Millisecond), res.modelCalls, res.model503, res.requeued, res.dupEvents)
+	if fr.Refused.Load() > 0 {
+		t.Errorf("the front refused %d requests: a push was not authenticated as Cloud Run requires", fr.Refused.Load())
+	}
 	if len(lost)+len(stuck)+len(quarantined)+len(duplicated)+len(noEvent) > 0 {
 		tail := string(logText)
 		if len(tail) > 4000 {

@@ -24,6 +24,7 @@ var errNoPulumi = errors.New("the pulumi CLI is not on PATH: install it (https:/
 type deployOptions struct {
 	image string
 	yes   bool
+	ifNew bool
 }
 
 // newDeployCmds returns preview, up, destroy and outputs: the project's stack driven
@@ -54,7 +55,17 @@ func newDeployCmds(g *globalOptions) []*cobra.Command {
 		_, err := s.Preview(ctx, optpreview.ProgressStreams(g.out), optpreview.ErrorProgressStreams(g.errOut))
 		return err
 	})
-	up := mk("up", "Create or update the project's stack", func(ctx context.Context, s auto.Stack, _ *config.Project) error {
+	up := mk("up", "Create or update the project's stack", func(ctx context.Context, s auto.Stack, cfg *config.Project) error {
+		if o.ifNew {
+			out, err := s.Outputs(ctx)
+			if err != nil {
+				return fmt.Errorf("--if-new: cannot tell whether stack %s was deployed: %w", cfg.Name, err)
+			}
+			if deployed(out) {
+				fmt.Fprintf(g.out, "stack %s is deployed already: nothing to do for --if-new\n", cfg.Name)
+				return nil
+			}
+		}
 		res, err := s.Up(ctx, optup.ProgressStreams(g.out), optup.ErrorProgressStreams(g.errOut))
 		if err != nil {
 			return err
@@ -62,6 +73,7 @@ func newDeployCmds(g *globalOptions) []*cobra.Command {
 		printOutputs(g, res.Outputs)
 		return nil
 	})
+	up.Flags().BoolVar(&o.ifNew, "if-new", false, "only if the stack was never deployed (CI's bootstrap before the first image push); fails when that cannot be told")
 	destroy := mk("destroy", "Delete the project's stack (buckets and the Firestore database are protected)", func(ctx context.Context, s auto.Stack, cfg *config.Project) error {
 		if !o.yes {
 			return fmt.Errorf("destroy deletes the %s stack of GCP project %s: pass --yes to confirm", cfg.Name, cfg.GCP.Project)
@@ -113,6 +125,10 @@ func (o *deployOptions) stack(ctx context.Context, g *globalOptions, name string
 	}
 	return s, cfg, nil
 }
+
+// deployed says whether a stack's outputs are those of a deployment: a stack never
+// deployed has none (every deployment exports the buckets, the service URL…).
+func deployed(out auto.OutputMap) bool { return len(out) > 0 }
 
 func printOutputs(g *globalOptions, out auto.OutputMap) {
 	keys := make([]string, 0, len(out))

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/pulumi/pulumi/sdk/v3/go/auto"
+
 	"errors"
 	"strings"
 	"testing"
@@ -26,5 +28,16 @@ func TestModelDeployNeedsAModelBlock(t *testing.T) {
 	_, err := runCLI(t, "--root", "../..", "model", "deploy", "demo")
 	if err == nil || !strings.Contains(err.Error(), "no model block") {
 		t.Fatalf("model deploy without a model block: %v", err)
+	}
+}
+
+// `up --if-new` (CI's bootstrap) runs only on a stack that has never been deployed:
+// one with no outputs. A deployed stack always has them.
+func TestIfNewTellsADeployedStack(t *testing.T) {
+	if deployed(auto.OutputMap{}) {
+		t.Error("a stack with no outputs counts as deployed: the bootstrap would never run")
+	}
+	if !deployed(auto.OutputMap{"serviceUrl": {Value: "https://x"}}) {
+		t.Error("a deployed stack counts as new: the bootstrap would deploy the placeholder over it")
 	}
 }

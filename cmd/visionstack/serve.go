@@ -248,7 +248,7 @@ func (o *serveOptions) serveCloud(ctx context.Context, cfg *config.Project, log 
 		return err
 	}
 	defer env.Close()
-	auth, err := o.pushAuth(ctx)
+	auth, err := o.pushAuth(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -322,8 +322,12 @@ func loopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// pushAuth builds OIDC verification of push requests when an audience is given.
-func (o *serveOptions) pushAuth(ctx context.Context) (*server.PushAuth, error) {
+// pushAuth builds OIDC verification of push requests when an audience is given. On
+// Cloud Run (K_SERVICE is set there) a private service's requests have passed Cloud
+// Run's own token check, which removes the signature: those tokens are accepted on
+// their claims. A public service's are not checked by Cloud Run, so theirs must be
+// signed.
+func (o *serveOptions) pushAuth(ctx context.Context, cfg *config.Project) (*server.PushAuth, error) {
 	if o.pushAudience == "" {
 		return nil, nil
 	}
@@ -334,7 +338,8 @@ func (o *serveOptions) pushAuth(ctx context.Context) (*server.PushAuth, error) {
 	if err != nil {
 		return nil, fmt.Errorf("push token validator: %w", err)
 	}
-	return &server.PushAuth{Validator: v, Audience: o.pushAudience, ServiceAccount: o.pushSA}, nil
+	return &server.PushAuth{Validator: v, Audience: o.pushAudience, ServiceAccount: o.pushSA,
+		CheckedByFront: os.Getenv("K_SERVICE") != "" && !cfg.Serving.Public}, nil
 }
 
 // connLimits bound how long a connection may take: a client that trickles its

@@ -37,6 +37,7 @@ type builder struct {
 	gcsAgentEmail  *pulumi.StringOutput
 	pubsubAgent    pulumi.StringOutput // IAM member of the Pub/Sub service agent
 	pushGrants     []pulumi.Resource   // what the push subscription needs before it exists
+	image          pulumi.StringOutput // the pipeline image the service runs
 }
 
 // gcsAgent is the Cloud Storage service agent's e-mail. The look-up waits for the

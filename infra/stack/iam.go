@@ -2,6 +2,7 @@ package stack
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/cloudrunv2"
 	"github.com/pulumi/pulumi-gcp/sdk/v7/go/gcp/projects"
@@ -54,21 +55,32 @@ func (b *builder) iam() error {
 		{n + "-pipeline-writes-quarantine", bucket(b.quarantine, "roles/storage.objectUser", pipe)},
 		{n + "-pipeline-publishes-processed", topic(b.processedTopic, "roles/pubsub.publisher", pipe)},
 		{n + "-pipeline-publishes-uploaded", topic(b.uploadedTopic, "roles/pubsub.publisher", pipe)},
-		{n + "-pipeline-publishes-dead-letter", topic(b.deadTopic, "roles/pubsub.publisher", pipe)}, // permanent errors go there at once
+		// No publisher on the dead-letter topic: on Cloud Run a permanent error is
+		// acknowledged and quarantined; only Pub/Sub's agent dead-letters (and the local
+		// queue, which is not Pub/Sub).
 		// Firestore has no per-database IAM: a condition narrows the grant to this
 		// database and its documents — exactly, so "D-meta" of another stack is not "D…".
 		{n + "-pipeline-firestore", project("roles/datastore.user", pipe, &projects.IAMMemberConditionArgs{
 			Title:      pulumi.String("only the " + b.names.Database + " database"),
 			Expression: pulumi.String(fmt.Sprintf(`resource.name == "%s" || resource.name.startsWith("%s/")`, db, db)),
 		})},
-		// Predictions on this stack's endpoint only, not on every endpoint of the project.
+		// Predictions on this stack's endpoint only, and nothing but predictions:
+		// roles/aiplatform.user would also let it deploy, undeploy and read every model.
 		{n + "-pipeline-vertex", func(name string) error {
-			_, err := vertex.NewAiEndpointIamMember(b.ctx, name, &vertex.AiEndpointIamMemberArgs{Project: proj,
-				Location: pulumi.String(b.cfg.GCP.Region), Endpoint: b.vertexEndpoint.Name, Role: pulumi.String("roles/aiplatform.user"), Member: pipe}, b.opts()...)
+			role, err := projects.NewIAMCustomRole(b.ctx, n+"-predict", &projects.IAMCustomRoleArgs{Project: proj,
+				RoleId: pulumi.String(PredictRoleID(n)), Title: pulumi.String("visionstack " + n + ": predict"),
+				Description: pulumi.String("Online predictions on an endpoint, nothing else (visionstack)"),
+				Permissions: pulumi.ToStringArray(PredictPermissions)}, b.opts()...)
+			if err != nil {
+				return err
+			}
+			_, err = vertex.NewAiEndpointIamMember(b.ctx, name, &vertex.AiEndpointIamMemberArgs{Project: proj,
+				Location: pulumi.String(b.cfg.GCP.Region), Endpoint: b.vertexEndpoint.Name, Role: role.Name, Member: pipe}, b.opts()...)
 			return err
 		}},
+		// Logs: none. The runtime writes them to stdout, which Cloud Run sends to
+		// Cloud Logging itself (https://cloud.google.com/run/docs/logging).
 		{n + "-pipeline-metrics", project("roles/monitoring.metricWriter", pipe, nil)},
-		{n + "-pipeline-logs", project("roles/logging.logWriter", pipe, nil)},
 		{n + "-pipeline-traces", project("roles/cloudtrace.agent", pipe, nil)},
 		// The service's reconciler sweeps the dead letter and re-queues what can run.
 		{n + "-pipeline-sweeps-dead-letter", func(name string) error {
@@ -96,6 +108,14 @@ func (b *builder) iam() error {
 		}
 	}
 	return nil
+}
+
+// PredictPermissions are all the pipeline may do on its Vertex AI endpoint.
+var PredictPermissions = []string{"aiplatform.endpoints.predict"}
+
+// PredictRoleID is the custom role's id: letters, digits, '_' and '.', 3–64 long.
+func PredictRoleID(project string) string {
+	return "visionstack_" + strings.ReplaceAll(project, "-", "_") + "_predict"
 }
 
 // runInvoker lets member call the Cloud Run service.

@@ -49,11 +49,11 @@ func (b *builder) monitoring() error {
 		{"dead-lettered messages", sub(b.names.DeadLetterSub) + ` AND metric.type="pubsub.googleapis.com/subscription/num_undelivered_messages"`, "", "ALIGN_MAX", "REDUCE_MAX", AlertDeadLetterCount, nil},
 	}
 	// An undeployed endpoint or a missing role: every image is retried until it is fixed.
-	conds = append(conds, cond{"model configuration errors", fmt.Sprintf(`metric.type="%s" AND metric.labels.kind="config" AND metric.labels.project="%s"`,
-		config.MetricModelErrors.CloudType(), b.cfg.Name), "", "ALIGN_DELTA", "REDUCE_SUM", 0, &config.MetricModelErrors})
+	conds = append(conds, cond{"model configuration errors", b.workload(config.MetricModelErrors) + ` AND metric.labels.kind="config"`,
+		"", "ALIGN_DELTA", "REDUCE_SUM", 0, &config.MetricModelErrors})
 	for _, d := range b.cfg.Monitoring.Drift.Each() {
-		conds = append(conds, cond{"prediction drift (" + d.Analysis + ")", fmt.Sprintf(`metric.type="%s" AND metric.labels.analysis="%s" AND metric.labels.project="%s"`,
-			config.MetricDriftPSI.CloudType(), d.Analysis, b.cfg.Name), "", "ALIGN_MAX", "REDUCE_MAX", d.Threshold, &config.MetricDriftPSI})
+		conds = append(conds, cond{"prediction drift (" + d.Analysis + ")", b.workload(config.MetricDriftPSI) + fmt.Sprintf(` AND metric.labels.analysis="%s"`, d.Analysis),
+			"", "ALIGN_MAX", "REDUCE_MAX", d.Threshold, &config.MetricDriftPSI})
 	}
 	descriptors := map[string]pulumi.Resource{}
 	for _, c := range conds {
@@ -122,6 +122,13 @@ func (b *builder) descriptor(m config.Metric) (*monitoring.MetricDescriptor, err
 	}, b.opts()...)
 }
 
+// workload filters one of the runtime's metrics to this project's series, on the
+// monitored resource the exporter writes it on (config.CloudMetricResource).
+func (b *builder) workload(m config.Metric) string {
+	return fmt.Sprintf(`resource.type="%s" AND resource.labels.job="%s" AND metric.type="%s" AND metric.labels.project="%s"`,
+		config.CloudMetricResource, config.TelemetryService(b.cfg.Name), m.CloudType(), b.cfg.Name)
+}
+
 // dashboard is a Cloud Monitoring dashboard: service traffic and latency, queue
 // health, and the runtime's own step and model metrics.
 func (b *builder) dashboard() map[string]any {
@@ -131,9 +138,7 @@ func (b *builder) dashboard() map[string]any {
 				"aggregation": map[string]any{"alignmentPeriod": "60s", "perSeriesAligner": aligner}}}}}}}
 	}
 	run := fmt.Sprintf(`resource.type="cloud_run_revision" AND resource.labels.service_name="%s"`, b.names.RunService)
-	own := func(m config.Metric) string { // the runtime's metrics, this project's series
-		return fmt.Sprintf(`metric.type="%s" AND metric.labels.project="%s"`, m.CloudType(), b.cfg.Name)
-	}
+	own := b.workload
 	widgets := []any{
 		chart("Requests by status", run+` AND metric.type="run.googleapis.com/request_count"`, "ALIGN_RATE"),
 		chart("Request latency p95", run+` AND metric.type="run.googleapis.com/request_latencies"`, "ALIGN_PERCENTILE_95"),

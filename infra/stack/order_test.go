@@ -232,7 +232,8 @@ func TestFirestoreConditionIsExact(t *testing.T) {
 }
 
 // #6b: predicting is granted on the stack's endpoint, not on every endpoint of the
-// project; objects are written with objectUser, not objectAdmin (no IAM changes).
+// project, and as a role that predicts and does nothing else; objects are written
+// with objectUser, not objectAdmin (no IAM changes).
 func TestGrantsAreNarrow(t *testing.T) {
 	m := run(t, project(t, "acme-defects", "acme-prod", ""))
 	for _, g := range m.Of("gcp:projects/iAMMember:IAMMember") {
@@ -241,7 +242,7 @@ func TestGrantsAreNarrow(t *testing.T) {
 		}
 	}
 	ep := one(t, m, "gcp:vertex/aiEndpointIamMember:AiEndpointIamMember", func(r pulumi.MockResourceArgs) bool {
-		return str(r.Inputs["role"]) == "roles/aiplatform.user" && strings.HasPrefix(str(r.Inputs["member"]), "serviceAccount:acme-defects-pipeline@")
+		return str(r.Inputs["role"]) == "projects/acme-prod/roles/"+stack.PredictRoleID("acme-defects") && strings.HasPrefix(str(r.Inputs["member"]), "serviceAccount:acme-defects-pipeline@")
 	})
 	endpoint := m.Of("gcp:vertex/aiEndpoint:AiEndpoint")[0]
 	if !m.After(ep, endpoint) {

@@ -17,8 +17,13 @@ const ComponentType = "visionstack:index:Project"
 // Args beyond the project file.
 type Args struct {
 	// Image is the pipeline container, by digest (REGION-docker.pkg.dev/P/R/visionstack@sha256:…).
-	// Empty: a placeholder image, so the first `up` can create the registry to push to.
+	// Empty: the image the stack last deployed (Deployed), and only on a stack never
+	// deployed a placeholder, so the first `up` can create the registry to push to.
 	Image string
+	// Deployed is the stack's "image" output of its last deployment (nil or "" when
+	// there was none): an `up` without an image keeps the pipeline it has instead of
+	// swapping it for the placeholder, which would acknowledge and lose every push.
+	Deployed pulumi.AnyOutput
 	// KMSKey, when set, encrypts the buckets (CMEK).
 	KMSKey string
 }
@@ -34,6 +39,7 @@ type Project struct {
 	ServiceURL       pulumi.StringOutput `pulumi:"serviceUrl"`
 	EndpointID       pulumi.StringOutput `pulumi:"endpointId"`
 	RepositoryURL    pulumi.StringOutput `pulumi:"repositoryUrl"`
+	Image            pulumi.StringOutput `pulumi:"image"` // what the service runs: the next `up` keeps it
 }
 
 // PlaceholderImage runs until the first real image is pushed.
@@ -61,9 +67,11 @@ func NewProject(ctx *pulumi.Context, cfg *config.Project, args Args, opts ...pul
 	p.ProcessedTopic = b.processedTopic.Name
 	p.ServiceURL = b.run.Uri
 	p.EndpointID = b.vertexEndpoint.Name
+	p.Image = b.image
 	p.RepositoryURL = pulumi.Sprintf("%s-docker.pkg.dev/%s/%s", cfg.GCP.Region, cfg.GCP.Project, b.names.Repository)
 	return p, ctx.RegisterResourceOutputs(p, pulumi.Map{
 		"incomingBucket": p.IncomingBucket, "processedBucket": p.ProcessedBucket, "quarantineBucket": p.QuarantineBucket,
 		"processedTopic": p.ProcessedTopic, "serviceUrl": p.ServiceURL, "endpointId": p.EndpointID, "repositoryUrl": p.RepositoryURL,
+		"image": p.Image,
 	})
 }

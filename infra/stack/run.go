@@ -13,9 +13,18 @@ import (
 // health endpoints, scaling and startup CPU boost from the project's serving block.
 func (b *builder) service() error {
 	s := b.cfg.Serving
-	image := b.args.Image
-	if image == "" {
-		image = PlaceholderImage
+	b.image = pulumi.String(b.args.Image).ToStringOutput()
+	if b.args.Image == "" {
+		deployed := b.args.Deployed
+		if deployed.OutputState == nil {
+			deployed = pulumi.Any(nil)
+		}
+		b.image = deployed.ApplyT(func(v any) string {
+			if s, _ := v.(string); s != "" {
+				return s
+			}
+			return PlaceholderImage
+		}).(pulumi.StringOutput)
 	}
 	vars := map[string]pulumi.StringInput{
 		"VISIONSTACK_PROJECT":              pulumi.String(b.cfg.Name),
@@ -45,7 +54,7 @@ func (b *builder) service() error {
 				MinInstanceCount: pulumi.Int(*s.MinInstances), MaxInstanceCount: pulumi.Int(s.MaxInstances),
 			},
 			Containers: cloudrunv2.ServiceTemplateContainerArray{cloudrunv2.ServiceTemplateContainerArgs{
-				Image: pulumi.String(image),
+				Image: b.image,
 				Args:  pulumi.StringArray{pulumi.String("serve"), pulumi.String("--backend"), pulumi.String("cloud")},
 				Envs:  env,
 				Ports: cloudrunv2.ServiceTemplateContainerPortArray{cloudrunv2.ServiceTemplateContainerPortArgs{ContainerPort: pulumi.Int(8080)}},

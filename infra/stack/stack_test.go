@@ -287,7 +287,7 @@ func TestResourceCountAndTypes(t *testing.T) {
 		"gcp:cloudrunv2/service:Service":                         1,
 		"gcp:vertex/aiEndpoint:AiEndpoint":                       1,
 		"gcp:firestore/database:Database":                        1,
-		"gcp:firestore/index:Index":                              1,
+		"gcp:firestore/index:Index":                              len(config.FirestoreIndexes),
 		"gcp:artifactregistry/repository:Repository":             1,
 		"gcp:monitoring/notificationChannel:NotificationChannel": 1,
 		"gcp:monitoring/alertPolicy:AlertPolicy":                 6, // 5xx, latency, backlog, dead letters, model config errors, drift
@@ -296,9 +296,10 @@ func TestResourceCountAndTypes(t *testing.T) {
 		"gcp:vertex/aiEndpointIamMember:AiEndpointIamMember":     1,
 		"gcp:monitoring/dashboard:Dashboard":                     1,
 		"gcp:storage/bucketIAMMember:BucketIAMMember":            4,
-		"gcp:pubsub/topicIAMMember:TopicIAMMember":               5,
+		"gcp:pubsub/topicIAMMember:TopicIAMMember":               4,
 		"gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember": 2,
-		"gcp:projects/iAMMember:IAMMember":                       4,
+		"gcp:projects/iAMMember:IAMMember":                       3,
+		"gcp:projects/iAMCustomRole:IAMCustomRole":               1, // predict only
 		"gcp:serviceaccount/iAMMember:IAMMember":                 1,
 		"gcp:cloudrunv2/serviceIamMember:ServiceIamMember":       1,
 	}

@@ -18,11 +18,13 @@ func (b *builder) buckets() error {
 	var after []pulumi.ResourceOption
 	if b.args.KMSKey != "" {
 		// Cloud Storage encrypts as its service agent: without this grant, creating a
-		// CMEK bucket fails with 403.
+		// CMEK bucket fails with 403. The agent is the whole GCP project's and the key
+		// may serve other stacks: the grant is not this stack's to take away, so
+		// `destroy` leaves it (another project's CMEK writes would fail without it).
 		grant, err := kms.NewCryptoKeyIAMMember(b.ctx, b.cfg.Name+"-gcs-uses-kms-key", &kms.CryptoKeyIAMMemberArgs{
 			CryptoKeyId: pulumi.String(b.args.KMSKey), Role: pulumi.String("roles/cloudkms.cryptoKeyEncrypterDecrypter"),
 			Member: pulumi.Sprintf("serviceAccount:%s", b.gcsAgent()),
-		}, b.opts()...)
+		}, b.opts(pulumi.RetainOnDelete(true))...)
 		if err != nil {
 			return err
 		}

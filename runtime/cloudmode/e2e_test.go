@@ -28,6 +28,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/visionstack/visionstack/internal/cloudrun"
 	"github.com/visionstack/visionstack/internal/emulator"
 	"github.com/visionstack/visionstack/internal/peer"
 	"github.com/visionstack/visionstack/runtime/blob"
@@ -189,14 +190,25 @@ func newChainWith(t testing.TB, name string, failures int32, edit func([]byte) [
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { env.Close() })
+	// The push path as deployed: Pub/Sub signs each push as the invoker account, Cloud
+	// Run's front checks the token and strips its signature, serve checks its claims.
+	pushAudience, pushSA := "visionstack-"+name+"-push", "invoker@"+cfg.GCP.Project+".iam.gserviceaccount.com"
 	srv := server.New(server.Options{Pipeline: env.Pipeline, Incoming: env.Incoming, Publisher: env.Queue, WorkTopic: topic(env.WorkTopic),
-		MaxBody: int64(cfg.Pipeline.Prepare.MaxBytes), RetryAfter: time.Second, Logger: log, Metrics: tel.MetricsHandler()})
+		MaxBody: int64(cfg.Pipeline.Prepare.MaxBytes), RetryAfter: time.Second, Logger: log, Metrics: tel.MetricsHandler(),
+		PushAuth: &server.PushAuth{Audience: pushAudience, ServiceAccount: pushSA, CheckedByFront: true}})
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
+	front, err := cloudrun.Start(cloudrun.Options{Backend: strings.TrimPrefix(hs.URL, "http://"), Invokers: []string{pushSA}, Audiences: []string{pushAudience}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(front.Close)
+	signer := front.PushSigner("/v1/pubsub/push", pushSA, pushAudience)
+	t.Cleanup(signer.Close)
 
 	if _, err := psc.SubscriptionAdminClient.CreateSubscription(ctx, &pubsubpb.Subscription{
 		Name: sub(n.PushSubscription), Topic: topic(n.UploadedTopic), AckDeadlineSeconds: 60,
-		PushConfig:       &pubsubpb.PushConfig{PushEndpoint: hs.URL + "/v1/pubsub/push"},
+		PushConfig:       &pubsubpb.PushConfig{PushEndpoint: signer.URL},
 		RetryPolicy:      &pubsubpb.RetryPolicy{MinimumBackoff: durationpb.New(time.Second), MaximumBackoff: durationpb.New(2 * time.Second)},
 		DeadLetterPolicy: &pubsubpb.DeadLetterPolicy{DeadLetterTopic: topic(n.DeadLetterTopic), MaxDeliveryAttempts: 5},
 	}); err != nil {

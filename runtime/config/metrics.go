@@ -110,5 +110,17 @@ func (m Metric) PrometheusName() string {
 	return n
 }
 
+// The monitored resource the runtime's metrics are written on. The Cloud Monitoring
+// exporter (opentelemetry-operations-go, internal/resourcemapping) maps a resource
+// with service.name and an instance id (faas.instance, which the GCP detector sets on
+// Cloud Run) to generic_task, with job = service.name. An alert filter must name it:
+// Monitoring refuses a threshold or absence filter without a restriction on
+// resource.type.
+const CloudMetricResource = "generic_task"
+
+// TelemetryService is the service.name the runtime's telemetry carries for project:
+// the generic_task's job label.
+func TelemetryService(project string) string { return "visionstack-" + project }
+
 // JobsCollection is the Firestore collection of job records; the stack indexes it.
 const JobsCollection = "jobs"

@@ -77,7 +77,7 @@ func New(ctx context.Context, o Options) (_ *Telemetry, err error) {
 		}
 	}()
 	res, err := resource.New(ctx, resource.WithDetectors(gcpdetector.NewDetector()),
-		resource.WithAttributes(attribute.String("service.name", "visionstack-"+o.Project)))
+		resource.WithAttributes(attribute.String("service.name", config.TelemetryService(o.Project))))
 	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
 		return nil, fmt.Errorf("telemetry resource: %w", err)
 	}

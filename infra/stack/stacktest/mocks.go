@@ -20,6 +20,9 @@ type Mocks struct {
 	// was not enabled yet: on a fresh project they fail.
 	EarlyCalls []string
 	enabling   int // API services registered and not yet "enabled"
+	// Deployed are the outputs of the stack's last deployment, which a stack
+	// reference to itself reads (none: never deployed).
+	Deployed map[string]string
 }
 
 // apiDelay is how long enabling an API takes in the mocks: long enough that a call
@@ -49,6 +52,14 @@ func (m *Mocks) NewResource(a pulumi.MockResourceArgs) (string, resource.Propert
 		out["name"] = resource.NewStringProperty("projects/p/serviceAccounts/" + a.Inputs["accountId"].StringValue())
 	case "gcp:cloudrunv2/service:Service":
 		out["uri"] = resource.NewStringProperty("https://" + a.Inputs["name"].StringValue() + "-abc-ew.a.run.app")
+	case "gcp:projects/iAMCustomRole:IAMCustomRole":
+		out["name"] = resource.NewStringProperty(fmt.Sprintf("projects/%s/roles/%s", a.Inputs["project"].StringValue(), a.Inputs["roleId"].StringValue()))
+	case "pulumi:pulumi:StackReference":
+		outs := resource.PropertyMap{}
+		for k, v := range m.Deployed {
+			outs[resource.PropertyKey(k)] = resource.NewStringProperty(v)
+		}
+		out["outputs"] = resource.NewObjectProperty(outs)
 	case "gcp:projects/serviceIdentity:ServiceIdentity":
 		agent := map[string]string{"pubsub.googleapis.com": "gcp-sa-pubsub"}[a.Inputs["service"].StringValue()]
 		email := fmt.Sprintf("service-123456789@%s.iam.gserviceaccount.com", agent)

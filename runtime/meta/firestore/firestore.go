@@ -15,6 +15,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	fs "cloud.google.com/go/firestore"
@@ -195,23 +197,65 @@ func (s *Store) Get(ctx context.Context, key string) (meta.Job, error) {
 	return decode(snap)
 }
 
-// List returns jobs, newest first. With a state filter it needs the composite index
-// (state, updated desc), which the stack creates.
-func (s *Store) List(ctx context.Context, f meta.Filter) ([]meta.Job, error) {
-	dir := fs.Desc
-	if f.Oldest {
-		dir = fs.Asc
-	}
-	q := s.col.OrderBy("updated", dir)
+// Query is the shape of a List query, what Firestore's index rules look at: the
+// fields filtered by equality, the one filtered by a range, and the sort order. List
+// builds its query from it, and the index test checks every shape it can take
+// against the indexes the stack creates (config.FirestoreIndexes).
+type Query struct {
+	Equal map[string]any // field == value
+	Range *Cond          // field > value
+	Order []Order
+}
+
+// Cond is a range filter.
+type Cond struct {
+	Field, Op string
+	Value     any
+}
+
+// Order is one sort key.
+type Order struct {
+	Field      string
+	Descending bool
+}
+
+// Plan is the query List issues for f.
+func Plan(f meta.Filter) (Query, error) {
 	switch {
 	case f.ByKey && f.State != "":
-		return nil, meta.ErrByKeyWithState
+		return Query{}, meta.ErrByKeyWithState
 	case f.ByKey && f.After != "":
-		q = s.col.Where("key", ">", f.After).OrderBy("key", fs.Asc)
+		return Query{Range: &Cond{"key", ">", f.After}, Order: []Order{{Field: "key"}}}, nil
 	case f.ByKey:
-		q = s.col.OrderBy("key", fs.Asc)
-	case f.State != "":
-		q = s.col.Where("state", "==", string(f.State)).OrderBy("updated", dir)
+		return Query{Order: []Order{{Field: "key"}}}, nil
+	}
+	q := Query{Order: []Order{{Field: "updated", Descending: !f.Oldest}}}
+	if f.State != "" {
+		q.Equal = map[string]any{"state": string(f.State)}
+	}
+	return q, nil
+}
+
+// List returns jobs, newest first (or as f says). With a state filter it needs a
+// composite index (state, updated), which the stack creates.
+func (s *Store) List(ctx context.Context, f meta.Filter) ([]meta.Job, error) {
+	plan, err := Plan(f)
+	if err != nil {
+		return nil, err
+	}
+	q := s.col.Query
+	for _, k := range slices.Sorted(maps.Keys(plan.Equal)) {
+		q = q.Where(k, "==", plan.Equal[k])
+	}
+	if c := plan.Range; c != nil {
+		q = q.Where(c.Field, c.Op, c.Value)
+	}
+	for _, o := range plan.Order {
+		dir := fs.Asc
+		if o.Descending {
+			dir = fs.Desc
+		}
+		q = q.OrderBy(o.Field, dir)
 	}
 	if f.Limit > 0 {
 		q = q.Limit(f.Limit)
