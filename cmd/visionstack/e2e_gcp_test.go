@@ -14,7 +14,11 @@ import (
 
 // TestFirstDeployOnARealProject is the smoke test of a first deploy on a real GCP
 // project: new → up (placeholder image) → build and push the image with Cloud Build →
-// up --image → model deploy → upload a photo → its output, record and event → destroy.
+// up --image → up without an image (keeps it) → model deploy → alert policies present
+// → upload a photo, processed through the real push (Cloud Run's front strips the
+// token's signature) → its output, record and event → a sync call → destroy → a
+// second up of the same name → destroy. It has not been run from this repository's
+// CI (no GCP account there).
 // It needs VISIONSTACK_E2E_GCP_PROJECT (a project where the caller has the deployer's
 // roles, README "Deploy a project"), gcloud logged in, and the pulumi CLI logged in to
 // a backend; `make e2e-gcp` runs it. It is skipped, and says so, everywhere else.
@@ -60,8 +64,22 @@ func TestFirstDeployOnARealProject(t *testing.T) {
 	image := fmt.Sprintf("%s-docker.pkg.dev/%s/%s/visionstack:e2e", region, gcp, name)
 	sh("gcloud", "builds", "submit", root, "--project", gcp, "--tag", image, "--quiet")
 	digest := sh("gcloud", "artifacts", "docker", "images", "describe", image, "--format=value(image_summary.digest)")
-	cli("up", name, "--image", strings.Split(image, ":e2e")[0]+"@"+digest)
+	byDigest := strings.Split(image, ":e2e")[0] + "@" + digest
+	cli("up", name, "--image", byDigest)
+	// An up without --image (a fresh clone, CI without a digest) keeps the pipeline.
+	cli("up", name)
+	if img := sh("gcloud", "run", "services", "describe", name+"-pipeline", "--region", region, "--project", gcp,
+		"--format=value(spec.template.spec.containers[0].image)"); img != byDigest {
+		t.Fatalf("after up without --image the service runs %s, want %s", img, byDigest)
+	}
 	cli("model", "deploy", name)
+	// The alert policies were accepted by Monitoring (filters with their resource type).
+	policies := sh("gcloud", "alpha", "monitoring", "policies", "list", "--project", gcp, "--format=value(displayName)")
+	for _, want := range []string{"visionstack " + name + ": prediction drift", "visionstack " + name + ": model configuration errors"} {
+		if !strings.Contains(policies, want) {
+			t.Errorf("no alert policy %q:\n%s", want, policies)
+		}
+	}
 	outputs := cli("outputs", name)
 	var out struct {
 		IncomingBucket, ProcessedBucket string
@@ -104,5 +122,32 @@ func TestFirstDeployOnARealProject(t *testing.T) {
 	status := cli("status", name, "--backend", "cloud")
 	if !strings.Contains(status, "1 done") {
 		t.Errorf("status:\n%s", status)
+	}
+	// A sync call as an invoker would make it, with an ID token for the service.
+	var url string
+	for _, l := range strings.Split(outputs, "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == "serviceUrl" {
+			url = f[1]
+		}
+	}
+	tok := sh("gcloud", "auth", "print-identity-token", "--audiences", url)
+	resp := sh("curl", "-sS", "-f", "-H", "Authorization: Bearer "+tok, "-H", "Content-Type: image/jpeg",
+		"--data-binary", "@../../testdata/photos/faces/grace_hopper.jpg", url+"/v1/images:analyze")
+	if !strings.Contains(resp, `"faces"`) {
+		t.Errorf("sync call answered %s", resp)
+	}
+	// destroy, then the same name again: nothing may be left behind to collide with
+	// (Firestore may hold a deleted database's name a few minutes: up is retried).
+	cli("destroy", name, "--yes")
+	deadline := time.Now().Add(15 * time.Minute)
+	for {
+		out, err := runCLI(t, "--root", root, "up", name)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a second up of %s after destroy: %v\n%s", name, err, out)
+		}
+		time.Sleep(time.Minute)
 	}
 }
