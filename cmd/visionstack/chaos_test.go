@@ -82,7 +82,7 @@ func TestChaos(t *testing.T) {
 		calm.modelCalls, rough.modelCalls, calm.model503, rough.model503, calm.requeued, rough.requeued, calm.dupEvents, rough.dupEvents)
 	t.Log(summary)
 	if p := os.Getenv("VISIONSTACK_CHAOS_REPORT"); p != "" {
-		report := fmt.Sprintf("# Chaos run\n\n`make chaos` (`TestChaos` in cmd/visionstack), %s, on this machine (2 cores).\n\n%s.\n\nKill moments (images final when killed): %v.\n\nlost = duplicated = stuck = 0 in both runs (the test fails otherwise).\n",
+		report := fmt.Sprintf("# Chaos run\n\n`make chaos` (`TestChaos` in cmd/visionstack), %s, on this machine (2 cores). `serve --backend cloud` on the emulators behind the Cloud Run front stand-in (`internal/cloudrun`) with authentication on: a private service whose invoker is the push account, every push signed as Pub/Sub signs it, checked and stripped by the front, its claims checked by `serve`.\n\n%s.\n\nKill moments (images final when killed): %v.\n\nlost = duplicated = stuck = 0 in both runs (the test fails otherwise).\n",
 			time.Now().UTC().Format("2006-01-02"), summary, rough.killedAt)
 		if err := os.WriteFile(p, []byte(report), 0o644); err != nil {
 			t.Fatal(err)

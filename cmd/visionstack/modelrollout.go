@@ -64,14 +64,14 @@ func openGCPClients(ctx context.Context, region string, cl *closers.Stack, withM
 }
 
 type rolloutOptions struct {
-	backend, dataDir string
-	canary           int
-	watch, interval  time.Duration
-	analysis         string
-	limits           rollout.Limits
-	resume           bool
-	shadow           bool
-	logFile          string
+	backend, dataDir            string
+	canary                      int
+	watch, interval, metricsLag time.Duration
+	analysis                    string
+	limits                      rollout.Limits
+	resume                      bool
+	shadow                      bool
+	logFile                     string
 }
 
 func newModelRolloutCmd(g *globalOptions) *cobra.Command {
@@ -107,6 +107,7 @@ stays as the status says; model rollout --resume NAME finishes the rollout.`,
 	cmd.Flags().IntVar(&o.canary, "canary", 10, "percent of the endpoint's traffic the new version gets while watched")
 	cmd.Flags().DurationVar(&o.watch, "watch", 30*time.Minute, "how long the canary is watched before it is promoted")
 	cmd.Flags().DurationVar(&o.interval, "interval", time.Minute, "how often the canary is looked at")
+	cmd.Flags().DurationVar(&o.metricsLag, "metrics-lag", 3*time.Minute, "how late metrics reach Cloud Monitoring: the last look waits this long after the watch")
 	cmd.Flags().StringVar(&o.analysis, "analysis", "", "the analysis whose predictions are compared (default: the first using vertex:endpoint)")
 	cmd.Flags().Int64Var(&o.limits.MinPredictions, "min-predictions", 100, "canary predictions needed to promote")
 	cmd.Flags().Float64Var(&o.limits.MaxErrorRatio, "max-error-ratio", 0.02, "how far the canary's error ratio may exceed the stable one's")
@@ -170,7 +171,7 @@ func (o *rolloutOptions) run(ctx context.Context, g *globalOptions, name string)
 	st, err := rollout.Run(ctx, rollout.Options{Models: c.models, Endpoints: c.endpoints, Metrics: c.metrics, State: store,
 		Log: logf, Progress: g.out, Project: cfg.Name, GCPProject: cfg.GCP.Project, Region: cfg.GCP.Region,
 		EndpointID: stack.EndpointID(cfg.GCP.Project, cfg.Name), Analysis: analysis, Model: *cfg.Model,
-		Canary: o.canary, Watch: o.watch, Interval: o.interval, Limits: o.limits, Resume: o.resume, ShadowEndpoint: shadowEndpoint})
+		Canary: o.canary, Watch: o.watch, Interval: o.interval, MetricsLag: o.metricsLag, Limits: o.limits, Resume: o.resume, ShadowEndpoint: shadowEndpoint})
 	if err != nil {
 		return err
 	}

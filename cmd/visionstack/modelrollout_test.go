@@ -30,7 +30,7 @@ func TestModelRolloutKilledThenResumed(t *testing.T) {
 	data := t.TempDir()
 	logFile := filepath.Join(data, "rollout.log")
 	args := []string{"--root", root, "model", "rollout", "demo", "--backend", "local", "--data", data, "--analysis", "faces",
-		"--canary", "10", "--watch", "4s", "--interval", "250ms", "--log", logFile}
+		"--canary", "10", "--watch", "4s", "--interval", "250ms", "--metrics-lag", "250ms", "--log", logFile}
 
 	child := exec.Command(os.Args[0], "-test.run=^TestModelRolloutKilledThenResumed$")
 	child.Env = append(os.Environ(), rolloutChildEnv+"="+strings.Join(args, "\x1f"))
@@ -87,7 +87,7 @@ func TestModelRolloutShadow(t *testing.T) {
 	file := filepath.Join(root, "projects", "demo", "project.yaml")
 	data := t.TempDir()
 	args := []string{"--root", root, "model", "rollout", "demo", "--backend", "local", "--data", data, "--analysis", "faces",
-		"--shadow", "--watch", "2s", "--interval", "200ms", "--min-images", "5", "--log", filepath.Join(data, "rollout.log")}
+		"--shadow", "--watch", "2s", "--interval", "200ms", "--metrics-lag", "200ms", "--min-images", "5", "--log", filepath.Join(data, "rollout.log")}
 	if out, err := runCLI(t, args...); err == nil || !strings.Contains(err.Error(), "set shadow:") {
 		t.Fatalf("--shadow without a shadow endpoint in the project: %v\n%s", err, out)
 	}

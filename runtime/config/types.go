@@ -38,7 +38,9 @@ type ModelDeploy struct {
 	Image string `yaml:"image" json:"image" jsonschema:"required"`
 	// Args for the container, e.g. [model, serve].
 	Args []string `yaml:"args,omitempty" json:"args,omitempty"`
-	// ArtifactURI is a gs:// directory of model artifacts, passed to the container as AIP_STORAGE_URI.
+	// ArtifactURI is a gs:// directory of model artifacts. Vertex AI copies it to a
+	// bucket of its own and gives the container that copy's URI as AIP_STORAGE_URI
+	// (read-only): the container must read AIP_STORAGE_URI, not this URI.
 	ArtifactURI  string `yaml:"artifactUri,omitempty" json:"artifactUri,omitempty"`
 	PredictRoute string `yaml:"predictRoute,omitempty" json:"predictRoute,omitempty"`
 	HealthRoute  string `yaml:"healthRoute,omitempty" json:"healthRoute,omitempty"`

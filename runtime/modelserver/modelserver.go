@@ -49,20 +49,24 @@ type PredictRequest struct {
 
 // PredictResponse is Vertex AI's predict answer.
 type PredictResponse struct {
-	Predictions     []model.Prediction `json:"predictions"`
-	DeployedModelID string             `json:"deployedModelId"`
+	Predictions []model.Prediction `json:"predictions"`
+	// DeployedModelID is Vertex AI's to set: it adds the real one to what the
+	// container answers, so the container's own route leaves it out; the public
+	// endpoint path (Vertex's front, stood in for locally) sets one.
+	DeployedModelID string `json:"deployedModelId,omitempty"`
 }
 
 // MaxRequestBytes mirrors the cap of Vertex AI's shared public endpoints.
 const MaxRequestBytes = 1_500_000
 
-// Handler serves p under routes; modelID is reported as deployedModelId.
+// Handler serves p under routes; modelID is reported as deployedModelId on the
+// public endpoint path only.
 func Handler(p model.Predictor, routes Routes, modelID string, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.Default()
 	}
 	mux := http.NewServeMux()
-	predict := func(w http.ResponseWriter, r *http.Request) {
+	predict := func(w http.ResponseWriter, r *http.Request, modelID string) {
 		var req PredictRequest
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
 		if err := dec.Decode(&req); err != nil {
@@ -92,7 +96,7 @@ func Handler(p model.Predictor, routes Routes, modelID string, log *slog.Logger)
 		}
 		writeJSON(w, http.StatusOK, PredictResponse{Predictions: preds, DeployedModelID: modelID})
 	}
-	mux.HandleFunc("POST "+routes.Predict, predict)
+	mux.HandleFunc("POST "+routes.Predict, func(w http.ResponseWriter, r *http.Request) { predict(w, r, "") })
 	mux.HandleFunc("GET "+routes.Health, func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	// The public endpoint path, e.g. /v1/projects/p/locations/l/endpoints/e:predict
 	// (v1beta1 too: the aiplatform REST client speaks it).
@@ -105,7 +109,7 @@ func Handler(p model.Predictor, routes Routes, modelID string, log *slog.Logger)
 			writeError(w, http.StatusNotFound, "only :predict is served")
 			return
 		}
-		predict(w, r)
+		predict(w, r, modelID)
 	})
 	return mux
 }

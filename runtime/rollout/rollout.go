@@ -112,6 +112,10 @@ type Options struct {
 	Canary     int                // percent of the traffic the canary gets
 	Watch      time.Duration      // how long the canary is watched
 	Interval   time.Duration      // between looks (default a minute)
+	// MetricsLag is how late Vertex AI's and the runtime's metrics arrive in Cloud
+	// Monitoring (default 3 minutes): the last look is taken this long after the
+	// watch ends, so the watch's last minutes are counted.
+	MetricsLag time.Duration
 	Limits     Limits
 	Resume     bool // finish the rollout in progress instead of starting one
 	// ShadowEndpoint, when set, makes it a shadow rollout: the new version is deployed
@@ -169,7 +173,10 @@ type State struct {
 	WatchFor       time.Duration  `json:"watchFor"`
 	Decision       string         `json:"decision,omitempty"`
 	Numbers        *Numbers       `json:"numbers,omitempty"`
-	Updated        time.Time      `json:"updated"`
+	// DeployOperation is the DeployModel operation under way: a rollout interrupted
+	// while it runs waits on it when resumed instead of deploying a second canary.
+	DeployOperation string    `json:"deployOperation,omitempty"`
+	Updated         time.Time `json:"updated"`
 }
 
 // Final reports whether the rollout is over.
@@ -217,6 +224,9 @@ func Run(ctx context.Context, o Options) (State, error) {
 	}
 	if o.Interval <= 0 {
 		o.Interval = time.Minute
+	}
+	if o.MetricsLag <= 0 {
+		o.MetricsLag = 3 * time.Minute
 	}
 	if o.Log == nil {
 		o.Log = io.Discard
@@ -304,6 +314,16 @@ func (r *runner) begin(ctx context.Context) error {
 	return r.save("begin", fmt.Sprintf("stable version %s (deployed model %s); uploading %s as a new version", r.st.Stable.Model, r.st.Stable.DeployedModelID, r.Model.Image))
 }
 
+// modelKey is a model's name from "/locations/" on: Vertex answers with the
+// project's number in names where requests carry its id (projects/123456789/…), so
+// names are compared by what follows the project.
+func modelKey(name string) string {
+	if i := strings.Index(name, "/locations/"); i >= 0 {
+		return name[i:]
+	}
+	return name
+}
+
 // versioned names a model version as results record it: M@V.
 func versioned(model, version string) string {
 	if strings.Contains(model, "@") || version == "" {
@@ -338,6 +358,11 @@ func (r *runner) deploy(ctx context.Context) error {
 	if _, err := r.place(ctx, r.st.Endpoint, func(canary string) map[string]int32 {
 		return map[string]int32{canary: int32(r.st.CanaryPct), r.st.Stable.DeployedModelID: int32(100 - r.st.CanaryPct)}
 	}); err != nil {
+		var df *deployFailed
+		if errors.As(err, &df) {
+			r.st.Phase, r.st.Decision = PhaseRollingBack, "roll back: "+df.Error()
+			return r.save("decision", r.st.Decision)
+		}
 		return err
 	}
 	r.st.Phase, r.st.WatchFrom = PhaseWatching, r.Now().UTC()
@@ -349,6 +374,11 @@ func (r *runner) deploy(ctx context.Context) error {
 func (r *runner) deployShadow(ctx context.Context) error {
 	ep, err := r.place(ctx, r.st.ShadowEndpoint, func(canary string) map[string]int32 { return map[string]int32{canary: 100} })
 	if err != nil {
+		var df *deployFailed
+		if errors.As(err, &df) {
+			r.st.Phase, r.st.Decision = PhaseEndingShadow, "inconclusive: "+df.Error()
+			return r.save("decision", r.st.Decision)
+		}
 		return err
 	}
 	for _, dm := range ep.GetDeployedModels() { // an earlier shadow's leftovers
@@ -372,30 +402,52 @@ func (r *runner) place(ctx context.Context, endpoint string, split func(canary s
 		return nil, fmt.Errorf("read endpoint: %w", err)
 	}
 	for _, dm := range ep.GetDeployedModels() {
-		if versioned(dm.GetModel(), dm.GetModelVersionId()) == r.st.Canary.Model {
+		if modelKey(versioned(dm.GetModel(), dm.GetModelVersionId())) == modelKey(r.st.Canary.Model) {
 			r.st.Canary.DeployedModelID = dm.GetId()
 		}
 	}
 	if r.st.Canary.DeployedModelID != "" {
 		return ep, r.traffic(ctx, endpoint, split(r.st.Canary.DeployedModelID))
 	}
-	op, err := r.Endpoints.DeployModel(ctx, &aiplatformpb.DeployModelRequest{Endpoint: endpoint,
-		DeployedModel: vertex.DeployedModel(r.st.Canary.Model, r.Model), TrafficSplit: split("0")})
-	if err != nil {
-		return nil, fmt.Errorf("deploy to %s: %w", endpoint, err)
+	var op *aiplatform.DeployModelOperation
+	if r.st.DeployOperation != "" {
+		op = r.Endpoints.DeployModelOperation(r.st.DeployOperation)
+		r.note("waiting on the deployment started before: " + r.st.DeployOperation)
+	} else {
+		op, err = r.Endpoints.DeployModel(ctx, &aiplatformpb.DeployModelRequest{Endpoint: endpoint,
+			DeployedModel: vertex.DeployedModel(r.st.Canary.Model, r.Model), TrafficSplit: split("0")})
+		if err != nil {
+			return nil, fmt.Errorf("deploy to %s: %w", endpoint, err)
+		}
+		r.st.DeployOperation = op.Name()
+		if err := r.save("deploying", "deployment "+op.Name()+" started"); err != nil {
+			return nil, err
+		}
 	}
 	resp, err := op.Wait(ctx)
 	if err != nil {
+		if op.Done() { // the operation itself failed: a container that never became ready…
+			r.st.DeployOperation = ""
+			return nil, &deployFailed{err}
+		}
 		return nil, fmt.Errorf("deploy to %s: %w", endpoint, err)
 	}
+	r.st.DeployOperation = ""
 	r.st.Canary.DeployedModelID = resp.GetDeployedModel().GetId()
 	return ep, nil
 }
 
+// deployFailed: Vertex finished the deployment with an error (e.g. "Model server
+// never became ready"): nothing of the canary takes traffic, and the rollout rolls
+// back instead of waiting for a resume that would fail the same way.
+type deployFailed struct{ err error }
+
+func (e *deployFailed) Error() string { return "the new version failed to deploy: " + e.err.Error() }
+
 // watch looks at the new version every interval until the watch is over, deciding
 // at once when it is plainly worse.
 func (r *runner) watch(ctx context.Context) error {
-	end := r.st.WatchFrom.Add(r.st.WatchFor)
+	end := r.st.WatchFrom.Add(r.st.WatchFor).Add(r.MetricsLag) // the last minutes' figures arrive late
 	look := r.lookCanary
 	if r.st.ShadowEndpoint != "" {
 		look = r.lookShadow
@@ -461,7 +513,7 @@ func (r *runner) judge(n Numbers, final bool) (bool, string) {
 	figures := fmt.Sprintf("errors %.2f%% vs %.2f%%, p95 %s vs %s, prediction PSI %.3f over %d and %d images",
 		100*c.ErrorRatio, 100*s.ErrorRatio, c.P95, s.P95, n.Distance.PSI, c.Images, s.Images)
 	switch {
-	case c.Predictions > 0 && c.Errors >= 5 && c.ErrorRatio > s.ErrorRatio+l.MaxErrorRatio:
+	case c.Errors >= 5 && c.ErrorRatio > s.ErrorRatio+l.MaxErrorRatio:
 		return false, "canary errors rose: " + figures
 	case c.Predictions >= l.MinPredictions && s.P95 > 0 && float64(c.P95) > l.MaxLatencyRatio*float64(s.P95):
 		return false, fmt.Sprintf("canary p95 over %.1f× the stable one's: %s", l.MaxLatencyRatio, figures)
@@ -484,7 +536,7 @@ func (r *runner) measureShadow(ctx context.Context) (ShadowNumbers, error) {
 	}
 	jobs = slices.DeleteFunc(jobs, func(j meta.Job) bool {
 		return j.Updated.Before(r.st.WatchFrom) || !slices.ContainsFunc(j.Results, func(res meta.Result) bool {
-			return res.Analysis == r.Analysis && res.Shadow != nil && res.Shadow.ModelVersion == r.st.Canary.Model
+			return res.Analysis == r.Analysis && res.Shadow != nil && modelKey(res.Shadow.ModelVersion) == modelKey(r.st.Canary.Model)
 		})
 	})
 	a := modelcompare.Jobs(jobs, r.Analysis, r.Limits.MaxPSI)
@@ -555,6 +607,13 @@ func (r *runner) finish(ctx context.Context, keep, drop Arm, final string) error
 	if err := r.traffic(ctx, r.st.Endpoint, map[string]int32{keep.DeployedModelID: 100}); err != nil {
 		return err
 	}
+	if final == PhasePromoted {
+		// The registry's default version is what models/M without @ means: it moves to
+		// the promoted version (there is exactly one default per model).
+		if _, err := r.Models.MergeVersionAliases(ctx, &aiplatformpb.MergeVersionAliasesRequest{Name: keep.Model, VersionAliases: []string{"default"}}); err != nil {
+			return fmt.Errorf("make %s the default version: %w", keep.Model, err)
+		}
+	}
 	if err := r.undeploy(ctx, r.st.Endpoint, drop.DeployedModelID, map[string]int32{keep.DeployedModelID: 100}); err != nil {
 		return err
 	}
@@ -614,7 +673,7 @@ func (r *runner) measure(ctx context.Context) (Numbers, error) {
 		if i == 1 {
 			a = &n.Canary
 		}
-		vertex := fmt.Sprintf(`resource.labels.endpoint_id="%s" AND metric.labels.deployed_model_id="%s"`, r.EndpointID, arm.DeployedModelID)
+		vertex := fmt.Sprintf(`resource.type="aiplatform.googleapis.com/Endpoint" AND resource.labels.endpoint_id="%s" AND metric.labels.deployed_model_id="%s"`, r.EndpointID, arm.DeployedModelID)
 		var err error
 		if a.Predictions, err = r.sum(ctx, MetricPredictions, vertex); err != nil {
 			return n, err
@@ -622,15 +681,22 @@ func (r *runner) measure(ctx context.Context) (Numbers, error) {
 		if a.Errors, err = r.sum(ctx, MetricErrors, vertex); err != nil {
 			return n, err
 		}
-		if a.Predictions > 0 {
-			a.ErrorRatio = float64(a.Errors) / float64(a.Predictions)
+		// Of the requests answered or failed: prediction_count counts predictions
+		// served, so a version whose every request fails has none and all errors.
+		if a.Predictions+a.Errors > 0 {
+			a.ErrorRatio = float64(a.Errors) / float64(a.Predictions+a.Errors)
 		}
-		lat, err := r.histogram(ctx, MetricLatencies, vertex)
+		// One latency type: Vertex writes model, overhead and total (= model +
+		// overhead) as separate series of the same metric (label latency_type).
+		lat, err := r.histogram(ctx, MetricLatencies, vertex+` AND metric.labels.latency_type="total"`)
 		if err != nil {
 			return n, err
 		}
 		a.P95 = time.Duration(lat.quantile(0.95) * float64(time.Millisecond)) // Vertex reports milliseconds
-		own := fmt.Sprintf(`metric.labels.project="%s" AND metric.labels.analysis="%s" AND metric.labels.model_version="%s"`, r.Project, r.Analysis, arm.Model)
+		// The version as the runtime recorded it from Vertex's answers, whose names may
+		// carry the project's number where ours carry its id: matched from /locations/ on.
+		own := fmt.Sprintf(`resource.type="%s" AND metric.labels.project="%s" AND metric.labels.analysis="%s" AND metric.labels.model_version=ends_with("%s")`,
+			config.CloudMetricResource, r.Project, r.Analysis, modelKey(arm.Model))
 		boxes, err := r.histogram(ctx, config.MetricPredictionBoxes.CloudType(), own)
 		if err != nil {
 			return n, err
@@ -643,7 +709,15 @@ func (r *runner) measure(ctx context.Context) (Numbers, error) {
 		if err != nil {
 			return n, err
 		}
-		counts[i] = drift.Counts{Labels: labels, Boxes: boxes.fit(len(config.PredictionBoxBounds) + 1), Confidence: conf.fit(len(config.PredictionConfidenceBounds) + 1)}
+		bc, err := boxes.fit(len(config.PredictionBoxBounds) + 1)
+		if err != nil {
+			return n, fmt.Errorf("%s: %w", config.MetricPredictionBoxes.CloudType(), err)
+		}
+		cc, err := conf.fit(len(config.PredictionConfidenceBounds) + 1)
+		if err != nil {
+			return n, fmt.Errorf("%s: %w", config.MetricPredictionConfidence.CloudType(), err)
+		}
+		counts[i] = drift.Counts{Labels: labels, Boxes: bc, Confidence: cc}
 		for _, c := range boxes.counts {
 			a.Images += int(c)
 		}
@@ -705,9 +779,14 @@ type hist struct {
 }
 
 // histogram adds up the distributions of the matching series (the newest point of a
-// cumulative series, every point of a delta one).
+// cumulative series, every point of a delta one). Cloud Monitoring leaves out trailing
+// empty buckets ("If you supply fewer than N values, the remaining values are assumed
+// to be 0", google/api/distribution.proto): the number of buckets comes from the
+// bucket options, and a point's missing counts are zeros. Points of another bucket
+// layout cannot be added up: that is an error, never a point skipped.
 func (r *runner) histogram(ctx context.Context, metricType, filter string) (hist, error) {
 	var h hist
+	var bad error
 	err := r.series(ctx, metricType, filter, func(ts *monitoringpb.TimeSeries) {
 		ps := ts.GetPoints()
 		if ts.GetMetricKind() != metricpb.MetricDescriptor_DELTA && len(ps) > 1 {
@@ -715,14 +794,20 @@ func (r *runner) histogram(ctx context.Context, metricType, filter string) (hist
 		}
 		for _, p := range ps {
 			d := p.GetValue().GetDistributionValue()
-			if d == nil {
+			if d == nil || bad != nil {
 				continue
 			}
-			b := bounds(d.GetBucketOptions(), len(d.GetBucketCounts()))
-			if h.counts == nil {
-				h.bounds, h.counts = b, make([]float64, len(d.GetBucketCounts()))
+			n := buckets(d.GetBucketOptions())
+			if n == 0 || len(d.GetBucketCounts()) > n {
+				bad = fmt.Errorf("a point with %d bucket counts for %d buckets (%v)", len(d.GetBucketCounts()), n, d.GetBucketOptions())
+				continue
 			}
-			if len(d.GetBucketCounts()) != len(h.counts) {
+			b := bounds(d.GetBucketOptions(), n)
+			if h.counts == nil {
+				h.bounds, h.counts = b, make([]float64, n)
+			}
+			if !slices.Equal(b, h.bounds) {
+				bad = fmt.Errorf("series with different buckets (%v and %v)", h.bounds, b)
 				continue
 			}
 			for i, c := range d.GetBucketCounts() {
@@ -730,15 +815,39 @@ func (r *runner) histogram(ctx context.Context, metricType, filter string) (hist
 			}
 		}
 	})
-	return h, err
+	if err == nil {
+		err = bad
+	}
+	if err != nil {
+		return hist{}, fmt.Errorf("read %s: %w", metricType, err)
+	}
+	return h, nil
 }
 
-// fit returns the counts as n bins (none recorded: zeros).
-func (h hist) fit(n int) []float64 {
-	if len(h.counts) == n {
-		return h.counts
+// buckets is how many buckets a distribution's options define: the finite ones and
+// the underflow and overflow buckets (distribution.proto).
+func buckets(o *distribution.Distribution_BucketOptions) int {
+	switch {
+	case o.GetExplicitBuckets() != nil:
+		return len(o.GetExplicitBuckets().GetBounds()) + 1
+	case o.GetExponentialBuckets() != nil:
+		return int(o.GetExponentialBuckets().GetNumFiniteBuckets()) + 2
+	case o.GetLinearBuckets() != nil:
+		return int(o.GetLinearBuckets().GetNumFiniteBuckets()) + 2
 	}
-	return make([]float64, n)
+	return 0
+}
+
+// fit returns the counts as n bins (none recorded: zeros); another number of
+// buckets than the runtime writes is an error, not zeros.
+func (h hist) fit(n int) ([]float64, error) {
+	switch len(h.counts) {
+	case n:
+		return h.counts, nil
+	case 0:
+		return make([]float64, n), nil
+	}
+	return nil, fmt.Errorf("%d buckets, want %d: the runtime that wrote them has other bounds than this one", len(h.counts), n)
 }
 
 // quantile interpolates the q-quantile inside its bucket.

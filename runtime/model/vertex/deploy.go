@@ -48,6 +48,26 @@ func Deploy(ctx context.Context, models *aiplatform.ModelClient, endpoints *aipl
 	}
 	d.DeployedModelID = depResp.GetDeployedModel().GetId()
 	fmt.Fprintf(progress, "deployed model %s as %s\n", d.Model, d.DeployedModelID)
+	// What was deployed before now has no traffic, but its replicas (min_replica_count
+	// ≥ 1) still run and are billed: undeploy it.
+	ep, err := endpoints.GetEndpoint(ctx, &aiplatformpb.GetEndpointRequest{Name: endpoint})
+	if err != nil {
+		return d, fmt.Errorf("read endpoint to undeploy the previous models: %w", err)
+	}
+	for _, dm := range ep.GetDeployedModels() {
+		if dm.GetId() == d.DeployedModelID {
+			continue
+		}
+		fmt.Fprintf(progress, "undeploying the previous deployment %s (%s)…\n", dm.GetId(), dm.GetModel())
+		op, err := endpoints.UndeployModel(ctx, &aiplatformpb.UndeployModelRequest{Endpoint: endpoint, DeployedModelId: dm.GetId(),
+			TrafficSplit: map[string]int32{d.DeployedModelID: 100}})
+		if err == nil {
+			_, err = op.Wait(ctx)
+		}
+		if err != nil {
+			return d, fmt.Errorf("undeploy the previous deployment %s: %w (it has no traffic; undeploy it by hand)", dm.GetId(), err)
+		}
+	}
 	return d, nil
 }
 

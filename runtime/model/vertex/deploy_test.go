@@ -26,7 +26,7 @@ func TestDeployUploadsAndDeploysWaitingOnOperations(t *testing.T) {
 	}
 	f.Mu.Lock()
 	defer f.Mu.Unlock()
-	if d.Model != "projects/acme-prod/locations/europe-west3/models/43" || d.DeployedModelID != "222" {
+	if d.Model != rollouttest.Answered("projects/acme-prod/locations/europe-west3/models/43") || d.DeployedModelID != "222" {
 		t.Fatalf("deployment %+v", d)
 	}
 	if f.Polls < 2 {
@@ -41,7 +41,18 @@ func TestDeployUploadsAndDeploysWaitingOnOperations(t *testing.T) {
 		dr.GetMachineSpec().GetMachineType() != "n1-standard-2" || dr.GetMaxReplicaCount() != 2 || f.Deploy.GetTrafficSplit()["0"] != 100 {
 		t.Errorf("deploy request %v", f.Deploy)
 	}
-	if f.EP.TrafficSplit["222"] != 100 {
-		t.Errorf("endpoint traffic %v, want all on the new deployment", f.EP.TrafficSplit)
+	f.Mu.Unlock()
+	// The stable 111 the fake started with had its traffic taken: undeployed, not left
+	// running (and billed) at 0%. So is the first deployment when deploy runs again.
+	if got := f.Deployed(); len(got) != 1 || got["222"] != 100 {
+		t.Errorf("endpoint %v, want only the new deployment, with all the traffic", got)
 	}
+	d, err = vertex.Deploy(ctx, models, endpoints, "acme-prod", "europe-west3", "555", spec, &progress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Deployed(); len(got) != 1 || got[d.DeployedModelID] != 100 || d.DeployedModelID != "223" {
+		t.Errorf("after a second deploy: endpoint %v, deployment %+v", got, d)
+	}
+	f.Mu.Lock()
 }

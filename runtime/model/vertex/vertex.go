@@ -17,7 +17,6 @@ import (
 	"google.golang.org/api/option"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/visionstack/visionstack/runtime/model"
@@ -82,7 +81,7 @@ func (m *Model) Predict(ctx context.Context, instances []model.Instance, params 
 	if err != nil {
 		return nil, err
 	}
-	if n := proto.Size(req); n > m.o.MaxRequest {
+	if n, err := BodySize(instances, params); err != nil || n > m.o.MaxRequest {
 		return nil, fmt.Errorf("%w: vertex request of %d bytes exceeds %d: lower prepare.payloadLimit", model.ErrConfig, n, m.o.MaxRequest)
 	}
 	var resp *aiplatformpb.PredictResponse
@@ -94,6 +93,17 @@ func (m *Model) Predict(ctx context.Context, instances []model.Instance, params 
 		return nil, model.Classify(ctx, model.GRPCCause(status.Code(err)), fmt.Errorf("vertex %s: %w", m.o.Endpoint, err))
 	}
 	return Parse(resp)
+}
+
+// BodySize is the size of the JSON body Vertex AI forwards to the model's container,
+// {"instances": […], "parameters": {…}}: the 1.5 MB cap applies to it, not to the
+// gRPC message we send (a few bytes smaller an instance).
+func BodySize(instances []model.Instance, params model.Parameters) (int, error) {
+	raw, err := json.Marshal(struct {
+		Instances  []model.Instance `json:"instances"`
+		Parameters model.Parameters `json:"parameters"`
+	}{instances, params})
+	return len(raw), err
 }
 
 func retryable(err error) bool {

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -152,6 +153,30 @@ func TestRequestSizeChecked(t *testing.T) {
 	_, err := m.Predict(context.Background(), []model.Instance{instance(t)}, model.Parameters{})
 	if !errors.Is(err, model.ErrConfig) || f.calls.Load() != 0 {
 		t.Fatalf("oversized request: %v, %d calls", err, f.calls.Load())
+	}
+}
+
+// The cap is on the JSON body the container receives ({"instances", "parameters"}),
+// not on the gRPC message: a request whose body is exactly the cap is sent, one byte
+// over is refused (the proto, with the endpoint's name in it, is another size).
+func TestRequestSizeIsTheJSONBody(t *testing.T) {
+	in := []model.Instance{{Content: strings.Repeat("A", 4000), MimeType: "image/jpeg"}}
+	params := model.Parameters{ConfidenceThreshold: 0.5}
+	body, err := vertex.BodySize(in, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw, _ := json.Marshal(map[string]any{"instances": in, "parameters": params}); len(raw) != body {
+		t.Fatalf("BodySize %d, the body is %d bytes", body, len(raw))
+	}
+	f := &fakeVertex{inner: builtinModel(t)}
+	_, err = dial(t, f, vertex.Options{MaxRequest: body}).Predict(context.Background(), in, params)
+	if errors.Is(err, model.ErrConfig) || f.calls.Load() == 0 {
+		t.Fatalf("a body of exactly the cap (%d bytes) was refused: %v", body, err)
+	}
+	calls := f.calls.Load()
+	if _, err := dial(t, f, vertex.Options{MaxRequest: body - 1}).Predict(context.Background(), in, params); !errors.Is(err, model.ErrConfig) || f.calls.Load() != calls {
+		t.Fatalf("a body one byte over the cap: %v", err)
 	}
 }
 
