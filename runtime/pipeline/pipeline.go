@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strconv"
@@ -93,6 +94,26 @@ const contentKeyPrefix = "sha256:"
 func ContentKey(data []byte) string {
 	sum := sha256.Sum256(data)
 	return contentKeyPrefix + hex.EncodeToString(sum[:])
+}
+
+// ErrContentMismatch: the object under a content key holds other bytes.
+var ErrContentMismatch = errors.New("content does not match its key")
+
+// ErrTooLarge: ContentKeyOf read more than its limit.
+var ErrTooLarge = errors.New("larger than allowed")
+
+// ContentKeyOf is ContentKey of what r holds, reading at most limit bytes (an
+// object larger than that is ErrTooLarge, not hashed into memory).
+func ContentKeyOf(r io.Reader, limit int64) (string, error) {
+	h := sha256.New()
+	n, err := io.Copy(h, io.LimitReader(r, limit+1))
+	if err != nil {
+		return "", err
+	}
+	if n > limit {
+		return "", fmt.Errorf("%w: over %d bytes", ErrTooLarge, limit)
+	}
+	return contentKeyPrefix + hex.EncodeToString(h.Sum(nil)), nil
 }
 
 var attemptSeq atomic.Uint64
@@ -432,15 +453,20 @@ func (p *Pipeline) heartbeat(ctx context.Context, log *slog.Logger, c meta.Claim
 // when not nil, gives the admission back.
 func (p *Pipeline) prepare(ctx context.Context, t Task) (data []byte, img *prepare.Image, release func(), err error) {
 	data, attrs, err := p.prep.Load(ctx, p.deps.Incoming, t.Source.Object)
-	// A newer generation of the object: for an object key it is another job, and this
-	// one is superseded. A content key names bytes, not a generation: the same bytes
-	// stored again (a run resubmitting after a crash) are still this job's.
-	if err == nil && t.Source.Generation != 0 && attrs.Generation != t.Source.Generation &&
-		!(strings.HasPrefix(t.Key, contentKeyPrefix) && ContentKey(data) == BaseKey(t.Key)) {
-		return nil, nil, nil, fault.Permanent(fmt.Errorf("%w: queued generation %d, found %d", ErrSuperseded, t.Source.Generation, attrs.Generation))
-	}
 	if err != nil {
 		return data, nil, nil, err
+	}
+	// A content key names bytes, not a generation: whatever the object's generation,
+	// its bytes must hash to the key (the same bytes stored again after a crash are
+	// still this job's; other bytes under that name are not, and are never processed
+	// as if they had been analysed). An object key's newer generation is another job,
+	// and this one is superseded.
+	if strings.HasPrefix(t.Key, contentKeyPrefix) {
+		if held := ContentKey(data); held != BaseKey(t.Key) {
+			return nil, nil, nil, fault.Permanent(fmt.Errorf("%w: %s holds bytes of %s, not of its key", ErrContentMismatch, t.Source.Object, held))
+		}
+	} else if t.Source.Generation != 0 && attrs.Generation != t.Source.Generation {
+		return nil, nil, nil, fault.Permanent(fmt.Errorf("%w: queued generation %d, found %d", ErrSuperseded, t.Source.Generation, attrs.Generation))
 	}
 	if p.deps.Admit != nil {
 		h, err := p.prep.Limits().Check(data)

@@ -353,7 +353,19 @@ func (h *Handler) image(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	download, preview := r.URL.Query().Get("download") == "1", r.URL.Query().Get("w") != ""
+	// What is larger than the page's own pictures is not a preview: an original at
+	// 4096 px is its unblurred faces at full size.
+	maxPreview := 4096
+	if kind == "original" {
+		maxPreview = PreviewSize
+	}
 	switch {
+	case download && preview:
+		http.Error(w, "download=1 sends the stored file; w= asks for a preview: one or the other", http.StatusBadRequest)
+		return
+	case kind == "original" && download && !h.o.RawOriginals:
+		http.Error(w, "originals are downloaded byte for byte only where nobody else can reach this page (serve on a loopback address); read the bucket", http.StatusForbidden)
+		return
 	case kind == "original" && j.State == meta.StateQuarantined && !download:
 		// Whatever made it quarantined, it is never decoded, not even for a preview.
 		http.Error(w, "a quarantined original is offered only as a download", http.StatusForbidden)
@@ -386,8 +398,8 @@ func (h *Handler) image(w http.ResponseWriter, r *http.Request) {
 		// A preview: originals can be 50 MP; the page needs a few hundred pixels.
 		// Oriented like the boxes, metadata stripped.
 		size, err := strconv.Atoi(ws)
-		if err != nil || size < 16 || size > 4096 {
-			http.Error(w, "w: a width of 16-4096 pixels", http.StatusBadRequest)
+		if err != nil || size < 16 || size > maxPreview {
+			http.Error(w, fmt.Sprintf("w: a width of 16-%d pixels", maxPreview), http.StatusBadRequest)
 			return
 		}
 		thumb, _, err := imaging.LimitsFor(h.o.Project.Pipeline.Prepare).Thumbnail(data, size, imaging.CropNone, true)

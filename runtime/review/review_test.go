@@ -316,6 +316,19 @@ func TestReviewNeverDecodesQuarantinedNorLeaksRawOriginals(t *testing.T) {
 	if strings.Contains(body, "Exif") {
 		t.Error("the preview carries EXIF metadata")
 	}
+	// Issue 24 #2: a "preview" that is a download (the stored bytes, EXIF and all) or
+	// as large as the photo itself is not a preview.
+	for _, v := range []url.Values{
+		{"key": {done.Key}, "kind": {"original"}, "download": {"1"}, "w": {"16"}},
+		{"key": {done.Key}, "kind": {"original"}, "download": {"1"}},
+	} {
+		if code := q(shared.URL, v); code == http.StatusOK {
+			t.Errorf("original %v on a shared page: 200, the stored bytes", v)
+		}
+	}
+	if code := q(shared.URL, url.Values{"key": {done.Key}, "kind": {"original"}, "w": {"4096"}}); code != http.StatusBadRequest {
+		t.Errorf("a 4096 px 'preview' of an original: %d, want 400 (previews up to %d px)", code, review.PreviewSize)
+	}
 }
 
 // The page says when the anonymization re-check found faces the analysis missed.

@@ -267,10 +267,16 @@ func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds())
 // them from the store, never from the message) and queues its task.
 func (s *Server) handOff(ctx context.Context, key, format string, data []byte, done []meta.Result) error {
 	name := pipeline.SyncObject(key, format)
-	attrs, err := s.o.Incoming.Put(ctx, name, data, blob.PutOptions{IfGenerationMatch: blob.DoesNotExist(), ContentType: "image/" + format,
-		Metadata: map[string]string{pipeline.OriginMetadata: pipeline.OriginSync}})
+	put := func(gen *int64) (blob.Attrs, error) {
+		return s.o.Incoming.Put(ctx, name, data, blob.PutOptions{IfGenerationMatch: gen, ContentType: "image/" + format,
+			Metadata: map[string]string{pipeline.OriginMetadata: pipeline.OriginSync}})
+	}
+	attrs, err := put(blob.DoesNotExist())
 	if errors.Is(err, blob.ErrPrecondition) {
-		attrs, err = s.o.Incoming.Attrs(ctx, name)
+		// Already there: a repeat upload of the same bytes, or bytes someone wrote
+		// under this name. The name says what it holds, so it is checked: what does
+		// not hash to it is replaced (on its generation) by the bytes just analysed.
+		attrs, err = s.keep(ctx, name, key, put)
 	}
 	if err != nil {
 		return fmt.Errorf("store original: %w", err)
@@ -280,6 +286,29 @@ func (s *Server) handOff(ctx context.Context, key, format string, data []byte, d
 		return fmt.Errorf("record sync results: %w", err)
 	}
 	return pipeline.Publish(ctx, s.o.Publisher, s.o.WorkTopic, pipeline.Task{Key: key, Source: src})
+}
+
+// keep returns the attributes of the object under content key name when it holds
+// those bytes, and otherwise replaces it with the bytes put writes.
+func (s *Server) keep(ctx context.Context, name, key string, put func(gen *int64) (blob.Attrs, error)) (blob.Attrs, error) {
+	r, attrs, err := s.o.Incoming.NewReader(ctx, name)
+	if err != nil {
+		return blob.Attrs{}, err
+	}
+	defer r.Close()
+	limit := s.o.MaxBody // larger than any upload: not these bytes
+	if limit <= 0 {
+		limit = 1 << 40
+	}
+	held, err := pipeline.ContentKeyOf(r, limit)
+	if err != nil && !errors.Is(err, pipeline.ErrTooLarge) {
+		return blob.Attrs{}, err
+	}
+	if err == nil && held == pipeline.BaseKey(key) {
+		return attrs, nil
+	}
+	s.o.Logger.WarnContext(ctx, "the object under a content key held other bytes: replaced by the ones analysed", "object", name, "generation", attrs.Generation)
+	return put(&attrs.Generation)
 }
 
 // readImage takes raw bytes (any image/* or octet-stream body) or the one file of a

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/visionstack/visionstack/internal/testimg"
 	"github.com/visionstack/visionstack/runtime/blob"
 	"github.com/visionstack/visionstack/runtime/localmode"
 	"github.com/visionstack/visionstack/runtime/meta"
@@ -144,5 +145,43 @@ func TestSyncOriginalsRecognisedByMetadataNotName(t *testing.T) {
 	}
 	if j, _ := f.env.Meta.Get(ctx, ar.Key); j.State.Final() {
 		t.Fatalf("the notification processed the sync job itself: %+v", j)
+	}
+}
+
+// Issue 24 #1: bytes planted under a content key (incoming/sync/<sha256 of a grey
+// image>.png holds a face photo) are never processed as the grey image's: the sync
+// hand-off replaces them with the bytes it analysed, and a task whose object does not
+// hash to its key is quarantined, not done with the face unblurred.
+func TestPlantedBytesUnderAContentKey(t *testing.T) {
+	f := newFixture(t, 0)
+	ctx := context.Background()
+	grey, face := testimg.PNG(64, 48), photo(t, "grace_hopper.jpg")
+	key := pipeline.ContentKey(grey)
+	name := pipeline.SyncObject(key, "png")
+	if _, err := f.env.Incoming.Put(ctx, name, face, blob.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ar, task, attrs := syncThenQueued(t, f, grey)
+	if ar.Key != key {
+		t.Fatalf("key %s, want %s", ar.Key, key)
+	}
+	held, _, err := blob.ReadAll(ctx, f.env.Incoming, name, 0)
+	if err != nil || !bytes.Equal(held, grey) {
+		t.Fatalf("after the sync call %s holds %d bytes (grey is %d): the planted photo stayed", name, len(held), len(grey))
+	}
+	// Planted again after the hand-off, before the task runs.
+	if _, err := f.env.Incoming.Put(ctx, name, face, blob.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := json.Marshal(task)
+	if resp, body := post(t, f.http.URL+"/v1/pubsub/push", "application/json", pushEnvelope(data, attrs, 1)); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("push: %d %s", resp.StatusCode, body)
+	}
+	j, err := f.env.Meta.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.State != meta.StateQuarantined || !strings.Contains(j.Reason, "does not match its key") || len(j.Outputs) != 0 {
+		t.Fatalf("job %s (%s), outputs %v: want quarantined, nothing stored", j.State, j.Reason, j.Outputs)
 	}
 }
