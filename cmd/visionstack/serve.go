@@ -220,7 +220,7 @@ func (o *serveOptions) serveLocal(ctx context.Context, cfg *config.Project, log 
 	p := env.Pipeline
 	srv := server.New(server.Options{Pipeline: p, Incoming: env.Incoming, Publisher: env.Queue, WorkTopic: localmode.WorkTopic,
 		Admission: adm, MaxBody: int64(cfg.Pipeline.Prepare.MaxBytes), Logger: log,
-		Metrics: o.tel.MetricsHandler(), Review: o.reviewHandler(cfg, env.Meta, log, env.Incoming, env.Processed, env.Quarantine)})
+		Metrics: o.tel.MetricsHandler(), Review: o.reviewHandler(cfg, env.Meta, log, adm, env.Incoming, env.Processed, env.Quarantine)})
 
 	// Locally there is no push subscription: a worker drains the in-process queue.
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -255,7 +255,7 @@ func (o *serveOptions) serveCloud(ctx context.Context, cfg *config.Project, log 
 	srv := server.New(server.Options{Pipeline: env.Pipeline, Incoming: env.Incoming, Publisher: env.Queue,
 		WorkTopic: "projects/" + cfg.GCP.Project + "/topics/" + env.WorkTopic, PushAuth: auth,
 		Admission: adm, MaxBody: int64(cfg.Pipeline.Prepare.MaxBytes), Logger: log,
-		Metrics: o.tel.MetricsHandler(), Review: o.reviewHandler(cfg, env.Meta, log, env.Incoming, env.Processed, env.Quarantine)})
+		Metrics: o.tel.MetricsHandler(), Review: o.reviewHandler(cfg, env.Meta, log, adm, env.Incoming, env.Processed, env.Quarantine)})
 	ro := reconcileTargets(cfg, "cloud", "")
 	ro.Meta, ro.Publisher, ro.DeadLetters = env.Meta, env.Queue, env.Queue
 	stopReconciler := o.startReconciler(ctx, log, ro)
@@ -301,11 +301,11 @@ func (o *serveOptions) startReconciler(ctx context.Context, log *slog.Logger, ro
 }
 
 // reviewHandler is the review page, or nil when it is off.
-func (o *serveOptions) reviewHandler(cfg *config.Project, store meta.Store, log *slog.Logger, buckets ...blob.Bucket) http.Handler {
+func (o *serveOptions) reviewHandler(cfg *config.Project, store meta.Store, log *slog.Logger, adm *server.Admission, buckets ...blob.Bucket) http.Handler {
 	if !o.reviewOn {
 		return nil
 	}
-	return review.New(review.Options{Project: cfg, Meta: store, Buckets: buckets, Logger: log,
+	return review.New(review.Options{Project: cfg, Meta: store, Buckets: buckets, Logger: log, Admit: adm.Admit,
 		RawOriginals: o.backend == "local" && loopback(o.addr)})
 }
 

@@ -21,9 +21,10 @@ import (
 // marker was appended (libvips 8.14 here raised no error). Any other
 // is decoded strictly, as before, and fails as truncated.
 
-// rescueLimit bounds the images Go's decoder checks: its frame is allocated whole,
-// beside the pipeline's pixel budget (24 MP in 4:2:0 is 36 MB), and this is a rescue
-// for a rare file, not a path to plan memory for.
+// rescueLimit bounds the images Go's decoder checks: its frame is allocated whole
+// (and a progressive file's coefficients: 15 bytes a pixel, 360 MB at 24 MP), which
+// Header.Cost counts for admission beside the pixels; this is a rescue for a rare
+// file, not a path to plan memory for.
 const rescueLimit = 24_000_000
 
 // input is what libvips decodes for an image's bytes.
@@ -42,7 +43,7 @@ func inputFor(data []byte, h Header) input {
 	if jpegComplete(data) {
 		return input{data: data}
 	}
-	if int64(h.Width)*int64(h.Height) <= rescueLimit {
+	if rescued(data, h) {
 		ended := make([]byte, len(data), len(data)+2)
 		copy(ended, data)
 		ended = append(ended, 0xFF, 0xD9)
@@ -51,6 +52,35 @@ func inputFor(data []byte, h Header) input {
 		}
 	}
 	return input{data: data, strict: true, unended: true}
+}
+
+// rescued says whether Go's decoder checks data (header h) whole: a JPEG short of
+// its end marker, small enough. Header.Cost counts that decoder's memory.
+func rescued(data []byte, h Header) bool {
+	return h.Format == "jpeg" && int64(h.Width)*int64(h.Height) <= rescueLimit && !jpegComplete(data)
+}
+
+// jpegProgressive reports whether the first frame header, found by walking the
+// marker segments (not by searching bytes: an EXIF thumbnail holds markers of its
+// own), is progressive (SOF2, SOF6, SOF10, SOF14).
+func jpegProgressive(b []byte) bool {
+	for i := 2; i+3 < len(b); {
+		if b[i] != 0xFF {
+			return false
+		}
+		m := b[i+1]
+		switch {
+		case m == 0xFF:
+			i++
+			continue
+		case m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC:
+			return m == 0xC2 || m == 0xC6 || m == 0xCA || m == 0xCE
+		case m == 0xDA || m == 0xD9:
+			return false
+		}
+		i += 2 + (int(b[i+2])<<8 | int(b[i+3]))
+	}
+	return false
 }
 
 // failed is the error for a decode of in that failed with err: corrupt, and for a

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/davidbyttow/govips/v2/vips"
@@ -124,5 +125,62 @@ func TestJPEGsViewersShowAreNotCorrupt(t *testing.T) {
 		if _, _, err := (imaging.Limits{}).Decode(prog[:cut], 2048, true); !errors.Is(err, imaging.ErrCorrupt) {
 			t.Errorf("progressive, cut inside a scan at %d of %d: %v, want ErrCorrupt", cut, len(prog), err)
 		}
+	}
+}
+
+// Issue 24 #3: Go's decoder, which checks a JPEG short of its end marker, allocates
+// its whole frame (and a progressive file's coefficients) beside the pipeline's pixel
+// budget; Header.Cost counts it before anything decodes. Here a progressive 4:4:4
+// photo missing its end marker: the Go heap its decode takes stays within what Cost
+// adds to the pixels.
+func TestRescueIsCountedByAdmission(t *testing.T) {
+	base, err := os.ReadFile(filepath.Join(photos.Dir(), "faces", "grace_hopper.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := vips.NewImageFromBuffer(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ref.Resize(4, vips.KernelLanczos3); err != nil { // ~2 MP: a real photo's data, enlarged
+		t.Fatal(err)
+	}
+	prog, _, err := ref.ExportJpeg(&vips.JpegExportParams{Quality: 90, Interlace: true, SubsampleMode: vips.VipsForeignSubsampleOff})
+	ref.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	unended := prog[:len(prog)-2]
+	h, err := imaging.Limits{}.Check(unended)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := int64(h.Width) * int64(h.Height)
+	whole, _ := imaging.Limits{}.Check(prog)
+	if whole.Cost() != px {
+		t.Errorf("a complete JPEG costs %d for %d pixels: only the rescue adds to it", whole.Cost(), px)
+	}
+	if h.Cost() < px*(imaging.BytesPerPixel+15)/imaging.BytesPerPixel {
+		t.Errorf("a progressive JPEG to rescue costs %d for %d pixels: its coefficients are not counted", h.Cost(), px)
+	}
+	// The Go heap a decode allocates: the rescue's is what the unended file takes
+	// beyond the complete one.
+	alloc := func(data []byte) int64 {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		im, _, err := imaging.Limits{}.Decode(data, 1024, true)
+		runtime.ReadMemStats(&after)
+		if err != nil {
+			t.Fatalf("decode: %v", err)
+		}
+		im.Close()
+		return int64(after.TotalAlloc - before.TotalAlloc)
+	}
+	heap := alloc(unended) - alloc(prog)
+	counted := (h.Cost() - px) * imaging.BytesPerPixel
+	t.Logf("%dx%d progressive 4:4:4, %d bytes: the rescue allocated %d MB of Go heap; Cost counts %d MB beside the pixels", h.Width, h.Height, len(unended), heap>>20, counted>>20)
+	if heap > counted {
+		t.Errorf("the rescue allocated %d bytes, more than the %d Cost counts for it", heap, counted)
 	}
 }

@@ -473,7 +473,7 @@ func (p *Pipeline) prepare(ctx context.Context, t Task) (data []byte, img *prepa
 		if err != nil {
 			return data, nil, nil, err
 		}
-		if release, err = p.deps.Admit(ctx, int64(h.Width)*int64(h.Height)); err != nil {
+		if release, err = p.deps.Admit(ctx, h.Cost()); err != nil {
 			return data, nil, nil, err
 		}
 	}

@@ -44,6 +44,9 @@ type Options struct {
 	// (serve on a loopback address); otherwise originals are served only as previews:
 	// re-encoded, fitted, metadata stripped.
 	RawOriginals bool
+	// Admit, when set, takes room for a preview's decode (imaging.Header.Cost pixels)
+	// from the service's admission budget before it decodes, as every decode does.
+	Admit func(ctx context.Context, pixels int64) (release func(), err error)
 }
 
 // MaxLimit caps ?limit=, the images on one page.
@@ -402,7 +405,22 @@ func (h *Handler) image(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, fmt.Sprintf("w: a width of 16-%d pixels", maxPreview), http.StatusBadRequest)
 			return
 		}
-		thumb, _, err := imaging.LimitsFor(h.o.Project.Pipeline.Prepare).Thumbnail(data, size, imaging.CropNone, true)
+		lim := imaging.LimitsFor(h.o.Project.Pipeline.Prepare)
+		hd, err := lim.Check(data)
+		if err != nil {
+			http.Error(w, "preview: "+err.Error(), http.StatusUnprocessableEntity)
+			return
+		}
+		if h.o.Admit != nil {
+			release, err := h.o.Admit(ctx, hd.Cost())
+			if err != nil {
+				w.Header().Set("Retry-After", "2")
+				http.Error(w, "preview: busy, try again: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			defer release()
+		}
+		thumb, _, err := lim.Thumbnail(data, size, imaging.CropNone, true)
 		if err != nil {
 			http.Error(w, "preview: "+err.Error(), http.StatusUnprocessableEntity)
 			return

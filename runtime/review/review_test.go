@@ -3,6 +3,7 @@ package review_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"image"
 	"image/jpeg"
@@ -382,4 +383,39 @@ func addJob(t *testing.T, r *run, key string, edit func(*meta.Job)) meta.Job {
 		t.Fatal(err)
 	}
 	return done
+}
+
+// Issue 24 #3: a preview decodes the original, so it takes room in the service's
+// admission budget first (its header's Cost), and waits its turn (503) when there is
+// none.
+func TestPreviewsAreAdmitted(t *testing.T) {
+	r := runSamples(t)
+	jobs, err := r.env.Meta.List(context.Background(), meta.Filter{State: meta.StateDone, Limit: 1})
+	if err != nil || len(jobs) == 0 {
+		t.Fatal(jobs, err)
+	}
+	cfg, err := config.LoadFile(photos.DemoProject())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var admitted []int64
+	full := false
+	h := review.New(review.Options{Project: cfg, Meta: r.env.Meta, Buckets: []blob.Bucket{r.env.Incoming, r.env.Processed, r.env.Quarantine},
+		Admit: func(_ context.Context, px int64) (func(), error) {
+			if full {
+				return nil, errors.New("no room")
+			}
+			admitted = append(admitted, px)
+			return func() {}, nil
+		}})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	u := srv.URL + "/review/image?" + url.Values{"key": {jobs[0].Key}, "kind": {"original"}, "w": {"200"}}.Encode()
+	if resp, _ := get(t, u); resp.StatusCode != 200 || len(admitted) != 1 || admitted[0] < int64(jobs[0].Width)*int64(jobs[0].Height)/4 {
+		t.Fatalf("preview: %d, admitted %v for a %dx%d job", resp.StatusCode, admitted, jobs[0].Width, jobs[0].Height)
+	}
+	full = true
+	if resp, _ := get(t, u); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("preview with no room: %d, want 503 with Retry-After", resp.StatusCode)
+	}
 }

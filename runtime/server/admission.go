@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/visionstack/visionstack/runtime/imaging"
 	"github.com/visionstack/visionstack/runtime/pipeline"
 )
 
@@ -27,9 +28,8 @@ type Admission struct {
 // says otherwise (serve sets half the ack deadline).
 const DefaultDeliveryWait = 2 * time.Minute
 
-// bytesPerPixel is the measured peak resident memory per admitted pixel of the
-// whole job (12 MP JPEGs, 16 at once; bench/RESULTS.md), rounded up.
-const bytesPerPixel = 8
+// bytesPerPixel is what an admitted pixel stands for (imaging.BytesPerPixel).
+const bytesPerPixel = imaging.BytesPerPixel
 
 // baseMemory is what the process holds idle (Go runtime, libvips, model, clients:
 // 128 MiB) and the built-in face detector's working memory beside the images: its

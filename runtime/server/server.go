@@ -225,7 +225,7 @@ func (s *Server) analyze(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	release, err := s.o.Admission.Admit(ctx, int64(h.Width)*int64(h.Height))
+	release, err := s.o.Admission.Admit(ctx, h.Cost())
 	if err != nil {
 		s.fail(w, r, err)
 		return
