@@ -342,6 +342,10 @@ func (o *serveOptions) pushAuth(ctx context.Context, cfg *config.Project) (*serv
 		CheckedByFront: os.Getenv("K_SERVICE") != "" && !cfg.Serving.Public}, nil
 }
 
+// DefaultModelServePixels is model serve's pixel budget: 100 MP, about 800 MB of
+// decoded images at the measured 8 bytes a pixel, on the default n1-standard-2's 7.5 GB.
+const DefaultModelServePixels = 100_000_000
+
 // connLimits bound how long a connection may take: a client that trickles its
 // headers or body, or never reads the answer, cannot hold a connection (and the
 // memory behind it) for ever.
@@ -391,14 +395,22 @@ func listenAndServe(ctx context.Context, addr string, h http.Handler, lim connLi
 
 func newModelCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{Use: "model", Short: "Serve or deploy models"}
-	var ref, logFormat string
+	var ref, logFormat, addr string
+	var maxInstances int
+	var maxPixels int64
 	serve := &cobra.Command{
 		Use:   "serve [--model builtin:faces]",
 		Short: "Serve a built-in model behind the Vertex AI custom container contract",
 		Long: `model serve listens on $AIP_HTTP_PORT (8080), predicts on $AIP_PREDICT_ROUTE
 (/predict) and answers health on $AIP_HEALTH_ROUTE (/health), as Vertex AI expects of a
 custom container. It also answers /v1/projects/P/locations/L/endpoints/E:predict, so a
-Vertex client can be pointed at it locally.`,
+Vertex client can be pointed at it locally.
+On Vertex AI (AIP_MODE=PREDICTION) it listens on every interface; anywhere else on
+127.0.0.1 unless --addr says otherwise: it has no authentication of its own.
+Each request may carry --max-instances images (413 beyond); every image's header is
+read first, and the request's pixels are admitted against --max-inflight-pixels before
+anything decodes: 413 for a request larger than the whole budget, 429 with
+Retry-After while other requests hold it.`,
 		Example: "  AIP_HTTP_PORT=8081 visionstack model serve\n  curl -s localhost:8081/predict -d '{\"instances\":[{\"content\":\"'$(base64 -w0 photo.jpg)'\"}]}'",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -417,12 +429,24 @@ Vertex client can be pointed at it locally.`,
 				return err
 			}
 			routes := modelserver.RoutesFromEnv()
+			if addr == "" {
+				addr = "127.0.0.1:" + routes.Port
+				if os.Getenv("AIP_MODE") == "PREDICTION" { // Vertex AI reaches it from outside the container
+					addr = ":" + routes.Port
+				}
+			}
 			log := g.serviceLogger(logFormat, "")
-			return listenAndServe(ctx, ":"+routes.Port, modelserver.Handler(m, routes, "builtin-"+r.Target, log),
+			adm := server.NewAdmission(maxPixels, 2*time.Second)
+			h := modelserver.Handler(m, modelserver.Options{Routes: routes, ModelID: "builtin-" + r.Target, Logger: log,
+				MaxInstances: maxInstances, Limits: builtin.InputLimits, Admit: adm.Admit, Budget: maxPixels})
+			return listenAndServe(ctx, addr, h,
 				connLimits{Read: time.Minute, Write: 2 * time.Minute, Idle: 2 * time.Minute}, 9*time.Second, log, nil, nil, fmt.Sprintf("%s on %s, health %s", ref, routes.Predict, routes.Health))
 		},
 	}
 	serve.Flags().StringVar(&ref, "model", "builtin:faces", "built-in model to serve")
+	serve.Flags().StringVar(&addr, "addr", "", "listen address (default 127.0.0.1:$AIP_HTTP_PORT; :$AIP_HTTP_PORT on Vertex AI)")
+	serve.Flags().IntVar(&maxInstances, "max-instances", modelserver.DefaultMaxInstances, "most instances (images) one request may carry")
+	serve.Flags().Int64Var(&maxPixels, "max-inflight-pixels", DefaultModelServePixels, "decoded pixels in flight across requests (about 8 bytes each)")
 	serve.Flags().StringVar(&logFormat, "log-format", defaultLogFormat(), "json (Cloud Logging) or text")
 	cmd.AddCommand(serve, newModelDeployCmd(g), newModelCompareCmd(g), newModelRolloutCmd(g))
 	return cmd

@@ -146,4 +146,18 @@ func TestModelServe(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatalf("model serve: %v\n%s", err, out)
 	}
+	// It has no authentication of its own: off Vertex AI it listens on this machine
+	// only (issue 24 #4); on Vertex (AIP_MODE=PREDICTION) on every interface.
+	if !strings.Contains(out.String(), "addr=127.0.0.1:"+port) {
+		t.Errorf("model serve off Vertex listens beyond loopback:\n%s", out)
+	}
+	t.Setenv("AIP_MODE", "PREDICTION")
+	stop, out = startCLI(t, "model", "serve")
+	waitHealthy(t, "http://127.0.0.1:"+port+"/health")
+	if err := stop(); err != nil {
+		t.Fatalf("model serve on Vertex: %v\n%s", err, out)
+	}
+	if !strings.Contains(out.String(), "addr=[::]:"+port) {
+		t.Errorf("model serve on Vertex does not listen on every interface:\n%s", out)
+	}
 }

@@ -7,6 +7,8 @@
 package modelserver
 
 import (
+	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/visionstack/visionstack/runtime/fault"
+	"github.com/visionstack/visionstack/runtime/imaging"
 	"github.com/visionstack/visionstack/runtime/model"
 )
 
@@ -59,11 +62,36 @@ type PredictResponse struct {
 // MaxRequestBytes mirrors the cap of Vertex AI's shared public endpoints.
 const MaxRequestBytes = 1_500_000
 
-// Handler serves p under routes; modelID is reported as deployedModelId on the
-// public endpoint path only.
-func Handler(p model.Predictor, routes Routes, modelID string, log *slog.Logger) http.Handler {
+// Options bound what one server takes on.
+type Options struct {
+	Routes  Routes
+	ModelID string // reported as deployedModelId on the public endpoint path only
+	Logger  *slog.Logger
+	// MaxInstances is the most instances one request may carry (default
+	// DefaultMaxInstances): 413 beyond.
+	MaxInstances int
+	// Limits gate each instance's header before anything decodes (size, format,
+	// pixels, dimensions): 400 when one fails.
+	Limits imaging.Limits
+	// Admit takes room in a pixel budget for a request's images (imaging.Header.Cost
+	// each, added up) before they decode, waiting its turn: 429 with Retry-After when
+	// there is none in time, 413 when the request is larger than the whole budget.
+	Admit func(ctx context.Context, pixels int64) (release func(), err error)
+	// Budget is the whole budget Admit hands out (for the 413; 0: no such check).
+	Budget int64
+}
+
+// DefaultMaxInstances is the instance cap when Options say none.
+const DefaultMaxInstances = 8
+
+// Handler serves p as o says.
+func Handler(p model.Predictor, o Options) http.Handler {
+	log, routes, modelID := o.Logger, o.Routes, o.ModelID
 	if log == nil {
 		log = slog.Default()
+	}
+	if o.MaxInstances <= 0 {
+		o.MaxInstances = DefaultMaxInstances
 	}
 	mux := http.NewServeMux()
 	predict := func(w http.ResponseWriter, r *http.Request, modelID string) {
@@ -81,6 +109,39 @@ func Handler(p model.Predictor, routes Routes, modelID string, log *slog.Logger)
 		if len(req.Instances) == 0 {
 			writeError(w, http.StatusBadRequest, "no instances")
 			return
+		}
+		if len(req.Instances) > o.MaxInstances {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("%d instances in one request, at most %d (model serve --max-instances): send fewer a request", len(req.Instances), o.MaxInstances))
+			return
+		}
+		// Every image's header is read, and the request's pixels admitted, before any
+		// image decodes: an oversized request costs a header read, not a decode.
+		var cost int64
+		for i, in := range req.Instances {
+			data, err := base64.StdEncoding.DecodeString(in.Content)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("instance %d: content is not base64: %v", i, err))
+				return
+			}
+			h, err := o.Limits.Check(data)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("instance %d: %v", i, err))
+				return
+			}
+			cost += h.Cost()
+		}
+		if o.Budget > 0 && cost > o.Budget {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request's images decode to %d pixels, more than this server's budget of %d (model serve --max-inflight-pixels): send fewer or smaller images", cost, o.Budget))
+			return
+		}
+		if o.Admit != nil {
+			release, err := o.Admit(r.Context(), cost)
+			if err != nil {
+				w.Header().Set("Retry-After", "2")
+				writeError(w, http.StatusTooManyRequests, "busy with other requests' images ("+err.Error()+"): try again")
+				return
+			}
+			defer release()
 		}
 		preds, err := p.Predict(r.Context(), req.Instances, req.Parameters)
 		if err != nil {

@@ -2,19 +2,24 @@ package modelserver_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/visionstack/visionstack/internal/testimg"
 	"github.com/visionstack/visionstack/runtime/model"
 	"github.com/visionstack/visionstack/runtime/model/builtin"
 	"github.com/visionstack/visionstack/runtime/modelserver"
+	"github.com/visionstack/visionstack/runtime/server"
 	"github.com/visionstack/visionstack/testdata/photos"
 )
 
@@ -24,7 +29,7 @@ func serve(t *testing.T, routes modelserver.Routes) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(modelserver.Handler(m, routes, "builtin-faces", nil))
+	hs := httptest.NewServer(modelserver.Handler(m, modelserver.Options{Routes: routes, ModelID: "builtin-faces"}))
 	t.Cleanup(hs.Close)
 	return hs
 }
@@ -113,4 +118,61 @@ func TestBadRequests(t *testing.T) {
 func instanceBody(data string) []byte {
 	body, _ := json.Marshal(modelserver.PredictRequest{Instances: []model.Instance{{Content: base64.StdEncoding.EncodeToString([]byte(data))}}})
 	return body
+}
+
+// counting is a predictor that counts its calls: a refused request never reaches it.
+type counting struct{ calls int }
+
+func (c *counting) Predict(context.Context, []model.Instance, model.Parameters) ([]model.Prediction, error) {
+	c.calls++
+	return nil, errors.New("not for this test")
+}
+
+// Issue 24 #4: model serve bounds what one request and all of them together may
+// decode. 23 instances of a 49 MP image once fitted in one 1.5 MB request and took
+// 30 s and 706 MB; now a request over the instance cap or the pixel budget is refused
+// from the images' headers (413), and one that must wait for room past its turn gets
+// 429 with Retry-After; none of them reaches the model.
+func TestModelServeBoundsRequests(t *testing.T) {
+	big := base64.StdEncoding.EncodeToString(testimg.PNGBomb(7000, 7000)) // 49 MP declared
+	body := func(n int, content string) []byte {
+		in := make([]model.Instance, n)
+		for i := range in {
+			in[i] = model.Instance{Content: content, MimeType: "image/png"}
+		}
+		b, _ := json.Marshal(modelserver.PredictRequest{Instances: in})
+		return b
+	}
+	adm := server.NewAdmission(100_000_000, 50*time.Millisecond)
+	p := &counting{}
+	hs := httptest.NewServer(modelserver.Handler(p, modelserver.Options{Routes: modelserver.RoutesFromEnv(),
+		Limits: builtin.InputLimits, Admit: adm.Admit, Budget: 100_000_000}))
+	defer hs.Close()
+	post := func(b []byte) (int, string, http.Header) {
+		resp, err := http.Post(hs.URL+"/predict", "application/json", bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		msg, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(msg), resp.Header
+	}
+	if code, msg, _ := post(body(23, big)); code != http.StatusRequestEntityTooLarge || !strings.Contains(msg, "at most 8") {
+		t.Errorf("23 instances: %d %s", code, msg)
+	}
+	if code, msg, _ := post(body(3, big)); code != http.StatusRequestEntityTooLarge || !strings.Contains(msg, "budget") {
+		t.Errorf("3 × 49 MP against a 100 MP budget: %d %s", code, msg)
+	}
+	release, err := adm.Admit(context.Background(), 90_000_000) // other requests hold most of it
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, msg, hdr := post(body(1, big))
+	release()
+	if code != http.StatusTooManyRequests || hdr.Get("Retry-After") == "" {
+		t.Errorf("49 MP while 90 of 100 MP are held: %d %s, want 429 with Retry-After", code, msg)
+	}
+	if p.calls != 0 {
+		t.Errorf("the model was called %d times for refused requests", p.calls)
+	}
 }

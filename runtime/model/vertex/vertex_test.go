@@ -183,7 +183,7 @@ func TestRequestSizeIsTheJSONBody(t *testing.T) {
 // The aiplatform REST client, unchanged, pointed at `model serve`: the built-in
 // model's HTTP server speaks the Vertex predict contract.
 func TestRESTClientAgainstModelServe(t *testing.T) {
-	hs := httptest.NewServer(modelserver.Handler(builtinModel(t), modelserver.RoutesFromEnv(), "builtin-faces", nil))
+	hs := httptest.NewServer(modelserver.Handler(builtinModel(t), modelserver.Options{Routes: modelserver.RoutesFromEnv(), ModelID: "builtin-faces"}))
 	defer hs.Close()
 	ctx := context.Background()
 	c, err := aiplatformv1beta1.NewPredictionRESTClient(ctx, option.WithEndpoint(hs.URL), option.WithoutAuthentication())
