@@ -150,6 +150,9 @@ type Filter struct {
 	After string
 }
 
+// ErrChanged: the job changed since it was read (Store.Requeued).
+var ErrChanged = errors.New("job changed since it was read")
+
 // ErrByKeyWithState: a Filter asked for key order and a state together.
 var ErrByKeyWithState = errors.New("list jobs: key order (ByKey) takes no state filter")
 
@@ -173,6 +176,13 @@ type Store interface {
 	Renew(ctx context.Context, c Claim, lease time.Duration) error
 	// Release gives a claim up (after a transient error) so a retry can take it at once.
 	Release(ctx context.Context, c Claim) error
+	// Requeued records that the reconciler re-queued the job it read last updated at
+	// seen: its update time becomes at (the reconciler's clock, which judges
+	// staleness), so the next passes (on every instance) leave it alone for their
+	// stale time. ErrChanged when the job is no longer as read —
+	// updated since (re-queued by another instance, or claimed: a claim updates it) or
+	// final.
+	Requeued(ctx context.Context, key string, seen, at time.Time) error
 	// Get returns one job or ErrNotFound.
 	Get(ctx context.Context, key string) (Job, error)
 	// List returns jobs, newest first (oldest first with f.Oldest), by last update;

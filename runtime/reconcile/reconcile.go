@@ -155,6 +155,16 @@ func (o *Options) stuckJobs(ctx context.Context, r *Report) error {
 				it.Action, it.Why = Reported, since+": "+err.Error()
 				break
 			}
+			// Marked first, on the update time read: another instance's reconciler
+			// (or this one's next pass) finds it touched and leaves it for StaleAfter;
+			// without the mark every pass on every instance queued it again.
+			if !o.DryRun {
+				if err := o.Meta.Requeued(ctx, j.Key, j.Updated, now); errors.Is(err, meta.ErrChanged) {
+					continue // re-queued by another instance, or claimed since it was read
+				} else if err != nil {
+					return fmt.Errorf("reconcile: mark %s re-queued: %w", j.Key, err)
+				}
+			}
 			it.Action, it.Why = Requeued, since
 			if err := o.publishTask(ctx, t); err != nil {
 				return err

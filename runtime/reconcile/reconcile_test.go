@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -216,5 +217,56 @@ func TestReconcileLeavesRecentJobsToTheirRetries(t *testing.T) {
 	}
 	if len(r.Items) != 0 {
 		t.Fatalf("recent jobs touched: %+v", r.Items)
+	}
+}
+
+// Issue 24 #5: a primed job nobody claimed was queued again by every pass of every
+// instance (three passes, three tasks). Now the first re-queue marks it: the next
+// passes, here and on another instance at once, leave it until it is stale again.
+func TestStuckJobQueuedOncePerStaleTime(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	o := w.options()
+	o.DeadLetters = nil // the stuck jobs only
+	var wg sync.WaitGroup
+	for range 2 { // two instances' passes at once
+		wg.Go(func() {
+			if _, err := reconcile.Run(ctx, o); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if _, err := reconcile.Run(ctx, o); err != nil { // a later pass, within StaleAfter
+		t.Fatal(err)
+	}
+	msgs, err := w.q.Messages(ctx, work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, m := range msgs {
+		count[m.Attributes["key"]]++
+	}
+	for _, k := range []string{w.keys["primed"], w.keys["orphan"]} {
+		if count[k] != 1 {
+			t.Errorf("%s queued %d times by three passes, want once", k, count[k])
+		}
+	}
+	// Once stale again, it is queued again.
+	later := o
+	later.Now = func() time.Time { return o.Now().Add(2 * reconcile.DefaultStaleAfter) }
+	if _, err := reconcile.Run(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	msgs, _ = w.q.Messages(ctx, work)
+	n := 0
+	for _, m := range msgs {
+		if m.Attributes["key"] == w.keys["primed"] {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("after another stale time the primed job was queued %d times in all, want 2", n)
 	}
 }

@@ -164,6 +164,26 @@ func (s *Store) Renew(ctx context.Context, c meta.Claim, lease time.Duration) er
 	return nil
 }
 
+// Requeued moves the job's update time to now if it is as the reconciler read it: in
+// a transaction, so of two instances re-queuing it at once one wins.
+func (s *Store) Requeued(ctx context.Context, key string, seen, at time.Time) error {
+	ref := s.ref(key)
+	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *fs.Transaction) error {
+		r, err := load(tx, ref)
+		if err != nil {
+			return err
+		}
+		if !r.Updated.Equal(seen) || r.State != string(meta.StateProcessing) {
+			return meta.ErrChanged
+		}
+		return tx.Update(ref, []fs.Update{{Path: "updated", Value: at.UTC()}})
+	})
+	if err != nil {
+		return fmt.Errorf("requeued %s: %w", key, mapErr(err))
+	}
+	return nil
+}
+
 // Release gives c's claim up so that a retry can take it at once.
 func (s *Store) Release(ctx context.Context, c meta.Claim) error {
 	if err := s.setLease(ctx, c, func() time.Time { return time.Unix(0, 0).UTC() }, nil); err != nil {

@@ -82,6 +82,39 @@ func Run(t *testing.T, open func(t *testing.T) meta.Store) {
 		}
 	})
 
+	// The reconciler marks a job it re-queued, on what it read: of two instances
+	// re-queuing the same read one wins, and a job claimed or changed since is left.
+	t.Run("RequeuedOnceOnWhatWasRead", func(t *testing.T) {
+		s := open(t)
+		if err := s.Prime(ctx, "k", src, nil); err != nil {
+			t.Fatal(err)
+		}
+		seen, err := s.Get(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := seen.Updated.Add(time.Minute)
+		if err := s.Requeued(ctx, "k", seen.Updated, at); err != nil {
+			t.Fatalf("first Requeued: %v", err)
+		}
+		if err := s.Requeued(ctx, "k", seen.Updated, at); !errors.Is(err, meta.ErrChanged) {
+			t.Fatalf("second Requeued on the same read: %v, want ErrChanged", err)
+		}
+		after, err := s.Get(ctx, "k")
+		if err != nil || !after.Updated.Equal(at) || after.State != meta.StateProcessing {
+			t.Fatalf("after Requeued: %+v, %v (read %v)", after, err, seen.Updated)
+		}
+		if _, err := s.Claim(ctx, "k", src, "w1", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Requeued(ctx, "k", after.Updated, at.Add(time.Minute)); !errors.Is(err, meta.ErrChanged) {
+			t.Fatalf("Requeued of a job claimed since it was read: %v, want ErrChanged", err)
+		}
+		if err := s.Requeued(ctx, "absent", seen.Updated, at); err == nil {
+			t.Fatal("Requeued of an absent job: no error")
+		}
+	})
+
 	t.Run("BusyWhileLeased", func(t *testing.T) {
 		s := open(t)
 		if _, err := s.Claim(ctx, "k", src, "w1", time.Minute); err != nil {

@@ -117,6 +117,19 @@ func (s *Store) Prime(ctx context.Context, key string, src meta.Source, done []m
 	return nil
 }
 
+// Requeued moves the job's update time to now if it is as the reconciler read it.
+func (s *Store) Requeued(ctx context.Context, key string, seen, at time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE jobs SET updated = ? WHERE key = ? AND updated = ? AND state = 'processing'`,
+		at.UnixNano(), key, seen.UnixNano())
+	if err != nil {
+		return fmt.Errorf("requeued %s: %w", key, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return fmt.Errorf("requeued %s: %w", key, meta.ErrChanged)
+	}
+	return nil
+}
+
 // Complete records the final state if c still holds the claim.
 func (s *Store) Complete(ctx context.Context, c meta.Claim, j meta.Job) error {
 	if !j.State.Final() {
