@@ -13,6 +13,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/visionstack/visionstack/runtime/blob"
 	"github.com/visionstack/visionstack/runtime/config"
@@ -71,20 +72,44 @@ var ErrStale = errors.New("a newer generation of the source already has its outp
 // OutputName is where the processed image (a JPEG) of a source object goes: the same
 // name when it already ends in .jpg or .jpeg, else the name with ".jpg" added, so
 // a.png and a.jpg do not share a.jpg.
+//
+// A name that would pass Cloud Storage's 1024-byte limit (a source of 1021 bytes and
+// more) is shortened to fit, with a digest of the whole name in it: the image is
+// processed, not retried until it is dead-lettered.
 func OutputName(object string) string {
 	switch strings.ToLower(path.Ext(object)) {
 	case ".jpg", ".jpeg":
-		return object
+		return fit(object, object)
 	}
-	return object + ".jpg"
+	return fit(object+".jpg", object)
+}
+
+// fit returns name when it is short enough, and otherwise its start, cut on a
+// character boundary, with the digest of whole (what the name stands for) and the
+// extension after it.
+func fit(name, whole string) string {
+	if len(name) <= blob.MaxNameBytes {
+		return name
+	}
+	ext := path.Ext(name)
+	digest := digestOf(whole)
+	keep := blob.MaxNameBytes - len(ext) - 1 - len(digest)
+	for keep > 0 && !utf8.RuneStart(name[keep]) {
+		keep--
+	}
+	return name[:keep] + "." + digest + ext
+}
+
+func digestOf(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:6])
 }
 
 // keyedName is the fallback when another source object's output holds name: the
 // name with the job key's digest in it, so no job overwrites another's output.
 func keyedName(name, key string) string {
-	sum := sha256.Sum256([]byte(key))
 	ext := path.Ext(name)
-	return strings.TrimSuffix(name, ext) + "." + hex.EncodeToString(sum[:6]) + ext
+	return fit(strings.TrimSuffix(name, ext)+"."+digestOf(key)+ext, name+"#"+key)
 }
 
 // Done stores the processed image, publishes, then records the job as done.

@@ -8,7 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
+	"github.com/visionstack/visionstack/internal/testimg"
 	"github.com/visionstack/visionstack/runtime/blob"
 	"github.com/visionstack/visionstack/runtime/meta"
 	"github.com/visionstack/visionstack/runtime/pipeline"
@@ -115,6 +117,40 @@ func TestReviewAbuse(t *testing.T) {
 		}
 		if code == 200 && ct != "image/jpeg" {
 			t.Errorf("%s: served as %q", c.name, ct)
+		}
+	}
+}
+
+// Issue 24 #6: an object name of 1021 to 1024 bytes (Cloud Storage allows 1024) has
+// no room for ".jpg": its output name is shortened to fit, with a digest of the whole
+// name, and the photo is processed, not retried until it is dead-lettered.
+func TestLongestObjectNamesAreProcessed(t *testing.T) {
+	f := newFixture(t, 0)
+	ctx := context.Background()
+	for _, n := range []int{1021, 1024} {
+		// Folders of 200 bytes: a local bucket keeps each part a file name.
+		var name string
+		for len(name)+201 < n-10 {
+			name += strings.Repeat("d", 200) + "/"
+		}
+		name += strings.Repeat("é", (n-len(name)-4)/2) // two bytes each: the cut must not split one
+		name += strings.Repeat("x", n-len(name)-4) + ".png"
+		if len(name) != n {
+			t.Fatalf("name of %d bytes, want %d", len(name), n)
+		}
+		a, err := f.env.Incoming.Put(ctx, name, testimg.PNG(64, 48), blob.PutOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp, body := post(t, f.http.URL+"/v1/pubsub/push", "application/json", pushEnvelope(nil, notification(name, a.Generation), 1)); resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("%d-byte name: %d %s, want 204", n, resp.StatusCode, body)
+		}
+		j, err := f.env.Meta.Get(ctx, pipeline.ObjectKey("incoming", name, a.Generation))
+		if err != nil || j.State != meta.StateDone || len(j.Outputs) != 1 {
+			t.Fatalf("%d-byte name: job %+v, %v", n, j, err)
+		}
+		if out := j.Outputs[0].Object; len(out) > blob.MaxNameBytes || !utf8.ValidString(out) || !strings.HasSuffix(out, ".jpg") {
+			t.Errorf("%d-byte name: output %q (%d bytes)", n, out, len(out))
 		}
 	}
 }
