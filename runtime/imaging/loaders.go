@@ -8,7 +8,19 @@ package imaging
 */
 import "C"
 
-import "unsafe"
+import (
+	"strings"
+	"unsafe"
+)
+
+// vipsErrorBuffer takes libvips' error buffer (and clears it): what govips leaves
+// there when it reports a failure in words of its own ("failed to write image to
+// memory"), such as the decoder's verdict on the image.
+func vipsErrorBuffer() string {
+	s := strings.TrimSpace(C.GoString(C.vips_error_buffer()))
+	C.vips_error_clear()
+	return s
+}
 
 // Loaders are the libvips loader classes left usable: the formats the gate can admit
 // (jpeg, png, webp, gif, tiff, heif). TIFF is also how decoded pixels are handed

@@ -24,7 +24,9 @@ func (im *Image) pixels() (*pixels, error) {
 	}
 	raw, err := im.ref.ToBytes()
 	if err != nil {
-		return nil, vipsErr(err)
+		// govips words this failure its own way and leaves libvips' reason (where the
+		// lazy decode runs, the decoder's verdict) in the error buffer.
+		return nil, fmt.Errorf("%w: %s", vipsErr(err), vipsErrorBuffer())
 	}
 	p := &pixels{pix: raw, w: im.Width(), h: im.Height(), bands: im.ref.Bands()}
 	if p.bands < 1 || p.bands > 4 || len(raw) != p.w*p.h*p.bands {
