@@ -8,6 +8,7 @@ package meta
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -150,6 +151,21 @@ type Filter struct {
 	After string
 }
 
+// ErrHeld: another holder has the lease (Store.Lease); a *HeldError says who.
+var ErrHeld = errors.New("lease held by another")
+
+// HeldError is Lease's refusal: who holds the lease, until when.
+type HeldError struct {
+	Holder string
+	Until  time.Time
+}
+
+func (e *HeldError) Error() string {
+	return fmt.Sprintf("%v: %s until %s", ErrHeld, e.Holder, e.Until.UTC().Format(time.RFC3339))
+}
+
+func (e *HeldError) Unwrap() error { return ErrHeld }
+
 // ErrChanged: the job changed since it was read (Store.Requeued).
 var ErrChanged = errors.New("job changed since it was read")
 
@@ -199,5 +215,11 @@ type Store interface {
 	SaveCursor(ctx context.Context, name string, data []byte) error
 	// Cursor returns what SaveCursor stored last under name, or ErrNotFound.
 	Cursor(ctx context.Context, name string) ([]byte, error)
+	// Lease takes the lease name for holder, or renews it, until ttl from now: one
+	// holder at a time (a rollout's runner). A *HeldError (ErrHeld) while another
+	// holder's lease runs; an expired one is taken over.
+	Lease(ctx context.Context, name, holder string, ttl time.Duration) error
+	// EndLease gives the lease up if holder has it (nothing happens otherwise).
+	EndLease(ctx context.Context, name, holder string) error
 	Close() error
 }

@@ -186,3 +186,48 @@ func TestFailedDeploymentRollsBack(t *testing.T) {
 		t.Errorf("endpoint %v, want only the stable version", got)
 	}
 }
+
+// Issue 24 #8: two rollouts of one project at once — both read "none in progress",
+// the second overwrote the first's state and its canary stayed deployed, untracked.
+// The lease lets one run; the other is refused and says why.
+func TestOneRolloutAtATime(t *testing.T) {
+	h := newHarness(t, rollouttest.Healthy)
+	h.fake.Mu.Lock()
+	h.fake.Hold = true // the first rollout waits on its deployment
+	h.fake.Mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	first := make(chan error, 1)
+	go func() {
+		_, err := rollout.Run(ctx, h.opts)
+		first <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		h.fake.Mu.Lock()
+		started := h.fake.Deploys > 0
+		h.fake.Mu.Unlock()
+		if started {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first rollout never deployed")
+		}
+	}
+	second := h.opts
+	second.Resume = true // even a resume waits for the running one
+	if _, err := rollout.Run(context.Background(), second); err == nil || !strings.Contains(err.Error(), "another model rollout") {
+		t.Fatalf("a second rollout during the first: %v", err)
+	}
+	h.fake.Mu.Lock()
+	h.fake.Hold = false
+	h.fake.Mu.Unlock()
+	if err := <-first; err != nil {
+		t.Fatalf("the first rollout: %v", err)
+	}
+	h.fake.Mu.Lock()
+	deploys := h.fake.Deploys
+	h.fake.Mu.Unlock()
+	if deploys != 1 {
+		t.Errorf("%d deployments", deploys)
+	}
+}

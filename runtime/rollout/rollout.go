@@ -19,8 +19,11 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	aiplatform "cloud.google.com/go/aiplatform/apiv1"
@@ -235,6 +238,14 @@ func Run(ctx context.Context, o Options) (State, error) {
 		o.Progress = io.Discard
 	}
 	r := &runner{Options: o}
+	// One runner per project's rollout, enforced: two at once would both read "no
+	// rollout in progress" and the second would overwrite the first's state, leaving
+	// its canary deployed with traffic and untracked.
+	ctx, endLease, err := hold(ctx, o.State, StateName(o.Project))
+	if err != nil {
+		return State{}, err
+	}
+	defer endLease()
 	prev, err := Load(ctx, o.State, o.Project)
 	switch {
 	case err != nil && !errors.Is(err, meta.ErrNotFound):
@@ -279,6 +290,71 @@ func Run(ctx context.Context, o Options) (State, error) {
 		}
 	}
 	return r.st, nil
+}
+
+// leaseTTL is how long a runner's lease lasts without renewal: a runner killed
+// without giving it up blocks the next one (--resume) this long at most.
+const leaseTTL = 2 * time.Minute
+
+// hold takes the rollout's lease and renews it until end is called; the returned
+// context ends if the lease is lost (another runner took it over after it ran out).
+func hold(ctx context.Context, store meta.Store, name string) (context.Context, func(), error) {
+	host, _ := os.Hostname()
+	holder := fmt.Sprintf("%s/%d/%d", host, os.Getpid(), time.Now().UnixNano())
+	err := store.Lease(ctx, name, holder, leaseTTL)
+	var held *meta.HeldError
+	if errors.As(err, &held) && deadHere(held.Holder) {
+		// Its runner was killed on this machine (no such process now): its lease is
+		// ended at once instead of making a resume wait for it to run out.
+		if err = store.EndLease(ctx, name, held.Holder); err == nil {
+			err = store.Lease(ctx, name, holder, leaseTTL)
+		}
+	}
+	if errors.Is(err, meta.ErrHeld) {
+		return nil, nil, fmt.Errorf("another model rollout of this project is running (%w); wait for it, or for its lease to run out if it was killed elsewhere, then run model rollout --resume", err)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(leaseTTL / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if err := store.Lease(ctx, name, holder, leaseTTL); errors.Is(err, meta.ErrHeld) {
+					cancel(fmt.Errorf("rollout lease lost: %w", err))
+					return
+				}
+			}
+		}
+	}()
+	return ctx, func() {
+		close(done)
+		cancel(nil)
+		bg, stop := context.WithTimeout(context.Background(), 10*time.Second)
+		defer stop()
+		_ = store.EndLease(bg, name, holder)
+	}, nil
+}
+
+// deadHere says whether holder (host/pid/…, as hold writes it) names a process of
+// this machine that no longer runs.
+func deadHere(holder string) bool {
+	host, _ := os.Hostname()
+	parts := strings.Split(holder, "/")
+	if len(parts) != 3 || parts[0] != host {
+		return false
+	}
+	pid, err := strconv.Atoi(parts[1])
+	if err != nil || pid <= 0 {
+		return false
+	}
+	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 }
 
 func describe(s State) string {

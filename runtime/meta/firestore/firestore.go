@@ -37,6 +37,14 @@ const BaselinesCollection = "baselines"
 // CursorsCollection holds where long commands (backfill) got to, one document per name.
 const CursorsCollection = "cursors"
 
+// LeasesCollection holds the leases (Store.Lease): one document a name.
+const LeasesCollection = "leases"
+
+type leaseDoc struct {
+	Holder string    `firestore:"holder"`
+	Until  time.Time `firestore:"until"`
+}
+
 // Store is a meta.Store on Firestore.
 type Store struct {
 	client *fs.Client
@@ -367,6 +375,56 @@ type cursorDoc struct {
 func (s *Store) SaveCursor(ctx context.Context, name string, data []byte) error {
 	if _, err := s.client.Collection(CursorsCollection).Doc(name).Set(ctx, cursorDoc{Data: data, Updated: s.now().UTC()}); err != nil {
 		return fmt.Errorf("save cursor %s: %w", name, err)
+	}
+	return nil
+}
+
+// Lease takes or renews name for holder in a transaction: of two runners asking at
+// once, one gets it.
+func (s *Store) Lease(ctx context.Context, name, holder string, ttl time.Duration) error {
+	ref := s.client.Collection(LeasesCollection).Doc(name)
+	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *fs.Transaction) error {
+		now := s.now().UTC()
+		snap, err := tx.Get(ref)
+		if err != nil && status.Code(err) != codes.NotFound {
+			return err
+		}
+		if err == nil {
+			var l leaseDoc
+			if err := snap.DataTo(&l); err != nil {
+				return err
+			}
+			if l.Holder != holder && l.Until.After(now) {
+				return &meta.HeldError{Holder: l.Holder, Until: l.Until}
+			}
+		}
+		return tx.Set(ref, leaseDoc{Holder: holder, Until: now.Add(ttl)})
+	})
+	if err != nil {
+		return fmt.Errorf("lease %s: %w", name, err)
+	}
+	return nil
+}
+
+// EndLease deletes name's document if holder has it.
+func (s *Store) EndLease(ctx context.Context, name, holder string) error {
+	ref := s.client.Collection(LeasesCollection).Doc(name)
+	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *fs.Transaction) error {
+		snap, err := tx.Get(ref)
+		if status.Code(err) == codes.NotFound {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var l leaseDoc
+		if err := snap.DataTo(&l); err != nil || l.Holder != holder {
+			return err
+		}
+		return tx.Delete(ref)
+	})
+	if err != nil {
+		return fmt.Errorf("end lease %s: %w", name, err)
 	}
 	return nil
 }

@@ -115,6 +115,42 @@ func Run(t *testing.T, open func(t *testing.T) meta.Store) {
 		}
 	})
 
+	// One holder at a time: renewals by the holder, ErrHeld for another until the
+	// lease runs out or is given up; of many asking at once, one gets it.
+	t.Run("LeaseOneHolder", func(t *testing.T) {
+		s := open(t)
+		if err := s.Lease(ctx, "rollout-acme", "a", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Lease(ctx, "rollout-acme", "a", time.Minute); err != nil {
+			t.Fatalf("renewal: %v", err)
+		}
+		var held *meta.HeldError
+		if err := s.Lease(ctx, "rollout-acme", "b", time.Minute); !errors.As(err, &held) || held.Holder != "a" {
+			t.Fatalf("another holder: %v, want a HeldError naming a", err)
+		}
+		if err := s.EndLease(ctx, "rollout-acme", "b"); err != nil { // not b's: nothing happens
+			t.Fatal(err)
+		}
+		if err := s.Lease(ctx, "rollout-acme", "b", time.Minute); !errors.Is(err, meta.ErrHeld) {
+			t.Fatalf("after another's EndLease: %v, want ErrHeld", err)
+		}
+		if err := s.EndLease(ctx, "rollout-acme", "a"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Lease(ctx, "rollout-acme", "b", time.Millisecond); err != nil {
+			t.Fatalf("after EndLease: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+		if err := s.Lease(ctx, "rollout-acme", "c", time.Minute); err != nil {
+			t.Fatalf("an expired lease is taken over: %v", err)
+		}
+		wins, losers := racetest.Winners(8, func(i int) error { return s.Lease(ctx, "race", fmt.Sprint("h", i), time.Minute) })
+		if wins != 1 {
+			t.Fatalf("%d of 8 holders got one lease: %v", wins, losers)
+		}
+	})
+
 	t.Run("BusyWhileLeased", func(t *testing.T) {
 		s := open(t)
 		if _, err := s.Claim(ctx, "k", src, "w1", time.Minute); err != nil {

@@ -32,6 +32,11 @@ CREATE TABLE IF NOT EXISTS baselines (
 	data    BLOB NOT NULL,
 	created INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS leases (
+	name   TEXT PRIMARY KEY,
+	holder TEXT NOT NULL,
+	until  INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS cursors (
 	name    TEXT PRIMARY KEY,
 	data    BLOB NOT NULL,
@@ -273,6 +278,35 @@ func (s *Store) SaveCursor(ctx context.Context, name string, data []byte) error 
 	if _, err := s.db.ExecContext(ctx, `INSERT INTO cursors(name, data, updated) VALUES (?, ?, ?)
 		ON CONFLICT(name) DO UPDATE SET data = excluded.data, updated = excluded.updated`, name, data, s.now().UnixNano()); err != nil {
 		return fmt.Errorf("save cursor %s: %w", name, err)
+	}
+	return nil
+}
+
+// Lease takes or renews name for holder: the row is written only when it is absent,
+// holder's own, or expired.
+func (s *Store) Lease(ctx context.Context, name, holder string, ttl time.Duration) error {
+	now := s.now()
+	res, err := s.db.ExecContext(ctx, `INSERT INTO leases(name, holder, until) VALUES (?, ?, ?)
+		ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+		WHERE leases.holder = excluded.holder OR leases.until <= ?`, name, holder, now.Add(ttl).UnixNano(), now.UnixNano())
+	if err != nil {
+		return fmt.Errorf("lease %s: %w", name, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 1 {
+		return nil
+	}
+	var other string
+	var until int64
+	if err := s.db.QueryRowContext(ctx, `SELECT holder, until FROM leases WHERE name = ?`, name).Scan(&other, &until); err != nil {
+		return fmt.Errorf("lease %s: %w", name, err)
+	}
+	return fmt.Errorf("lease %s: %w", name, &meta.HeldError{Holder: other, Until: time.Unix(0, until)})
+}
+
+// EndLease deletes name's row if holder has it.
+func (s *Store) EndLease(ctx context.Context, name, holder string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM leases WHERE name = ? AND holder = ?`, name, holder); err != nil {
+		return fmt.Errorf("end lease %s: %w", name, err)
 	}
 	return nil
 }
