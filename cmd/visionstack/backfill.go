@@ -140,7 +140,7 @@ func (o *backfillOptions) backends(ctx context.Context, cfg *config.Project, cl 
 			return bo, "", err
 		}
 		cl.Add(q.Close)
-		bo.Incoming, bo.Publisher, bo.Topic, bo.ContentKeys = in, q, localmode.WorkTopic, true
+		bo.Incoming, bo.Publisher, bo.Topic, bo.ContentKeys, bo.MaxBytes = in, q, localmode.WorkTopic, true, int64(cfg.Pipeline.Prepare.MaxBytes)
 		return bo, where + "; tasks go to the local queue (visionstack serve " + cfg.Name + " processes them)", nil
 	default: // cloud: open vetted the backend
 		sc, err := storage.NewClient(ctx)

@@ -45,6 +45,9 @@ type Options struct {
 	// ContentKeys keys objects by their content, as local runs key their jobs (the
 	// local queue is the user's own): each object is read once to hash it.
 	ContentKeys bool
+	// MaxBytes bounds what ContentKeys reads of an object (the project's
+	// prepare.maxBytes): a larger one is skipped, said why, never read whole.
+	MaxBytes int64
 	// Restart ignores a saved cursor and starts from the beginning (the keys still
 	// make it idempotent).
 	Restart bool
@@ -59,6 +62,28 @@ type Options struct {
 	// PageSize is how many objects or jobs are read at a time (default 500).
 	PageSize int
 	Now      func() time.Time
+}
+
+// contentKey hashes an object as it streams, at most MaxBytes of it: a larger one
+// gets a reason to be skipped instead of a key.
+func (o *Options) contentKey(ctx context.Context, name string) (key, why string, err error) {
+	r, attrs, err := o.Incoming.NewReader(ctx, name)
+	if err != nil {
+		return "", "", err
+	}
+	defer r.Close()
+	limit := o.MaxBytes
+	if limit <= 0 {
+		limit = 1 << 40
+	}
+	if attrs.Size > limit {
+		return "", fmt.Sprintf("larger than prepare.maxBytes (%d bytes)", limit), nil
+	}
+	key, err = pipeline.ContentKeyOf(r, limit)
+	if errors.Is(err, pipeline.ErrTooLarge) {
+		return "", fmt.Sprintf("larger than prepare.maxBytes (%d bytes)", limit), nil
+	}
+	return key, "", err
 }
 
 // Progress of a run.
@@ -236,11 +261,9 @@ func Run(ctx context.Context, o Options) (Report, error) {
 			}
 			why := it.why
 			if why == "" && it.byContent {
-				data, _, err := blob.ReadAll(ctx, o.Incoming, it.id, 0)
-				if err != nil {
+				if it.key, why, err = o.contentKey(ctx, it.id); err != nil {
 					return rep, errors.Join(fmt.Errorf("backfill: read %s: %w", it.id, err), save(last))
 				}
-				it.key = pipeline.ContentKey(data)
 			}
 			if why == "" {
 				why, err = o.already(ctx, it)

@@ -266,6 +266,25 @@ func TestContentKeysMatchLocalRuns(t *testing.T) {
 	}
 }
 
+// Issue 24 #9: hashing an object for its content key reads at most prepare.maxBytes
+// of it: a larger object is skipped, said why, not read into memory whole.
+func TestContentKeysReadAtMostMaxBytes(t *testing.T) {
+	f := newFixture(t, 1)
+	ctx := context.Background()
+	if _, err := f.in.Put(ctx, "cam/huge.jpg", make([]byte, 1<<20), blob.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	o := f.options()
+	o.ContentKeys, o.MaxBytes = true, 64<<10
+	rep, err := backfill.Run(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Published != 1 || len(rep.Skipped) != 1 || rep.Skipped[0].Examples[0] != "cam/huge.jpg" || !strings.Contains(rep.Skipped[0].Why, "maxBytes") {
+		t.Fatalf("report %+v: want cam/000.jpg queued and cam/huge.jpg skipped for its size", rep)
+	}
+}
+
 // A run that stops before it handles anything new keeps the cursor where it was, and
 // a cancelled run (Ctrl-C) still saves where it got to.
 func TestStoppingKeepsTheCursor(t *testing.T) {

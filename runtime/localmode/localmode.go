@@ -97,6 +97,11 @@ func Open(cfg *config.Project, dir string, o Options) (_ *Env, err error) {
 			e.Close()
 		}
 	}()
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	e.closers.Add(unlock)
 	open := func(sub string) (*local.Bucket, error) {
 		b, err := local.Open(filepath.Join(dir, sub), sub)
 		if err == nil {
