@@ -6,17 +6,15 @@ package blazeface
 
 import (
 	_ "embed"
-	"errors"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"runtime"
 	"sort"
-	"sync"
 	"sync/atomic"
 
 	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/visionstack/visionstack/runtime/model/ortenv"
 )
 
 //go:embed model/blazeface-back.json
@@ -121,53 +119,12 @@ func (s *spec) anchorsFor(w, h int) [][2]float32 {
 }
 
 // ErrNoRuntime: ONNX Runtime's shared library was not found.
-var ErrNoRuntime = errors.New("ONNX Runtime not found: run scripts/install-onnxruntime.sh, or set VISIONSTACK_ONNXRUNTIME to libonnxruntime.so")
+var ErrNoRuntime = ortenv.ErrNoRuntime
 
-// Library is where ONNX Runtime's shared library is: $VISIONSTACK_ONNXRUNTIME, else
-// where scripts/install-onnxruntime.sh puts it, else /usr/local/lib (the image).
-func Library() (string, error) {
-	if p := os.Getenv("VISIONSTACK_ONNXRUNTIME"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("VISIONSTACK_ONNXRUNTIME: %w", err)
-		}
-		return p, nil
-	}
-	var candidates []string
-	cache := os.Getenv("XDG_CACHE_HOME")
-	if home, err := os.UserHomeDir(); cache == "" && err == nil {
-		cache = filepath.Join(home, ".cache")
-	}
-	if cache != "" {
-		candidates = append(candidates, filepath.Join(cache, "visionstack", "onnxruntime", "1.30.0", "libonnxruntime.so"))
-	}
-	candidates = append(candidates, "/usr/local/lib/libonnxruntime.so")
-	for _, c := range candidates {
-		if _, err := os.Stat(c); err == nil {
-			return c, nil
-		}
-	}
-	return "", ErrNoRuntime
-}
+// Library is where ONNX Runtime's shared library is (ortenv.Library).
+func Library() (string, error) { return ortenv.Library() }
 
-var (
-	envOnce sync.Once
-	envErr  error
-)
-
-func startRuntime() error {
-	envOnce.Do(func() {
-		lib, err := Library()
-		if err != nil {
-			envErr = err
-			return
-		}
-		ort.SetSharedLibraryPath(lib)
-		if err := ort.InitializeEnvironment(); err != nil {
-			envErr = fmt.Errorf("start ONNX Runtime (%s): %w", lib, err)
-		}
-	})
-	return envErr
-}
+func startRuntime() error { return ortenv.Start() }
 
 // Net is the network on ONNX Runtime, one thread per run: jobs run side by side,
 // each on its core. It is safe for concurrent use.

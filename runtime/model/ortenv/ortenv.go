@@ -1,0 +1,65 @@
+// Package ortenv finds ONNX Runtime's shared library and starts its environment,
+// once per process, for every model that runs on it (the built-in face detector, a
+// team's own ONNX file).
+package ortenv
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// ErrNoRuntime: ONNX Runtime's shared library was not found.
+var ErrNoRuntime = errors.New("ONNX Runtime not found: run scripts/install-onnxruntime.sh, or set VISIONSTACK_ONNXRUNTIME to libonnxruntime.so")
+
+// Library is where ONNX Runtime's shared library is: $VISIONSTACK_ONNXRUNTIME, else
+// where scripts/install-onnxruntime.sh puts it, else /usr/local/lib (the image).
+func Library() (string, error) {
+	if p := os.Getenv("VISIONSTACK_ONNXRUNTIME"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("VISIONSTACK_ONNXRUNTIME: %w", err)
+		}
+		return p, nil
+	}
+	var candidates []string
+	cache := os.Getenv("XDG_CACHE_HOME")
+	if home, err := os.UserHomeDir(); cache == "" && err == nil {
+		cache = filepath.Join(home, ".cache")
+	}
+	if cache != "" {
+		candidates = append(candidates, filepath.Join(cache, "visionstack", "onnxruntime", "1.30.0", "libonnxruntime.so"))
+	}
+	candidates = append(candidates, "/usr/local/lib/libonnxruntime.so")
+	for _, c := range candidates {
+		if _, err := os.Stat(c); err == nil {
+			return c, nil
+		}
+	}
+	return "", ErrNoRuntime
+}
+
+var (
+	once    sync.Once
+	started error
+)
+
+// Start loads the library and starts the environment; later calls return the first
+// call's result.
+func Start() error {
+	once.Do(func() {
+		lib, err := Library()
+		if err != nil {
+			started = err
+			return
+		}
+		ort.SetSharedLibraryPath(lib)
+		if err := ort.InitializeEnvironment(); err != nil {
+			started = fmt.Errorf("start ONNX Runtime (%s): %w", lib, err)
+		}
+	})
+	return started
+}
