@@ -8,7 +8,7 @@ OUT       ?= out/demo
 FUZZTIME  ?= 100000x
 PKGS      := ./...
 
-.PHONY: all deps deps-runtime build demo test test-short race fuzz bench chaos e2e-gcp schema vet clean image screenshot
+.PHONY: example all deps deps-runtime build demo test test-short race fuzz bench chaos e2e-gcp schema vet clean image screenshot
 IMAGE     ?= visionstack:dev
 
 all: build
@@ -28,6 +28,14 @@ demo: build ## run the demo project on the sample photos, locally, no cloud
 	@echo
 	@echo "Processed images: $(OUT)/processed/   quarantine: $(OUT)/quarantine/   records: $(OUT)/visionstack.db"
 	@echo "Run it again: it skips what is done."
+
+example: build ## your own model: train the defects example with PyTorch, export it to ONNX, run it on fresh images, score it
+	@scripts/install-deps.sh example
+	/usr/bin/python3 projects/defects/train.py
+	rm -rf out/defects
+	$(BIN) validate defects
+	$(BIN) run --project defects --out out/defects --no-progress projects/defects/eval
+	/usr/bin/python3 projects/defects/evaluate.py out/defects/visionstack.db
 
 test: deps ## the whole suite: vet, unit + integration tests, brief fuzzing
 	$(GO) vet $(PKGS)

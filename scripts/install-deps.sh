@@ -4,6 +4,7 @@
 #
 #   scripts/install-deps.sh runtime   what building and running needs (make build, make demo)
 #   scripts/install-deps.sh           that, and what the tests need (make test, .ci/run)
+#   scripts/install-deps.sh example   that, and PyTorch to train the defects example (make example)
 #
 # runtime:
 #   libvips-dev, pkg-config, gcc   libvips for govips (cgo): decode, resize, encode
@@ -17,10 +18,15 @@
 #                 be configured for apt on machines that do not already have it
 #   chromium      headless browser the review page's browser test drives (chromedp)
 #   imagemagick   the peer `make bench` compares with (Google's Cloud Run sample method)
+# example:
+#   python3-torch, python3-torchvision, python3-onnx   train and export the example's model
 set -euo pipefail
 pkgs=(libvips-dev pkg-config gcc)
 # Node.js and npm: any install will do (this machine's came with them); Debian's if none.
 command -v npm >/dev/null || pkgs+=(nodejs npm)
+if [ "${1:-all}" = "example" ]; then
+	pkgs+=(python3-torch python3-torchvision python3-onnx)
+fi
 if [ "${1:-all}" != "runtime" ]; then
 	pkgs+=(python3-opencv opencv-data openjdk-17-jre-headless
 		google-cloud-cli-firestore-emulator google-cloud-cli-pubsub-emulator chromium imagemagick)

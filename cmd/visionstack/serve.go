@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/visionstack/visionstack/runtime/model"
+	"github.com/visionstack/visionstack/runtime/model/onnx"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -11,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -342,6 +346,44 @@ func (o *serveOptions) pushAuth(ctx context.Context, cfg *config.Project) (*serv
 		CheckedByFront: os.Getenv("K_SERVICE") != "" && !cfg.Serving.Public}, nil
 }
 
+// closingPredictor is a model model serve can close.
+type closingPredictor interface {
+	model.Predictor
+	Close() error
+}
+
+// servedModel opens what model serve serves: the built-in face model, or an ONNX
+// file — on Vertex AI read from $AIP_STORAGE_URI, the copy of the model's artifact
+// directory Vertex makes (not artifactUri itself), when its path is relative.
+func servedModel(ctx context.Context, r config.ModelRef, settings string) (closingPredictor, imaging.Limits, string, error) {
+	switch r.Kind {
+	case config.ModelBuiltin:
+		m, err := builtin.New(builtin.DefaultParams)
+		return noClose{m}, builtin.InputLimits, "builtin-" + r.Target, err
+	case config.ModelONNX:
+		var set config.ONNX
+		if settings != "" {
+			dec := json.NewDecoder(strings.NewReader(settings))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&set); err != nil {
+				return nil, imaging.Limits{}, "", fmt.Errorf("--onnx: %w", err)
+			}
+		}
+		target := r.Target
+		if uri := os.Getenv("AIP_STORAGE_URI"); uri != "" && !strings.HasPrefix(target, "gs://") && !filepath.IsAbs(target) {
+			target = strings.TrimSuffix(uri, "/") + "/" + target
+		}
+		cfg := &config.Project{Pipeline: config.Pipeline{Analyses: []config.Analysis{{Name: "served", Model: "onnx:" + target, ONNX: &set}}}}
+		m, err := models.OpenONNX(ctx, cfg, "served", target)
+		return m, onnx.InputLimits, "onnx-" + filepath.Base(target), err
+	}
+	return nil, imaging.Limits{}, "", fmt.Errorf("model serve serves builtin:faces and onnx:PATH models; %s is served by its own platform", r)
+}
+
+type noClose struct{ model.Predictor }
+
+func (noClose) Close() error { return nil }
+
 // DefaultModelServePixels is model serve's pixel budget: 100 MP, about 800 MB of
 // decoded images at the measured 8 bytes a pixel, on the default n1-standard-2's 7.5 GB.
 const DefaultModelServePixels = 100_000_000
@@ -395,7 +437,7 @@ func listenAndServe(ctx context.Context, addr string, h http.Handler, lim connLi
 
 func newModelCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{Use: "model", Short: "Serve or deploy models"}
-	var ref, logFormat, addr string
+	var ref, logFormat, addr, onnxSettings string
 	var maxInstances int
 	var maxPixels int64
 	serve := &cobra.Command{
@@ -420,14 +462,12 @@ Retry-After while other requests hold it.`,
 			if err != nil {
 				return err
 			}
-			if r.Kind != config.ModelBuiltin {
-				return fmt.Errorf("model serve serves built-in models only; %s is served by its own platform", ref)
-			}
 			imaging.Init(0)
-			m, err := builtin.New(builtin.DefaultParams)
+			m, limits, id, err := servedModel(cmd.Context(), r, onnxSettings)
 			if err != nil {
 				return err
 			}
+			defer m.Close()
 			routes := modelserver.RoutesFromEnv()
 			if addr == "" {
 				addr = "127.0.0.1:" + routes.Port
@@ -437,17 +477,18 @@ Retry-After while other requests hold it.`,
 			}
 			log := g.serviceLogger(logFormat, "")
 			adm := server.NewAdmission(maxPixels, 2*time.Second)
-			h := modelserver.Handler(m, modelserver.Options{Routes: routes, ModelID: "builtin-" + r.Target, Logger: log,
-				MaxInstances: maxInstances, Limits: builtin.InputLimits, Admit: adm.Admit, Budget: maxPixels})
+			h := modelserver.Handler(m, modelserver.Options{Routes: routes, ModelID: id, Logger: log,
+				MaxInstances: maxInstances, Limits: limits, Admit: adm.Admit, Budget: maxPixels})
 			return listenAndServe(ctx, addr, h,
 				connLimits{Read: time.Minute, Write: 2 * time.Minute, Idle: 2 * time.Minute}, 9*time.Second, log, nil, nil, fmt.Sprintf("%s on %s, health %s", ref, routes.Predict, routes.Health))
 		},
 	}
-	serve.Flags().StringVar(&ref, "model", "builtin:faces", "built-in model to serve")
+	serve.Flags().StringVar(&ref, "model", "builtin:faces", "model to serve: builtin:faces, or onnx:PATH (on Vertex AI relative to $AIP_STORAGE_URI)")
+	serve.Flags().StringVar(&onnxSettings, "onnx", "", `with onnx:PATH, the analysis' onnx settings as JSON (e.g. {"format":"yolov8","resize":"letterbox"})`)
 	serve.Flags().StringVar(&addr, "addr", "", "listen address (default 127.0.0.1:$AIP_HTTP_PORT; :$AIP_HTTP_PORT on Vertex AI)")
 	serve.Flags().IntVar(&maxInstances, "max-instances", modelserver.DefaultMaxInstances, "most instances (images) one request may carry")
 	serve.Flags().Int64Var(&maxPixels, "max-inflight-pixels", DefaultModelServePixels, "decoded pixels in flight across requests (about 8 bytes each)")
 	serve.Flags().StringVar(&logFormat, "log-format", defaultLogFormat(), "json (Cloud Logging) or text")
-	cmd.AddCommand(serve, newModelDeployCmd(g), newModelCompareCmd(g), newModelRolloutCmd(g))
+	cmd.AddCommand(serve, newModelDeployCmd(g), newModelCompareCmd(g), newModelRolloutCmd(g), newModelInspectCmd(g))
 	return cmd
 }

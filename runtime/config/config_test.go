@@ -162,13 +162,13 @@ func TestParseUnits(t *testing.T) {
 
 func TestParseModel(t *testing.T) {
 	good := []string{"builtin:faces", "vertex:endpoint", "vertex:projects/p/locations/europe-west3/endpoints/123",
-		"kserve:http://127.0.0.1:8080/v2/models/faces"}
+		"kserve:http://127.0.0.1:8080/v2/models/faces", "onnx:model/defects.onnx", "onnx:gs://acme-models/defects.onnx"}
 	for _, s := range good {
 		if _, err := config.ParseModel(s); err != nil {
 			t.Errorf("ParseModel(%q): %v", s, err)
 		}
 	}
-	bad := []string{"faces", "builtin:", "vertex:projects/p", "kserve:ftp://x/v2/models/m", "kserve:http://h/models/m", "onnx:x"}
+	bad := []string{"faces", "builtin:", "vertex:projects/p", "kserve:ftp://x/v2/models/m", "kserve:http://h/models/m", "onnx:", "onnx:gs://bucket-only", "onnx:https://example.com/m.onnx", "tflite:x"}
 	for _, s := range bad {
 		if _, err := config.ParseModel(s); err == nil {
 			t.Errorf("ParseModel(%q) accepted", s)

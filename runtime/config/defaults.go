@@ -50,9 +50,16 @@ func (p *Project) ApplyDefaults() {
 	setIfZero(&pr.Resize.Crop, "none")
 	setIfZero(&pr.PayloadLimit, DefaultPayloadLimit)
 	setIfZero(&pr.Quality, DefaultQuality)
+	setIfZero(&pr.PayloadFormat, "jpeg")
 
 	for i := range p.Pipeline.Analyses {
 		a := &p.Pipeline.Analyses[i]
+		if a.ONNX != nil {
+			setIfZero(&a.ONNX.Format, "auto")
+			if a.ONNX.Format == "classification" {
+				setIfZero(&a.Format, "automl-classification")
+			}
+		}
 		setIfZero(&a.Format, "automl-detection")
 		setIfZero(&a.Mode, "async")
 		if a.MinConfidence == nil {

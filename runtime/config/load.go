@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -50,7 +51,11 @@ func LoadFile(path string) (*Project, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read project file: %w", err)
 	}
-	return Load(path, data)
+	p, err := Load(path, data)
+	if err == nil {
+		p.Dir = filepath.Dir(path)
+	}
+	return p, err
 }
 
 // Load decodes data (named file in messages), applies defaults and validates.

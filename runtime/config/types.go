@@ -27,6 +27,8 @@ type Project struct {
 	// Model is the project's own model, uploaded to Vertex AI and deployed to the
 	// project's endpoint by `visionstack model deploy` (analyses use it as vertex:endpoint).
 	Model *ModelDeploy `yaml:"model,omitempty" json:"model,omitempty"`
+	// Dir is the directory of the project file: onnx:PATH models are found from it.
+	Dir string `yaml:"-" json:"-"`
 }
 
 // ModelDeploy describes a model for Vertex AI: a serving container (a custom
@@ -88,6 +90,10 @@ type Prepare struct {
 	PayloadLimit ByteSize `yaml:"payloadLimit,omitempty" json:"payloadLimit,omitempty"`
 	// Quality is the first JPEG quality tried for the model input (default 90).
 	Quality int `yaml:"quality,omitempty" json:"quality,omitempty" jsonschema:"minimum=1,maximum=100"`
+	// PayloadFormat of the model input: jpeg (default), or png, lossless, for a model
+	// that must see the pixels it was trained on (an onnx: model compared with its
+	// framework); a PNG over payloadLimit falls back to a JPEG.
+	PayloadFormat string `yaml:"payloadFormat,omitempty" json:"payloadFormat,omitempty" jsonschema:"enum=jpeg,enum=png"`
 }
 
 // Resize says how the model input is sized.
@@ -120,6 +126,36 @@ type Analysis struct {
 	MaxPredictions int `yaml:"maxPredictions,omitempty" json:"maxPredictions,omitempty" jsonschema:"minimum=1"`
 	// Timeout of one model call (default 30s).
 	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	// ONNX says how to run an onnx:PATH model where its file does not: the output
+	// format, the pre-processing the model was trained with.
+	ONNX *ONNX `yaml:"onnx,omitempty" json:"onnx,omitempty"`
+}
+
+// ONNX settings of an analysis whose model is onnx:PATH. The input's name, shape,
+// type and layout come from the graph; an Ultralytics export's class names, size and
+// task from its metadata.
+type ONNX struct {
+	// Format of the outputs: auto (read from their shapes and names), classification
+	// ([1,C] logits or probabilities), yolov5 ([1,N,5+C]), yolov8 ([1,4+C,N], also
+	// v11), ssd (boxes, scores, classes[, count]). Default auto.
+	Format string `yaml:"format,omitempty" json:"format,omitempty" jsonschema:"enum=auto,enum=classification,enum=yolov5,enum=yolov8,enum=ssd"`
+	// Resize: letterbox (fit, pad; default for detection), stretch, centre-crop
+	// (default for classification).
+	Resize string `yaml:"resize,omitempty" json:"resize,omitempty" jsonschema:"enum=letterbox,enum=stretch,enum=centre-crop"`
+	// Channels: RGB (default) or BGR.
+	Channels string `yaml:"channels,omitempty" json:"channels,omitempty" jsonschema:"enum=RGB,enum=BGR"`
+	// Scale multiplies pixel values (0..255) first (default 1/255).
+	Scale *float64 `yaml:"scale,omitempty" json:"scale,omitempty"`
+	// Mean is then subtracted and Std divides, per channel (defaults 0 and 1; ImageNet:
+	// mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]).
+	Mean []float64 `yaml:"mean,omitempty" json:"mean,omitempty"`
+	Std  []float64 `yaml:"std,omitempty" json:"std,omitempty"`
+	// Labels name the classes by id, overriding the file's names.
+	Labels []string `yaml:"labels,omitempty" json:"labels,omitempty"`
+	// Width and Height of the input when the graph leaves them open and the file has
+	// no imgsz metadata.
+	Width  int `yaml:"width,omitempty" json:"width,omitempty"`
+	Height int `yaml:"height,omitempty" json:"height,omitempty"`
 }
 
 // Transform is exactly one of its fields.

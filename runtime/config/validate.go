@@ -5,6 +5,7 @@ import (
 	"net/mail"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -38,6 +39,7 @@ const (
 	ModelBuiltin ModelKind = "builtin"
 	ModelVertex  ModelKind = "vertex"
 	ModelKServe  ModelKind = "kserve"
+	ModelONNX    ModelKind = "onnx" // a team's own ONNX file, run in-process
 )
 
 // ModelRef is a parsed analysis model reference.
@@ -51,12 +53,13 @@ type ModelRef struct {
 // BuiltinModels are the models shipped in the binary.
 var BuiltinModels = []string{"faces"}
 
-// ParseModel reads "builtin:faces", "vertex:endpoint", "vertex:projects/P/locations/L/endpoints/E"
-// or "kserve:http(s)://host/v2/models/NAME".
+// ParseModel reads "builtin:faces", "vertex:endpoint", "vertex:projects/P/locations/L/endpoints/E",
+// "kserve:http(s)://host/v2/models/NAME" or "onnx:PATH" (relative to the project
+// file's directory, or gs://BUCKET/OBJECT).
 func ParseModel(s string) (ModelRef, error) {
 	kind, target, ok := strings.Cut(s, ":")
 	if !ok || target == "" {
-		return ModelRef{}, fmt.Errorf("model %q: write builtin:faces, vertex:endpoint, vertex:projects/P/locations/L/endpoints/E or kserve:https://host/v2/models/NAME", s)
+		return ModelRef{}, fmt.Errorf("model %q: write builtin:faces, vertex:endpoint, vertex:projects/P/locations/L/endpoints/E, kserve:https://host/v2/models/NAME or onnx:PATH", s)
 	}
 	ref := ModelRef{Kind: ModelKind(kind), Target: target}
 	switch ref.Kind {
@@ -78,9 +81,70 @@ func ParseModel(s string) (ModelRef, error) {
 			return ref, fmt.Errorf("model %q: write kserve:https://host/v2/models/NAME (the Open Inference v2 model URL)", s)
 		}
 		return ref, nil
+	case ModelONNX:
+		if strings.HasPrefix(target, "gs://") {
+			if b, o, _ := strings.Cut(strings.TrimPrefix(target, "gs://"), "/"); b == "" || o == "" {
+				return ref, fmt.Errorf("model %q: write onnx:gs://BUCKET/OBJECT", s)
+			}
+			return ref, nil
+		}
+		if strings.Contains(target, "://") {
+			return ref, fmt.Errorf("model %q: an ONNX file is a path (relative to the project file) or gs://BUCKET/OBJECT", s)
+		}
+		return ref, nil
 	}
-	return ref, fmt.Errorf("model %q: unknown kind %q; use builtin, vertex or kserve", s, kind)
+	return ref, fmt.Errorf("model %q: unknown kind %q; use builtin, vertex, kserve or onnx", s, kind)
 }
+
+// onnx checks an analysis' onnx settings: only beside an onnx: model, each value one
+// the runtime knows.
+func (v *validator) onnx(path string, a Analysis) {
+	o := a.ONNX
+	if o == nil {
+		return
+	}
+	if ref, err := ParseModel(a.Model); err == nil && ref.Kind != ModelONNX {
+		v.add(path+".onnx", "onnx settings are for an onnx:PATH model; this analysis uses %s: remove them", a.Model)
+		return
+	}
+	if !slices.Contains(ONNXFormats, o.Format) {
+		v.add(path+".onnx.format", "%q: use one of %s", o.Format, strings.Join(ONNXFormats, ", "))
+	}
+	if !slices.Contains([]string{"letterbox", "stretch", "centre-crop", ""}, o.Resize) {
+		v.add(path+".onnx.resize", "%q: use letterbox, stretch or centre-crop", o.Resize)
+	}
+	if o.Channels != "" && o.Channels != "RGB" && o.Channels != "BGR" {
+		v.add(path+".onnx.channels", "%q: use RGB or BGR", o.Channels)
+	}
+	if o.Scale != nil && *o.Scale <= 0 {
+		v.add(path+".onnx.scale", "%v: pixel values are multiplied by it: give a positive number (1/255 = 0.00392156862745098)", *o.Scale)
+	}
+	for _, f := range []struct {
+		name string
+		v    []float64
+	}{{"mean", o.Mean}, {"std", o.Std}} {
+		if len(f.v) != 0 && len(f.v) != 3 {
+			v.add(path+".onnx."+f.name, "%d values: give three, one per channel in the channel order", len(f.v))
+		}
+	}
+	for _, s := range o.Std {
+		if s == 0 {
+			v.add(path+".onnx.std", "0 divides by zero")
+		}
+	}
+	if (o.Width == 0) != (o.Height == 0) || o.Width < 0 || o.Height < 0 {
+		v.add(path+".onnx", "width %d, height %d: give both (the input's size when the graph leaves it open) or neither", o.Width, o.Height)
+	}
+	if o.Format == "classification" && a.Format != "automl-classification" {
+		v.add(path+".format", "onnx.format classification makes classifications: set format: automl-classification")
+	}
+	if (o.Format == "yolov5" || o.Format == "yolov8" || o.Format == "ssd") && a.Format != "automl-detection" {
+		v.add(path+".format", "onnx.format %s makes detections: set format: automl-detection or leave it out", o.Format)
+	}
+}
+
+// ONNXFormats are the output formats of an onnx: model ("auto": from the graph).
+var ONNXFormats = []string{"auto", "classification", "yolov5", "yolov8", "ssd"}
 
 // Validate checks meaning after defaults; each problem has a path and says how to fix.
 func (p *Project) Validate() Problems {
@@ -176,6 +240,9 @@ func (v *validator) prepare(pr *Prepare) {
 	if pr.Quality < 1 || pr.Quality > 100 {
 		v.add(path+".quality", "must be 1-100, e.g. 90")
 	}
+	if pr.PayloadFormat != "jpeg" && pr.PayloadFormat != "png" {
+		v.add(path+".payloadFormat", "%q: use jpeg (default) or png (lossless)", pr.PayloadFormat)
+	}
 }
 
 // analyses validates and returns the analyses by name.
@@ -206,6 +273,7 @@ func (v *validator) analyses(as []Analysis) map[string]*Analysis {
 		if a.Format != "automl-detection" && a.Format != "automl-classification" {
 			v.add(path+".format", "%q: use automl-detection or automl-classification", a.Format)
 		}
+		v.onnx(path, *a)
 		if a.Model == "builtin:faces" && a.Format != "automl-detection" {
 			v.add(path+".format", "builtin:faces returns detections: set format: automl-detection or leave it out")
 		}

@@ -500,6 +500,22 @@ func (im *Image) JPEG(quality int, strip bool) ([]byte, error) {
 	return out, nil
 }
 
+// PNG encodes the image losslessly, metadata stripped, alpha flattened as JPEG does.
+func (im *Image) PNG() ([]byte, error) {
+	defer runtime.KeepAlive(im)
+	if err := im.flatten(); err != nil {
+		return nil, err
+	}
+	p := vips.NewPngExportParams()
+	p.StripMetadata = true
+	p.Compression = 6
+	out, _, err := im.ref.ExportPng(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode PNG: %w", vipsErr(err))
+	}
+	return out, nil
+}
+
 // EncodeFit fits the image to longSide (crop as Fit) and encodes it as a stripped
 // JPEG of at most limit bytes: first at quality, then at lower qualities, then at
 // smaller sizes. Call it on a decoded (random-access) image.

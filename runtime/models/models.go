@@ -1,6 +1,6 @@
 // Package models builds the model clients a project's analyses name: the built-in
-// models in-process, Vertex AI endpoints through the aiplatform client, KServe / Triton
-// models over the Open Inference (v2) protocol.
+// models in-process, a team's ONNX file in-process, Vertex AI endpoints through the
+// aiplatform client, KServe / Triton models over the Open Inference (v2) protocol.
 package models
 
 import (
@@ -33,6 +33,7 @@ func Build(ctx context.Context, cfg *config.Project, o Options) (map[string]mode
 	var opened closers.Stack
 	closeAll := opened.Close
 	type use struct{ Name, Model string }
+
 	var uses []use
 	for _, a := range cfg.Pipeline.Analyses {
 		uses = append(uses, use{a.Name, a.Model})
@@ -49,9 +50,9 @@ func Build(ctx context.Context, cfg *config.Project, o Options) (map[string]mode
 			closeAll()
 			return nil, nil, err
 		}
-		if o.BuiltinOnly && ref.Kind != config.ModelBuiltin {
+		if o.BuiltinOnly && ref.Kind != config.ModelBuiltin && ref.Kind != config.ModelONNX {
 			closeAll()
-			return nil, nil, fmt.Errorf("analysis %s: model %s needs the cloud runtime (visionstack serve --backend cloud); local mode runs builtin models only", a.Name, a.Model)
+			return nil, nil, fmt.Errorf("analysis %s: model %s needs the cloud runtime (visionstack serve --backend cloud); local mode runs builtin and onnx models", a.Name, a.Model)
 		}
 		switch ref.Kind {
 		case config.ModelBuiltin:
@@ -70,6 +71,14 @@ func Build(ctx context.Context, cfg *config.Project, o Options) (map[string]mode
 				}
 			}
 			m, err := vertex.New(ctx, vertex.Options{Endpoint: ep})
+			if err != nil {
+				closeAll()
+				return nil, nil, err
+			}
+			out[a.Model] = m
+			opened.Add(m.Close)
+		case config.ModelONNX:
+			m, err := OpenONNX(ctx, cfg, a.Name, ref.Target)
 			if err != nil {
 				closeAll()
 				return nil, nil, err

@@ -47,17 +47,20 @@ type Preparer struct {
 	autoOrient   bool
 	payloadLimit int
 	quality      int
+	// payloadFormat: jpeg (default) or png (lossless, when it fits the limit).
+	payloadFormat string
 }
 
 // New builds a Preparer from the project's prepare settings (defaults applied).
 func New(c config.Prepare) *Preparer {
 	return &Preparer{
-		limits:       imaging.LimitsFor(c),
-		longSide:     c.Resize.LongSide,
-		crop:         c.Resize.Crop,
-		autoOrient:   c.AutoOrient == nil || *c.AutoOrient,
-		payloadLimit: int(c.PayloadLimit),
-		quality:      c.Quality,
+		limits:        imaging.LimitsFor(c),
+		longSide:      c.Resize.LongSide,
+		crop:          c.Resize.Crop,
+		autoOrient:    c.AutoOrient == nil || *c.AutoOrient,
+		payloadLimit:  int(c.PayloadLimit),
+		quality:       c.Quality,
+		payloadFormat: c.PayloadFormat,
 	}
 }
 
@@ -81,6 +84,29 @@ func (p *Preparer) Load(ctx context.Context, b blob.Bucket, name string) ([]byte
 	return data, attrs, nil
 }
 
+// encode makes the model input: a PNG when the project asks for a lossless payload
+// (a model run in-process then sees exactly the pixels it would be trained on) and it
+// fits the payload limit, else a JPEG fitted to the limit.
+func (p *Preparer) encode(dec *imaging.Image) (payload []byte, w, h int, mime string, err error) {
+	if p.payloadFormat == "png" {
+		fit, err := dec.Fit(p.longSide, p.crop)
+		if err != nil {
+			return nil, 0, 0, "", err
+		}
+		payload, err = fit.PNG()
+		w, h = fit.Width(), fit.Height()
+		fit.Close()
+		if err != nil {
+			return nil, 0, 0, "", err
+		}
+		if int64(len(payload)) <= int64(p.payloadLimit)*3/4 {
+			return payload, w, h, "image/png", nil
+		}
+	}
+	payload, w, h, err = dec.EncodeFit(p.longSide, p.crop, p.payloadLimit*3/4, p.quality) // base64 grows by 4/3
+	return payload, w, h, "image/jpeg", err
+}
+
 // Prepare checks data's header, decodes it once — shrinking while it decodes to the
 // larger of the model input and keep, the long side later steps need (0: nothing
 // beyond the model input; imaging.MaxSide: full size) — orients it, and derives the
@@ -100,7 +126,7 @@ func (p *Preparer) Prepare(data []byte, keep int) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decode: %w", err)
 	}
-	payload, pw, ph, err := dec.EncodeFit(p.longSide, p.crop, p.payloadLimit*3/4, p.quality) // base64 grows by 4/3
+	payload, pw, ph, mime, err := p.encode(dec)
 	if err != nil {
 		dec.Close()
 		return nil, fmt.Errorf("encode model input: %w", err)
@@ -111,7 +137,7 @@ func (p *Preparer) Prepare(data []byte, keep int) (*Image, error) {
 	}
 	return &Image{
 		Original: data, Header: h, Width: w, Height: hh,
-		Payload: payload, MimeType: "image/jpeg", Base64: base64.StdEncoding.EncodeToString(payload),
+		Payload: payload, MimeType: mime, Base64: base64.StdEncoding.EncodeToString(payload),
 		PayloadW: pw, PayloadH: ph, Decoded: dec,
 	}, nil
 }
