@@ -26,6 +26,8 @@ type builder struct {
 	incoming       *storage.Bucket
 	processed      *storage.Bucket
 	quarantine     *storage.Bucket
+	models         *storage.Bucket
+	modelPins      pulumi.StringOutput // VISIONSTACK_ONNX_PINS; empty when the project has no onnx: files
 	uploadedTopic  *pubsub.Topic
 	processedTopic *pubsub.Topic
 	deadTopic      *pubsub.Topic

@@ -1,6 +1,8 @@
 package stack_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -191,4 +193,65 @@ func TestDeployerRolesCanBeGrantedBeforeTheFirstUp(t *testing.T) {
 	if !slices.Equal(rows, want) {
 		t.Errorf("README's deployer roles differ from stack.DeployerRoles:\n%s\nwant:\n%s", strings.Join(rows, "\n"), strings.Join(want, "\n"))
 	}
+}
+
+// Issue 25: an onnx:PATH file is uploaded to the model bucket (versioned, private) as
+// an object named by its content, and the service's environment pins it: the object's
+// URI, generation and sha256, so a new file is a new revision and the pipeline may
+// read it (objectViewer on that bucket only).
+func TestModelFilesUploadedAndPinned(t *testing.T) {
+	p := project(t, "acme-defects", "acme-prod", "")
+	p.Dir = "../../projects/defects"
+	p.Pipeline.Analyses = append(p.Pipeline.Analyses, config.Analysis{Name: "defects", Model: "onnx:model/defects.onnx", Mode: "async"})
+	p.ApplyDefaults()
+	if probs := p.Validate(); len(probs) > 0 {
+		t.Fatal(probs)
+	}
+	m := run(t, p)
+	objs := m.Of("gcp:storage/bucketObject:BucketObject")
+	if len(objs) != 1 {
+		t.Fatalf("%d model objects", len(objs))
+	}
+	sum := sha256.Sum256([]byte(mustReadFile(t, "../../projects/defects/model/defects.onnx")))
+	want := stack.ModelObject(hex.EncodeToString(sum[:]), "model/defects.onnx")
+	if got := str(objs[0].Inputs["name"]); got != want {
+		t.Errorf("object %q, want %q", got, want)
+	}
+	var bucket pulumi.MockResourceArgs
+	for _, b := range m.Of("gcp:storage/bucket:Bucket") {
+		if str(b.Inputs["name"]) == "acme-prod-acme-defects-models" {
+			bucket = b
+		}
+	}
+	if bucket.Name == "" || !obj(bucket.Inputs["versioning"], "enabled").BoolValue() || str(bucket.Inputs["publicAccessPrevention"]) != "enforced" {
+		t.Errorf("model bucket %v", bucket.Inputs)
+	}
+	var pins string
+	for _, e := range obj(m.Of("gcp:cloudrunv2/service:Service")[0].Inputs["template"], "containers").ArrayValue()[0].ObjectValue()["envs"].ArrayValue() {
+		if str(e.ObjectValue()["name"]) == "VISIONSTACK_ONNX_PINS" {
+			pins = str(e.ObjectValue()["value"])
+		}
+	}
+	if !strings.Contains(pins, `"model/defects.onnx"`) || !strings.Contains(pins, "gs://acme-prod-acme-defects-models/"+want) ||
+		!strings.Contains(pins, hex.EncodeToString(sum[:])) || !strings.Contains(pins, "1733300000000001") {
+		t.Errorf("pins %q", pins)
+	}
+	reads := false
+	for _, g := range m.Of("gcp:storage/bucketIAMMember:BucketIAMMember") {
+		if str(g.Inputs["bucket"]) == "acme-prod-acme-defects-models" && str(g.Inputs["role"]) == "roles/storage.objectViewer" {
+			reads = true
+		}
+	}
+	if !reads {
+		t.Error("the pipeline may not read the model bucket")
+	}
+}
+
+func mustReadFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -53,6 +53,7 @@ func (b *builder) iam() error {
 		{n + "-pipeline-writes-incoming", bucket(b.incoming, "roles/storage.objectCreator", pipe)}, // sync API stores originals
 		{n + "-pipeline-writes-processed", bucket(b.processed, "roles/storage.objectUser", pipe)},
 		{n + "-pipeline-writes-quarantine", bucket(b.quarantine, "roles/storage.objectUser", pipe)},
+		{n + "-pipeline-reads-models", bucket(b.models, "roles/storage.objectViewer", pipe)}, // onnx: files
 		{n + "-pipeline-publishes-processed", topic(b.processedTopic, "roles/pubsub.publisher", pipe)},
 		{n + "-pipeline-publishes-uploaded", topic(b.uploadedTopic, "roles/pubsub.publisher", pipe)},
 		// No publisher on the dead-letter topic: on Cloud Run a permanent error is

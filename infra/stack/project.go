@@ -55,7 +55,7 @@ func NewProject(ctx *pulumi.Context, cfg *config.Project, args Args, opts ...pul
 		return nil, err
 	}
 	b := &builder{ctx: ctx, cfg: cfg, names: cfg.Names(), args: args, parent: pulumi.Parent(p)}
-	steps := []func() error{b.services, b.accounts, b.buckets, b.registry, b.database, b.endpoint, b.topics, b.service, b.pushPrerequisites, b.subscriptions, b.iam, b.monitoring}
+	steps := []func() error{b.services, b.accounts, b.buckets, b.modelFiles, b.registry, b.database, b.endpoint, b.topics, b.service, b.pushPrerequisites, b.subscriptions, b.iam, b.monitoring}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return nil, err

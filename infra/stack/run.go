@@ -34,6 +34,9 @@ func (b *builder) service() error {
 		"VISIONSTACK_PUSH_SERVICE_ACCOUNT": b.invokerSA.Email,
 		"GOMEMLIMIT":                       pulumi.String(fmt.Sprintf("%dMiB", s.MemoryBytes()*7/10>>20)),
 	}
+	if b.modelPins.OutputState != nil {
+		vars["VISIONSTACK_ONNX_PINS"] = b.modelPins // the name of models.PinsEnv
+	}
 	// In name order: a map's order changes from run to run, and so would the service
 	// (a diff on every preview, a new revision on every up).
 	env := cloudrunv2.ServiceTemplateContainerEnvArray{}

@@ -71,8 +71,8 @@ func obj(v resource.PropertyValue, path ...string) resource.PropertyValue {
 func TestBucketsArePrivateWithUniformAccess(t *testing.T) {
 	m := run(t, project(t, "acme-defects", "acme-prod", ""))
 	buckets := m.Of("gcp:storage/bucket:Bucket")
-	if len(buckets) != 3 {
-		t.Fatalf("%d buckets, want 3", len(buckets))
+	if len(buckets) != 4 { // incoming, processed, quarantine, models
+		t.Fatalf("%d buckets, want 4", len(buckets))
 	}
 	for _, b := range buckets {
 		in := b.Inputs
@@ -80,8 +80,9 @@ func TestBucketsArePrivateWithUniformAccess(t *testing.T) {
 			t.Errorf("bucket %s: uniform %v, public access prevention %q", b.Name, in["uniformBucketLevelAccess"], str(in["publicAccessPrevention"]))
 		}
 		versioned := obj(in["versioning"], "enabled")
-		if strings.HasSuffix(b.Name, "-processed") != (versioned.IsBool() && versioned.BoolValue()) {
-			t.Errorf("bucket %s: versioning %v (only processed is versioned)", b.Name, versioned)
+		wantVersions := strings.HasSuffix(b.Name, "-processed") || strings.HasSuffix(b.Name, "-models")
+		if wantVersions != (versioned.IsBool() && versioned.BoolValue()) {
+			t.Errorf("bucket %s: versioning %v (only processed and models are versioned)", b.Name, versioned)
 		}
 		if strings.HasSuffix(b.Name, "-incoming") && (!in["lifecycleRules"].IsArray() || len(in["lifecycleRules"].ArrayValue()) == 0) {
 			t.Errorf("bucket %s has no lifecycle", b.Name)
@@ -280,7 +281,7 @@ func TestResourceCountAndTypes(t *testing.T) {
 		stack.ComponentType:                                      1,
 		"gcp:projects/service:Service":                           len(stack.APIs),
 		"gcp:serviceaccount/account:Account":                     2,
-		"gcp:storage/bucket:Bucket":                              3,
+		"gcp:storage/bucket:Bucket":                              4, // incoming, processed, quarantine, models
 		"gcp:storage/notification:Notification":                  1,
 		"gcp:pubsub/topic:Topic":                                 3,
 		"gcp:pubsub/subscription:Subscription":                   2,
@@ -295,7 +296,7 @@ func TestResourceCountAndTypes(t *testing.T) {
 		"gcp:projects/serviceIdentity:ServiceIdentity":           1, // the Pub/Sub agent
 		"gcp:vertex/aiEndpointIamMember:AiEndpointIamMember":     1,
 		"gcp:monitoring/dashboard:Dashboard":                     1,
-		"gcp:storage/bucketIAMMember:BucketIAMMember":            4,
+		"gcp:storage/bucketIAMMember:BucketIAMMember":            5,
 		"gcp:pubsub/topicIAMMember:TopicIAMMember":               4,
 		"gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember": 2,
 		"gcp:projects/iAMMember:IAMMember":                       3,

@@ -10,6 +10,7 @@ import (
 const (
 	IncomingRetentionDays   = 30 // originals are deleted after this
 	ProcessedNoncurrentDays = 30 // old versions of outputs
+	ModelNoncurrentDays     = 90 // old versions of model files
 )
 
 // buckets: private, uniform access, public access prevention enforced; processed is
@@ -56,6 +57,14 @@ func (b *builder) buckets() error {
 	}); err != nil {
 		return err
 	}
-	b.quarantine, err = mk(b.names.QuarantineBucket, false, nil)
+	if b.quarantine, err = mk(b.names.QuarantineBucket, false, nil); err != nil {
+		return err
+	}
+	// Model files: versioned, so a deployed revision's pinned generation stays readable
+	// after a new file replaces it; old versions kept ModelNoncurrentDays for a rollback.
+	b.models, err = mk(b.names.ModelBucket, true, storage.BucketLifecycleRuleArray{
+		storage.BucketLifecycleRuleArgs{Action: storage.BucketLifecycleRuleActionArgs{Type: pulumi.String("Delete")},
+			Condition: storage.BucketLifecycleRuleConditionArgs{DaysSinceNoncurrentTime: pulumi.Int(ModelNoncurrentDays), NoAge: pulumi.Bool(true)}},
+	})
 	return err
 }

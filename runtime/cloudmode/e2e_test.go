@@ -3,9 +3,12 @@ package cloudmode_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/visionstack/visionstack/runtime/models"
 	"io"
 	"log/slog"
 	"maps"
@@ -550,5 +553,82 @@ func TestShadowOnEmulators(t *testing.T) {
 	events := pull(t, c.processed, 3*time.Second)
 	if len(events) == 0 || bytes.Contains(events[0].Data, []byte("canary-2")) {
 		t.Errorf("processed events %d; the shadow's answer must not leave the service: %s", len(events), events[0].Data)
+	}
+}
+
+// Issue 25: an onnx: analysis in the cloud: the model file read from the stack's
+// model bucket (here a fake one) at the generation and sha256 the stack pinned
+// (VISIONSTACK_ONNX_PINS), then a push processed through it with its detections
+// recorded and its labels acted on.
+func TestONNXAnalysisFromTheModelBucket(t *testing.T) {
+	ctx := context.Background()
+	file, err := os.ReadFile("../../projects/defects/model/defects.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(file)
+	hexSum := hex.EncodeToString(sum[:])
+	bucket, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1", PublicHost: "127.0.0.1", Writer: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bucket.Stop()
+	bucket.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "acme-models", VersioningEnabled: true})
+	object := "onnx/" + hexSum + "/defects.onnx"
+	w := bucket.Client().Bucket("acme-models").Object(object).NewWriter(ctx)
+	if _, err := w.Write(file); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("STORAGE_EMULATOR_HOST", bucket.URL())
+	edit := func(raw []byte) []byte {
+		return bytes.Replace(raw, []byte(`    - {name: faces, model: "builtin:faces", mode: sync, minConfidence: 0.5}`),
+			[]byte(`    - {name: faces, model: "builtin:faces", mode: sync, minConfidence: 0.5}
+    - {name: defects, model: "onnx:model/defects.onnx", mode: async, minConfidence: 0.5}`), 1)
+	}
+	raw, err := os.ReadFile(photos.DemoProject())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load("p.yaml", edit(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The pin says where `up` put the file; the project directory has none.
+	cfg.Dir = t.TempDir()
+	pin := func(sha string) string {
+		return fmt.Sprintf(`{"model/defects.onnx": {"uri": "gs://acme-models/%s", "generation": %d, "sha256": %q}}`, object, w.Attrs().Generation, sha)
+	}
+	t.Setenv(models.PinsEnv, pin(hexSum))
+	built, closeModels, err := models.Build(ctx, cfg, models.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeModels()
+	onnxModel := built["onnx:model/defects.onnx"]
+
+	// A pin whose sha256 is not the file's is refused: a file changed behind the stack.
+	t.Setenv(models.PinsEnv, pin(strings.Repeat("0", 64)))
+	if _, _, err := models.Build(ctx, cfg, models.Options{}); err == nil || !strings.Contains(err.Error(), "changed outside the stack") {
+		t.Fatalf("a wrong pin: %v", err)
+	}
+
+	c := newChainWith(t, "e2e-onnx", 0, edit, map[string]model.Predictor{"onnx:model/defects.onnx": onnxModel})
+	img, err := os.ReadFile("../../projects/defects/eval/000.png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := c.uploadBytes(t, "line/000.png", img)
+	j := c.waitJob(t, pipeline.ObjectKey(c.env.Names.IncomingBucket, "line/000.png", gen), 60*time.Second)
+	var defects *meta.Result
+	for i := range j.Results {
+		if j.Results[i].Analysis == "defects" {
+			defects = &j.Results[i]
+		}
+	}
+	if j.State != meta.StateDone || defects == nil || len(defects.Detections) == 0 || !strings.HasPrefix(defects.ModelVersion, "onnx:defects.onnx@"+hexSum[:12]) {
+		t.Fatalf("job %s %s: %+v", j.State, j.Reason, defects)
 	}
 }

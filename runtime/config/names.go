@@ -15,6 +15,7 @@ type Names struct {
 	IncomingBucket   string // 3-63, globally unique: prefixed with the GCP project id
 	ProcessedBucket  string
 	QuarantineBucket string
+	ModelBucket      string // the project's model files (onnx: analyses, model deploy's artifacts)
 	UploadedTopic    string // GCS notifications land here
 	ProcessedTopic   string // downstream
 	DeadLetterTopic  string
@@ -37,6 +38,7 @@ func (p *Project) Names() Names {
 		IncomingBucket:   bucket("incoming"),
 		ProcessedBucket:  bucket("processed"),
 		QuarantineBucket: bucket("quarantine"),
+		ModelBucket:      bucket("models"),
 		UploadedTopic:    n + "-uploaded",
 		ProcessedTopic:   n + "-" + p.publishTopic(),
 		DeadLetterTopic:  n + "-dead-letter",

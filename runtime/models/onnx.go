@@ -24,8 +24,11 @@ import (
 // the stack's back is refused instead of run.
 const PinsEnv = "VISIONSTACK_ONNX_PINS"
 
-// Pin is a model file's version in its bucket.
+// Pin is a model file's version in its bucket: where the stack uploaded the file an
+// onnx: reference names (URI, for a path relative to the project file), or the
+// generation of a gs:// reference, and its sha256.
 type Pin struct {
+	URI        string `json:"uri,omitempty"`
 	Generation int64  `json:"generation"`
 	SHA256     string `json:"sha256"`
 }
@@ -75,18 +78,6 @@ func OpenONNX(ctx context.Context, cfg *config.Project, analysis, target string)
 // (through the Cloud Storage client, which honours STORAGE_EMULATOR_HOST), checked
 // against its pin when PinsEnv has one.
 func ReadModelFile(ctx context.Context, dir, target string) ([]byte, error) {
-	if !strings.HasPrefix(target, "gs://") {
-		p := target
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(dir, p)
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return nil, fmt.Errorf("read model file: %w", err)
-		}
-		return data, nil
-	}
-	bucket, object, _ := strings.Cut(strings.TrimPrefix(target, "gs://"), "/")
 	var pin *Pin
 	if raw := os.Getenv(PinsEnv); raw != "" {
 		var pins map[string]Pin
@@ -97,9 +88,25 @@ func ReadModelFile(ctx context.Context, dir, target string) ([]byte, error) {
 			pin = &p
 		}
 	}
+	uri := target
+	if pin != nil && pin.URI != "" {
+		uri = pin.URI // on Cloud Run: the copy `up` uploaded
+	}
+	if !strings.HasPrefix(uri, "gs://") {
+		p := target
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("read model file: %w", err)
+		}
+		return data, nil
+	}
+	bucket, object, _ := strings.Cut(strings.TrimPrefix(uri, "gs://"), "/")
 	c, err := storage.NewClient(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", target, err)
+		return nil, fmt.Errorf("read %s: %w", uri, err)
 	}
 	defer c.Close()
 	obj := c.Bucket(bucket).Object(object)
@@ -108,7 +115,7 @@ func ReadModelFile(ctx context.Context, dir, target string) ([]byte, error) {
 	}
 	r, err := obj.NewReader(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", target, err)
+		return nil, fmt.Errorf("read %s: %w", uri, err)
 	}
 	defer r.Close()
 	data, err := io.ReadAll(io.LimitReader(r, MaxModelBytes+1))

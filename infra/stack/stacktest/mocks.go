@@ -52,6 +52,9 @@ func (m *Mocks) NewResource(a pulumi.MockResourceArgs) (string, resource.Propert
 		out["name"] = resource.NewStringProperty("projects/p/serviceAccounts/" + a.Inputs["accountId"].StringValue())
 	case "gcp:cloudrunv2/service:Service":
 		out["uri"] = resource.NewStringProperty("https://" + a.Inputs["name"].StringValue() + "-abc-ew.a.run.app")
+	case "gcp:storage/bucketObject:BucketObject":
+		out["generation"] = resource.NewNumberProperty(1733300000000001)
+		out["source"] = resource.NewStringProperty("asset") // assets are not plain values in the outputs
 	case "gcp:projects/iAMCustomRole:IAMCustomRole":
 		out["name"] = resource.NewStringProperty(fmt.Sprintf("projects/%s/roles/%s", a.Inputs["project"].StringValue(), a.Inputs["roleId"].StringValue()))
 	case "pulumi:pulumi:StackReference":
