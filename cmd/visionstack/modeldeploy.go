@@ -4,12 +4,29 @@ import (
 	"context"
 	"fmt"
 
+	"cloud.google.com/go/storage"
 	"github.com/spf13/cobra"
 
 	"github.com/visionstack/visionstack/infra/stack"
 	"github.com/visionstack/visionstack/internal/closers"
+	"github.com/visionstack/visionstack/runtime/blob/gcs"
+	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/runtime/model/vertex"
 )
+
+// stageModel readies the project's model block: with a model file, uploaded to the
+// stack's model bucket for visionstack's image to serve (vertex.StageONNX).
+func stageModel(ctx context.Context, cfg *config.Project, cl *closers.Stack) (config.ModelDeploy, error) {
+	if cfg.Model.File == "" {
+		return *cfg.Model, nil
+	}
+	sc, err := storage.NewClient(ctx)
+	if err != nil {
+		return *cfg.Model, fmt.Errorf("cloud storage client: %w", err)
+	}
+	cl.Add(sc.Close)
+	return vertex.StageONNX(ctx, gcs.New(sc, cfg.Names().ModelBucket), cfg.Dir, *cfg.Model)
+}
 
 func newModelDeployCmd(g *globalOptions) *cobra.Command {
 	return &cobra.Command{
@@ -39,8 +56,12 @@ waiting on both long-running operations. Run it after visionstack up.`,
 			if err != nil {
 				return err
 			}
+			m, err := stageModel(ctx, cfg, &cl)
+			if err != nil {
+				return err
+			}
 			d, err := vertex.Deploy(ctx, c.models, c.endpoints, cfg.GCP.Project, cfg.GCP.Region,
-				stack.EndpointID(cfg.GCP.Project, cfg.Name), *cfg.Model, g.out)
+				stack.EndpointID(cfg.GCP.Project, cfg.Name), m, g.out)
 			if err != nil {
 				return err
 			}

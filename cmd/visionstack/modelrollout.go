@@ -168,9 +168,15 @@ func (o *rolloutOptions) run(ctx context.Context, g *globalOptions, name string)
 		return err
 	}
 	defer logf.Close()
+	staged := *cfg.Model
+	if !o.resume { // a resumed rollout's version is uploaded already
+		if staged, err = stageModel(ctx, cfg, &cl); err != nil {
+			return err
+		}
+	}
 	st, err := rollout.Run(ctx, rollout.Options{Models: c.models, Endpoints: c.endpoints, Metrics: c.metrics, State: store,
 		Log: logf, Progress: g.out, Project: cfg.Name, GCPProject: cfg.GCP.Project, Region: cfg.GCP.Region,
-		EndpointID: stack.EndpointID(cfg.GCP.Project, cfg.Name), Analysis: analysis, Model: *cfg.Model,
+		EndpointID: stack.EndpointID(cfg.GCP.Project, cfg.Name), Analysis: analysis, Model: staged,
 		Canary: o.canary, Watch: o.watch, Interval: o.interval, MetricsLag: o.metricsLag, Limits: o.limits, Resume: o.resume, ShadowEndpoint: shadowEndpoint})
 	if err != nil {
 		return err

@@ -50,6 +50,16 @@ type ModelDeploy struct {
 	MachineType  string `yaml:"machineType,omitempty" json:"machineType,omitempty"`
 	MinReplicas  int    `yaml:"minReplicas,omitempty" json:"minReplicas,omitempty" jsonschema:"minimum=1"`
 	MaxReplicas  int    `yaml:"maxReplicas,omitempty" json:"maxReplicas,omitempty" jsonschema:"minimum=1"`
+	// File is a team's ONNX model (relative to the project file) served by
+	// visionstack's own image (Image: the pipeline image): model deploy and rollout
+	// upload it, content-addressed, to the stack's model bucket, register it as the
+	// model's artifacts and run `model serve --model onnx:FILE` on them.
+	File string `yaml:"file,omitempty" json:"file,omitempty"`
+	// ONNX settings of File, as an analysis' onnx block.
+	ONNX *ONNX `yaml:"onnx,omitempty" json:"onnx,omitempty"`
+	// Accelerator, e.g. NVIDIA_TESLA_T4 (one), for MachineType. Untested here: no GPU
+	// serving has been run from this repository.
+	Accelerator string `yaml:"accelerator,omitempty" json:"accelerator,omitempty"`
 }
 
 // GCP says where the stack lives.

@@ -80,10 +80,20 @@ func UploadRequest(parent, parentModel string, m config.ModelDeploy) *aiplatform
 			Ports: []*aiplatformpb.Port{{ContainerPort: int32(m.Port)}}}}}
 }
 
+// machine is the block's machine, with its accelerator when it names one (untested).
+func machine(m config.ModelDeploy) *aiplatformpb.MachineSpec {
+	spec := &aiplatformpb.MachineSpec{MachineType: m.MachineType}
+	if m.Accelerator != "" {
+		spec.AcceleratorType = aiplatformpb.AcceleratorType(aiplatformpb.AcceleratorType_value[m.Accelerator])
+		spec.AcceleratorCount = 1
+	}
+	return spec
+}
+
 // DeployedModel is model (a version: M or M@V) on the resources of the model block m.
 func DeployedModel(model string, m config.ModelDeploy) *aiplatformpb.DeployedModel {
 	return &aiplatformpb.DeployedModel{Model: model, DisplayName: m.DisplayName,
 		PredictionResources: &aiplatformpb.DeployedModel_DedicatedResources{DedicatedResources: &aiplatformpb.DedicatedResources{
-			MachineSpec:     &aiplatformpb.MachineSpec{MachineType: m.MachineType},
+			MachineSpec:     machine(m),
 			MinReplicaCount: int32(m.MinReplicas), MaxReplicaCount: int32(m.MaxReplicas)}}}
 }

@@ -3,6 +3,13 @@ package vertex_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"github.com/visionstack/visionstack/runtime/blob"
+	"github.com/visionstack/visionstack/runtime/blob/local"
+	"io"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/visionstack/visionstack/runtime/config"
@@ -55,4 +62,48 @@ func TestDeployUploadsAndDeploysWaitingOnOperations(t *testing.T) {
 		t.Errorf("after a second deploy: endpoint %v, deployment %+v", got, d)
 	}
 	f.Mu.Lock()
+}
+
+// Issue 25: model deploy of a team's ONNX file: the file lands in the model bucket
+// under its sha256 (once), and the Vertex model runs visionstack's image serving it
+// from its artifact directory (Vertex copies it and says where in AIP_STORAGE_URI).
+func TestDeployONNXFile(t *testing.T) {
+	f := rollouttest.New(rollouttest.Healthy)
+	models, endpoints, _ := f.Clients(t)
+	ctx := context.Background()
+	bucket, err := local.Open(t.TempDir(), "acme-prod-defects-models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	image := "europe-west3-docker.pkg.dev/acme-prod/defects/visionstack@sha256:abc"
+	block := config.ModelDeploy{DisplayName: "defects", Image: image, File: "model/defects.onnx", MachineType: "n1-standard-2", MinReplicas: 1, MaxReplicas: 1,
+		ONNX: &config.ONNX{Resize: "letterbox"}}
+	staged, err := vertex.StageONNX(ctx, bucket, "../../../projects/defects", block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := os.ReadFile("../../../projects/defects/model/defects.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(file)
+	object := "onnx/" + hex.EncodeToString(sum[:]) + "/defects.onnx"
+	stored, _, err := blob.ReadAll(ctx, bucket, object, 0)
+	if err != nil || !bytes.Equal(stored, file) {
+		t.Fatalf("the model bucket's %s: %d bytes, %v", object, len(stored), err)
+	}
+	if again, err := vertex.StageONNX(ctx, bucket, "../../../projects/defects", block); err != nil || again.ArtifactURI != staged.ArtifactURI {
+		t.Fatalf("staged again: %+v, %v", again, err)
+	}
+	if _, err := vertex.Deploy(ctx, models, endpoints, "acme-prod", "europe-west3", "555", staged, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	m := f.Upload.GetModel()
+	cs := m.GetContainerSpec()
+	if m.GetArtifactUri() != "gs://acme-prod-defects-models/onnx/"+hex.EncodeToString(sum[:])+"/" || cs.GetImageUri() != image ||
+		strings.Join(cs.GetArgs(), " ") != `model serve --model onnx:defects.onnx --onnx {"resize":"letterbox"}` || cs.GetPredictRoute() != "/predict" {
+		t.Errorf("uploaded model: artifacts %s, image %s, args %q, predict %s", m.GetArtifactUri(), cs.GetImageUri(), cs.GetArgs(), cs.GetPredictRoute())
+	}
 }
