@@ -6,6 +6,7 @@ package bench
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"os"
@@ -26,7 +27,9 @@ import (
 	"github.com/visionstack/visionstack/runtime/localmode"
 	"github.com/visionstack/visionstack/runtime/meta"
 	"github.com/visionstack/visionstack/runtime/meta/sqlite"
+	"github.com/visionstack/visionstack/runtime/model"
 	"github.com/visionstack/visionstack/runtime/model/builtin"
+	"github.com/visionstack/visionstack/runtime/model/onnx"
 	"github.com/visionstack/visionstack/runtime/pipeline"
 	"github.com/visionstack/visionstack/runtime/prepare"
 	"github.com/visionstack/visionstack/runtime/transform"
@@ -349,4 +352,64 @@ func uploadBatch(b *testing.B, in blob.Bucket, i, n int) []pipeline.Task {
 		tasks = append(tasks, upload(b, in, fmt.Sprintf("batch%d/%d.jpg", i, k)))
 	}
 	return tasks
+}
+
+// ownModel is the defects example's ONNX file and its evaluation images' payloads.
+func ownModel(b *testing.B) ([]byte, []model.Instance) {
+	file, err := os.ReadFile("../projects/defects/model/defects.onnx")
+	if err != nil {
+		b.Fatal(err)
+	}
+	names, _ := filepath.Glob("../projects/defects/eval/*.png")
+	var in []model.Instance
+	for _, n := range names {
+		data, err := os.ReadFile(n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		in = append(in, model.Instance{Content: base64.StdEncoding.EncodeToString(data), MimeType: "image/png"})
+	}
+	return file, in
+}
+
+// BenchmarkOwnModel: a team's own ONNX model in-process (the defects example, 128×128
+// input), per image of its evaluation set: decode the PNG payload, letterbox, run,
+// decode the YOLOv8 output, NMS; one core.
+func BenchmarkOwnModel(b *testing.B) {
+	file, in := ownModel(b)
+	m, err := onnx.New(file, onnx.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	p := model.Parameters{ConfidenceThreshold: 0.5, MaxPredictions: 100}
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		if _, err := m.Predict(context.Background(), in[i%len(in):i%len(in)+1], p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	report(b, start)
+}
+
+// BenchmarkOwnModelFirstPrediction: from the file's bytes to the first prediction —
+// load into ONNX Runtime (its environment already started), inspect, first run — what
+// a new instance adds before it answers. ms/image is ms per start.
+func BenchmarkOwnModelFirstPrediction(b *testing.B) {
+	file, in := ownModel(b)
+	p := model.Parameters{ConfidenceThreshold: 0.5, MaxPredictions: 100}
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		m, err := onnx.New(file, onnx.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := m.Predict(context.Background(), in[:1], p); err != nil {
+			b.Fatal(err)
+		}
+		m.Close()
+	}
+	report(b, start)
 }

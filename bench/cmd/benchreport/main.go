@@ -39,6 +39,8 @@ var benches = []struct{ name, what, pkg string }{
 	{"BenchmarkConcurrent16x12MP", "Service: 16 whole jobs on 12 MP JPEGs at once, pixel budget of a 512 MiB instance (2 cores)", ""},
 	{"BenchmarkTelemetryPerJob", "Telemetry of one job: 5 spans, step/model/outcome/bytes/pixels/in-flight metrics, drift observation (window 500) and gauges; per job", ""},
 	{"BenchmarkReviewPage", "Review page over 2000 finished jobs: 48 cards, drift replayed over the last 1000 (SQLite); ms per page", ""},
+	{"BenchmarkOwnModel", "Your own model: the defects example's ONNX file in-process (128×128 input), per image: PNG payload decoded, letterboxed, run, YOLOv8 output decoded, NMS", ""},
+	{"BenchmarkOwnModelFirstPrediction", "Your own model, from the file's bytes to the first prediction: load into ONNX Runtime, inspect, first run (ms per start)", ""},
 	{"BenchmarkPeerSampleMethod", "Peer: the whole local job vs Google's Cloud Run sample method (`convert - -blur 0x8 -` per image, ImageMagick) on the same 8 photos (six ≈2.7 MP, two 12 MP, 3–5 faces), two at a time (2 cores)", ""},
 	{"BenchmarkPushPeerSampleMethod", "Peer on the push path: the emulators' chain (upload, notification, push, whole job) vs the sample method on the same 8 photos, two at a time (2 cores)", "runtime/cloudmode"},
 	{"BenchmarkPushThroughput", "Push path on the emulators: fake GCS upload → notification → Pub/Sub emulator push → server → Firestore emulator; 512×600 photos, batches of 8 (2 cores)", "runtime/cloudmode"},
