@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/visionstack/visionstack/runtime/config"
@@ -156,5 +157,19 @@ func TestOwnModelMatchesPyTorch(t *testing.T) {
 			got = append(got, found{p.DisplayNames[i], p.Confidences[i], p.BBoxes[i]})
 		}
 		sameAsPyTorch(t, "model serve", name, ref, got, ref.Confidence)
+	}
+}
+
+// model inspect says what visionstack reads of a file and what to paste.
+func TestModelInspect(t *testing.T) {
+	out, err := runCLI(t, "model", "inspect", "../../projects/defects/model/defects.onnx")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"input     images [1 3 128 128] float", "output    output0 [1 6 256] float", "layout    NCHW, 128×128",
+		"format    yolov8", "labels    scratch, spot", "metadata  task: detect", `model: "onnx:defects.onnx"`, "format: automl-detection"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("inspect lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -70,13 +70,13 @@ func Inspect(data []byte) (Info, error) {
 	}
 	var info Info
 	for _, o := range outs {
-		info.Outputs = append(info.Outputs, IO{Name: o.Name, Shape: []int64(o.Dimensions), Type: o.DataType.String()})
+		info.Outputs = append(info.Outputs, IO{Name: o.Name, Shape: []int64(o.Dimensions), Type: typeName(o.DataType)})
 	}
 	if len(ins) != 1 {
 		return info, fmt.Errorf("onnx: the model has %d inputs; visionstack feeds one image input", len(ins))
 	}
 	in := ins[0]
-	info.Input = IO{Name: in.Name, Shape: []int64(in.Dimensions), Type: in.DataType.String()}
+	info.Input = IO{Name: in.Name, Shape: []int64(in.Dimensions), Type: typeName(in.DataType)}
 	if in.DataType != ort.TensorElementDataTypeFloat {
 		return info, fmt.Errorf("onnx: input %s is %s; visionstack feeds float32 images (export the model with a float input)", in.Name, in.DataType)
 	}
@@ -100,6 +100,10 @@ func Inspect(data []byte) (Info, error) {
 	}
 	info.Format, info.Why = guess(info)
 	return info, nil
+}
+
+func typeName(t ort.TensorElementDataType) string {
+	return strings.ToLower(strings.TrimPrefix(t.String(), "ONNX_TENSOR_ELEMENT_DATA_TYPE_"))
 }
 
 // metadata reads the file's custom metadata map.
