@@ -29,6 +29,20 @@ func rgbOf(t *testing.T, data []byte) []byte {
 	return rgb
 }
 
+// graceHopper is a testdata photo's bytes and the photo opened in libvips.
+func graceHopper(t *testing.T) ([]byte, *vips.ImageRef) {
+	t.Helper()
+	base, err := os.ReadFile(filepath.Join(photos.Dir(), "faces", "grace_hopper.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := vips.NewImageFromBuffer(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base, ref
+}
+
 // scanStart is where the first scan's entropy-coded data begins.
 func scanStart(t *testing.T, jpeg []byte) int {
 	i := bytes.Index(jpeg, []byte{0xFF, 0xDA})
@@ -134,14 +148,7 @@ func TestJPEGsViewersShowAreNotCorrupt(t *testing.T) {
 // photo missing its end marker: the Go heap its decode takes stays within what Cost
 // adds to the pixels.
 func TestRescueIsCountedByAdmission(t *testing.T) {
-	base, err := os.ReadFile(filepath.Join(photos.Dir(), "faces", "grace_hopper.jpg"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, err := vips.NewImageFromBuffer(base)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, ref := graceHopper(t)
 	if err := ref.Resize(4, vips.KernelLanczos3); err != nil { // ~2 MP: a real photo's data, enlarged
 		t.Fatal(err)
 	}

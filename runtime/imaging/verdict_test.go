@@ -3,8 +3,6 @@ package imaging_test
 import (
 	"errors"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/davidbyttow/govips/v2/vips"
@@ -12,7 +10,6 @@ import (
 	"github.com/visionstack/visionstack/internal/testimg"
 	"github.com/visionstack/visionstack/runtime/fault"
 	"github.com/visionstack/visionstack/runtime/imaging"
-	"github.com/visionstack/visionstack/testdata/photos"
 )
 
 // Issue 24 #7: "bad image" is decided by an allow-list of the decoders' verdicts, so a
@@ -21,14 +18,7 @@ import (
 // short, bit-flipped and zeroed in places fail as permanent ErrCorrupt (or the
 // header check's refusal), never as a retryable error.
 func TestDecoderVerdictsAreKnown(t *testing.T) {
-	base, err := os.ReadFile(filepath.Join(photos.Dir(), "faces", "grace_hopper.jpg"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, err := vips.NewImageFromBuffer(base)
-	if err != nil {
-		t.Fatal(err)
-	}
+	base, ref := graceHopper(t)
 	png, _, _ := ref.ExportPng(vips.NewPngExportParams())
 	webp, _, _ := ref.ExportWebp(vips.NewWebpExportParams())
 	prog, _, _ := ref.ExportJpeg(&vips.JpegExportParams{Quality: 90, Interlace: true})

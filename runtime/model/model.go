@@ -5,8 +5,11 @@ package model
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
+
+	"github.com/visionstack/visionstack/runtime/fault"
 )
 
 // Instance is one input as Vertex AI AutoML image models take it.
@@ -40,6 +43,28 @@ type Prediction struct {
 type Predictor interface {
 	// Predict returns one prediction per instance, in order.
 	Predict(ctx context.Context, instances []Instance, params Parameters) ([]Prediction, error)
+}
+
+// EachImage is the loop of an in-process model's Predict: each instance's content
+// decoded from base64 (a permanent error when it is not) and predicted, in order,
+// stopping when ctx ends.
+func EachImage(ctx context.Context, instances []Instance, predict func(data []byte) (Prediction, error)) ([]Prediction, error) {
+	out := make([]Prediction, 0, len(instances))
+	for i, in := range instances {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		data, err := base64.StdEncoding.DecodeString(in.Content)
+		if err != nil {
+			return nil, fault.Permanent(fmt.Errorf("instance %d: content is not base64: %w", i, err))
+		}
+		pred, err := predict(data)
+		if err != nil {
+			return nil, fmt.Errorf("instance %d: %w", i, err)
+		}
+		out = append(out, pred)
+	}
+	return out, nil
 }
 
 // ErrTransient marks errors worth retrying (429, 503, timeouts).

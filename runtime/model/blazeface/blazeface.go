@@ -165,17 +165,11 @@ func NewNetOf(m Model) (*Net, error) {
 	if err != nil {
 		return nil, fmt.Errorf("blazeface: %w", err)
 	}
-	opts, err := ort.NewSessionOptions()
+	opts, err := ortenv.SessionOptions()
 	if err != nil {
 		return nil, err
 	}
 	defer opts.Destroy()
-	if err := opts.SetIntraOpNumThreads(1); err != nil {
-		return nil, err
-	}
-	if err := opts.SetInterOpNumThreads(1); err != nil {
-		return nil, err
-	}
 	// Without the arena ONNX Runtime returns a run's activations when it ends; with
 	// it, every concurrent run's peak stayed allocated (16 concurrent 12 MP jobs
 	// peaked at 703 MiB against 409 MiB with pigo).

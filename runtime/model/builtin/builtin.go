@@ -14,7 +14,6 @@ package builtin
 import (
 	"context"
 	_ "embed"
-	"encoding/base64"
 	"fmt"
 	"math"
 	"slices"
@@ -26,7 +25,6 @@ import (
 	"github.com/visionstack/visionstack/runtime/model/blazeface"
 
 	"github.com/visionstack/visionstack/runtime/config"
-	"github.com/visionstack/visionstack/runtime/fault"
 	"github.com/visionstack/visionstack/runtime/imaging"
 	"github.com/visionstack/visionstack/runtime/meta"
 	"github.com/visionstack/visionstack/runtime/model"
@@ -185,22 +183,7 @@ func (m *Model) version() string {
 
 // Predict detects faces in each instance.
 func (m *Model) Predict(ctx context.Context, instances []model.Instance, params model.Parameters) ([]model.Prediction, error) {
-	out := make([]model.Prediction, 0, len(instances))
-	for i, in := range instances {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		data, err := base64.StdEncoding.DecodeString(in.Content)
-		if err != nil {
-			return nil, fault.Permanent(fmt.Errorf("instance %d: content is not base64: %w", i, err))
-		}
-		pred, err := m.predict(data, params)
-		if err != nil {
-			return nil, fmt.Errorf("instance %d: %w", i, err)
-		}
-		out = append(out, pred)
-	}
-	return out, nil
+	return model.EachImage(ctx, instances, func(data []byte) (model.Prediction, error) { return m.predict(data, params) })
 }
 
 // InputLimits gate what the model decodes, wherever the request came from: the

@@ -7,7 +7,6 @@ package onnx
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"regexp"
@@ -274,17 +273,11 @@ func New(data []byte, o Options) (*Model, error) {
 	for _, out := range info.Outputs {
 		outputs = append(outputs, out.Name)
 	}
-	opts, err := ort.NewSessionOptions()
+	opts, err := ortenv.SessionOptions()
 	if err != nil {
 		return nil, err
 	}
 	defer opts.Destroy()
-	if err := opts.SetIntraOpNumThreads(1); err != nil {
-		return nil, err
-	}
-	if err := opts.SetInterOpNumThreads(1); err != nil {
-		return nil, err
-	}
 	s, err := ort.NewDynamicAdvancedSessionWithONNXData(data, []string{info.Input.Name}, outputs, opts)
 	if err != nil {
 		return nil, fmt.Errorf("onnx: load into ONNX Runtime: %w", err)
@@ -328,31 +321,18 @@ var InputLimits = imaging.Limits{MaxBytes: 20 << 20, MaxPixels: 50_000_000, MaxD
 // Predict runs each instance: decoded (the payload Prepare made, not the original
 // again), pre-processed, run, decoded into a prediction.
 func (m *Model) Predict(ctx context.Context, instances []model.Instance, p model.Parameters) ([]model.Prediction, error) {
-	out := make([]model.Prediction, 0, len(instances))
-	for i, in := range instances {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		data, err := base64.StdEncoding.DecodeString(in.Content)
-		if err != nil {
-			return nil, fault.Permanent(fmt.Errorf("instance %d: content is not base64: %w", i, err))
-		}
+	return model.EachImage(ctx, instances, func(data []byte) (model.Prediction, error) {
 		img, _, err := InputLimits.Thumbnail(data, imaging.MaxSide, imaging.CropNone, false)
 		if err != nil {
-			return nil, fmt.Errorf("instance %d: %w", i, err)
+			return model.Prediction{}, err
 		}
 		rgb, w, h, err := img.RGB()
 		img.Close()
 		if err != nil {
-			return nil, fmt.Errorf("instance %d: %w", i, err)
+			return model.Prediction{}, err
 		}
-		pred, err := m.PredictRGB(rgb, w, h, p)
-		if err != nil {
-			return nil, fmt.Errorf("instance %d: %w", i, err)
-		}
-		out = append(out, pred)
-	}
-	return out, nil
+		return m.PredictRGB(rgb, w, h, p)
+	})
 }
 
 // PredictRGB runs the model on 8-bit RGB pixels (w×h).

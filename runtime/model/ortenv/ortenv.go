@@ -63,3 +63,21 @@ func Start() error {
 	})
 	return started
 }
+
+// SessionOptions are one thread a run (runs go side by side, one a core), for a
+// session the caller creates and then destroys the options of.
+func SessionOptions() (*ort.SessionOptions, error) {
+	opts, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, err
+	}
+	if err := opts.SetIntraOpNumThreads(1); err != nil {
+		opts.Destroy()
+		return nil, err
+	}
+	if err := opts.SetInterOpNumThreads(1); err != nil {
+		opts.Destroy()
+		return nil, err
+	}
+	return opts, nil
+}
