@@ -107,6 +107,35 @@ func main() {
 	fmt.Println("wrote", *out)
 }
 
+// cpuModel names the processor and its vector extensions: figures from another CPU
+// are not these.
+func cpuModel() string {
+	raw, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown"
+	}
+	var name string
+	var flags []string
+	for _, line := range strings.Split(string(raw), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		switch strings.TrimSpace(k) {
+		case "model name":
+			if name == "" {
+				name = strings.TrimSpace(v)
+			}
+		case "flags":
+			if flags == nil {
+				for _, f := range strings.Fields(v) {
+					if strings.HasPrefix(f, "avx") || f == "fma" || f == "f16c" {
+						flags = append(flags, f)
+					}
+				}
+			}
+		}
+	}
+	return fmt.Sprintf("%s; %s", name, strings.Join(flags, " "))
+}
+
 func cpuFor(name string) string {
 	if c, ok := cpus[name]; ok {
 		return c
@@ -151,12 +180,14 @@ func render(rs []result, n int) string {
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "# Benchmark results\n\nWritten by `make bench` (bench/cmd/benchreport) on %s, %s, %s/%s, %d CPUs available, host %s.\n",
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), host)
+	fmt.Fprintf(&b, "CPU: %s\n\n", cpuModel())
 	b.WriteString("Each benchmark ran in its own process on one core (GOMAXPROCS=1, one libvips thread; the concurrent ones on both cores), ")
 	fmt.Fprintf(&b, "%d iterations, on a 4240×2827 (12.0 MP) JPEG made by upscaling testdata/photos/faces/faceapi_sample1.jpg (3 real faces).\n\n", n)
-	b.WriteString("| benchmark | what it does | ms/image | peak RSS (MB) | bytes/op | allocs/op |\n|---|---|---:|---:|---:|---:|\n")
+	b.WriteString("| benchmark | what it does | ms/image | user ms/image | system ms/image | system share | minor faults/image | peak RSS (MB) | bytes/op | allocs/op |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, bench := range benches {
 		r := by[bench.name]
-		fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f | %.0f | %.0f |\n", bench.name, bench.what, r.msPerImage, r.peak, r.bytesOp, r.allocsOp)
+		fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f | %.1f | %.0f%% | %.0f | %.1f | %.0f | %.0f |\n", bench.name, bench.what, r.msPerImage,
+			r.metrics["user-ms/image"], r.metrics["sys-ms/image"], r.metrics["sys-%"], r.metrics["minflt/image"], r.peak, r.bytesOp, r.allocsOp)
 	}
 	prep := by["BenchmarkPrepare12MP"].msPerImage
 	sum := 0.0
