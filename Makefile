@@ -8,7 +8,7 @@ OUT       ?= out/demo
 FUZZTIME  ?= 100000x
 PKGS      := ./...
 
-.PHONY: example all deps deps-runtime build demo test test-short race fuzz bench chaos e2e-gcp schema vet clean image screenshot
+.PHONY: docs example all deps deps-runtime build demo test test-short race fuzz bench chaos e2e-gcp schema vet clean image screenshot
 IMAGE     ?= visionstack:dev
 
 all: build
@@ -66,6 +66,10 @@ e2e-gcp: ## a first deploy on a real GCP project: VISIONSTACK_E2E_GCP_PROJECT=P 
 
 schema: ## regenerate runtime/config/project.schema.json from the Go types
 	$(GO) test ./runtime/config -run TestSchemaUpToDate -update
+
+docs: schema ## regenerate the reference pages: docs/cli/ from the command tree, docs/config-reference.md from the config types
+	$(GO) test -count=1 ./runtime/config -run 'TestSchemaUpToDate|TestReferenceUpToDate' -update
+	$(GO) test -count=1 ./cmd/visionstack -run TestCLIDocsUpToDate -update-docs
 
 screenshot: ## retake docs/review.png with the review page's browser test (needs chromium)
 	rm -rf out/screenshot && mkdir -p out/screenshot

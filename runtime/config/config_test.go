@@ -287,3 +287,28 @@ func TestREADMEListsEveryMetric(t *testing.T) {
 		}
 	}
 }
+
+// docs/config-reference.md is what the Go types, their comments and the defaults
+// generate: a key, a default or a comment changed without regenerating fails here.
+func TestReferenceUpToDate(t *testing.T) {
+	got, err := config.Reference()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const path = "../../docs/config-reference.md"
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	have, err := os.ReadFile(path)
+	if err != nil || string(have) != got {
+		t.Fatalf("docs/config-reference.md is stale: run `make docs` and commit it")
+	}
+	for _, key := range []string{"`pipeline.prepare.maxBytes`", "`pipeline.analyses[].onnx.resize`", "`delivery.maxAttempts`", "`model.file`"} {
+		if !strings.Contains(got, key) {
+			t.Errorf("the reference has no %s", key)
+		}
+	}
+}

@@ -16,8 +16,11 @@ const (
 
 // Project is one project.yaml: everything the runtime, the CLI and the stack need.
 type Project struct {
-	APIVersion string     `yaml:"apiVersion" json:"apiVersion" jsonschema:"required,enum=visionstack/v1"`
-	Kind       string     `yaml:"kind" json:"kind" jsonschema:"required,enum=Project"`
+	// APIVersion of the file format: visionstack/v1.
+	APIVersion string `yaml:"apiVersion" json:"apiVersion" jsonschema:"required,enum=visionstack/v1"`
+	// Kind of document: Project.
+	Kind string `yaml:"kind" json:"kind" jsonschema:"required,enum=Project"`
+	// Name of the project: 3-20 of a-z, 0-9 and '-'; every resource name derives from it.
 	Name       string     `yaml:"name" json:"name" jsonschema:"required,pattern=^[a-z][a-z0-9-]*[a-z0-9]$,minLength=3,maxLength=20"`
 	GCP        GCP        `yaml:"gcp" json:"gcp" jsonschema:"required"`
 	Pipeline   Pipeline   `yaml:"pipeline" json:"pipeline" jsonschema:"required"`
@@ -119,7 +122,8 @@ type Analysis struct {
 	// Name is referenced by transforms and results (lowercase, digits, '-').
 	Name string `yaml:"name" json:"name" jsonschema:"required"`
 	// Model is builtin:faces, vertex:endpoint (this project's endpoint),
-	// vertex:projects/P/locations/L/endpoints/E, or kserve:URL-of-/v2/models/NAME.
+	// vertex:projects/P/locations/L/endpoints/E, kserve:URL-of-/v2/models/NAME, or
+	// onnx:PATH, a team's own ONNX file (relative to the project file, or gs://…).
 	Model string `yaml:"model" json:"model" jsonschema:"required"`
 	// Format of the predictions: automl-detection or automl-classification.
 	Format string `yaml:"format,omitempty" json:"format,omitempty" jsonschema:"enum=automl-detection,enum=automl-classification"`
