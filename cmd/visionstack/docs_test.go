@@ -5,9 +5,11 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/spf13/cobra/doc"
 )
@@ -68,5 +70,104 @@ func TestCLIDocsUpToDate(t *testing.T) {
 	sort.Strings(stale)
 	if len(stale) > 0 {
 		t.Fatalf("docs/cli is stale (%s): run `make docs` and commit it", strings.Join(stale, ", "))
+	}
+}
+
+// slug is the anchor GitHub gives a heading: lower case, punctuation dropped, spaces
+// to hyphens.
+func slug(h string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(strings.TrimSpace(strings.TrimLeft(h, "#"))) {
+		switch {
+		case unicode.IsLetter(r) || unicode.IsDigit(r) || r == '-' || r == '_':
+			b.WriteRune(r)
+		case r == ' ':
+			b.WriteByte('-')
+		}
+	}
+	return b.String()
+}
+
+var mdLink = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+
+// Every link in README.md and docs/ resolves: a file that exists, an anchor that is a
+// heading of its page.
+func TestDocLinksResolve(t *testing.T) {
+	files := []string{"../../README.md"}
+	more, _ := filepath.Glob("../../docs/*.md")
+	cli, _ := filepath.Glob("../../docs/cli/*.md")
+	files = append(append(files, more...), cli...)
+	anchors := map[string]map[string]bool{}
+	headings := func(path string) map[string]bool {
+		if a, ok := anchors[path]; ok {
+			return a
+		}
+		a := map[string]bool{}
+		raw, _ := os.ReadFile(path)
+		fence := false
+		for _, line := range strings.Split(string(raw), "\n") {
+			if strings.HasPrefix(line, "```") {
+				fence = !fence
+			}
+			if !fence && strings.HasPrefix(line, "#") {
+				a[slug(line)] = true
+			}
+		}
+		anchors[path] = a
+		return a
+	}
+	links := 0
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fence := false
+		for i, line := range strings.Split(string(raw), "\n") {
+			if strings.HasPrefix(line, "```") {
+				fence = !fence
+			}
+			if fence {
+				continue
+			}
+			for _, m := range mdLink.FindAllStringSubmatch(line, -1) {
+				target := m[1]
+				if strings.HasPrefix(target, "http://") || strings.HasPrefix(target, "https://") || strings.HasPrefix(target, "mailto:") {
+					continue
+				}
+				links++
+				file, anchor, _ := strings.Cut(target, "#")
+				path := f
+				if file != "" {
+					path = filepath.Join(filepath.Dir(f), file)
+					if _, err := os.Stat(path); err != nil {
+						t.Errorf("%s:%d: link to %s: no such file", strings.TrimPrefix(f, "../../"), i+1, target)
+						continue
+					}
+				}
+				if anchor != "" && strings.HasSuffix(path, ".md") && !headings(path)[anchor] {
+					t.Errorf("%s:%d: link to %s: no heading with that anchor", strings.TrimPrefix(f, "../../"), i+1, target)
+				}
+			}
+		}
+	}
+	if links < 20 {
+		t.Fatalf("only %d links checked", links)
+	}
+}
+
+// README stays a front page: what visionstack is, the two commands, a tour and links.
+func TestREADMEIsShort(t *testing.T) {
+	raw, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(raw), "\n"); n > 250 {
+		t.Errorf("README.md has %d lines; keep it to 250 and move the rest to docs/", n)
+	}
+	for _, want := range []string{"make demo", "make test", "```mermaid"} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("README.md lacks %q", want)
+		}
 	}
 }

@@ -161,19 +161,19 @@ func TestGrantsMatchWhatTheCodeUses(t *testing.T) {
 	}
 }
 
-// README's table of the deployer's roles is DeployerRoles, and every one of them can
+// docs/deploy.md's table of the deployer's roles is DeployerRoles, and every one of them can
 // be granted before the first `up`: on the project or the KMS key, never on something
 // the stack creates (the old table asked for serviceAccountUser on the pipeline and
 // invoker accounts, which do not exist until that `up`).
 func TestDeployerRolesCanBeGrantedBeforeTheFirstUp(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../docs/deploy.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(readme)
 	start := strings.Index(s, "**The deployer's roles**")
 	if start < 0 {
-		t.Fatal("README has no deployer's roles")
+		t.Fatal("docs/deploy.md has no deployer's roles")
 	}
 	var rows []string
 	for _, line := range strings.Split(s[start:], "\n")[1:] {
@@ -191,7 +191,7 @@ func TestDeployerRolesCanBeGrantedBeforeTheFirstUp(t *testing.T) {
 		want = append(want, fmt.Sprintf("| `%s` | %s | %s |", r.Role, r.On, r.Why))
 	}
 	if !slices.Equal(rows, want) {
-		t.Errorf("README's deployer roles differ from stack.DeployerRoles:\n%s\nwant:\n%s", strings.Join(rows, "\n"), strings.Join(want, "\n"))
+		t.Errorf("docs/deploy.md's deployer roles differ from stack.DeployerRoles:\n%s\nwant:\n%s", strings.Join(rows, "\n"), strings.Join(want, "\n"))
 	}
 }
 

@@ -274,16 +274,16 @@ func TestMemoryBytes(t *testing.T) {
 	}
 }
 
-// The README's metric table names every metric as the runtime and /metrics do.
-func TestREADMEListsEveryMetric(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+// The operations guide's metric table names every metric as the runtime and /metrics do.
+func TestDocsListEveryMetric(t *testing.T) {
+	readme, err := os.ReadFile("../../docs/operations.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range config.Metrics {
 		row := fmt.Sprintf("| `%s` | `%s` |", m.Name, m.PrometheusName())
 		if !strings.Contains(string(readme), row) {
-			t.Errorf("README's metric table lacks %s", row)
+			t.Errorf("docs/operations.md's metric table lacks %s", row)
 		}
 	}
 }
