@@ -60,7 +60,7 @@ chaos: deps ## serve on the emulators, 320 images, a model failing 1 in 5, 4 kil
 	VISIONSTACK_CHAOS_IMAGES=320 VISIONSTACK_CHAOS_KILLS=4 VISIONSTACK_CHAOS_REPORT=$(CURDIR)/bench/CHAOS.md \
 		$(GO) test -count=1 -timeout 60m -run '^TestChaos$$' -v ./cmd/visionstack
 
-e2e-gcp: ## a first deploy on a real GCP project: VISIONSTACK_E2E_GCP_PROJECT=P make e2e-gcp (README "Deploy a project")
+e2e-gcp: ## a first deploy on a real GCP project: VISIONSTACK_E2E_GCP_PROJECT=P make e2e-gcp (docs/deploy.md)
 	@test -n "$$VISIONSTACK_E2E_GCP_PROJECT" || { echo "set VISIONSTACK_E2E_GCP_PROJECT to a GCP project where you hold the deployer's roles"; exit 1; }
 	$(GO) test -count=1 -timeout 60m -run '^TestFirstDeployOnARealProject$$' -v ./cmd/visionstack
 

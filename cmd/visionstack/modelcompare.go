@@ -62,7 +62,7 @@ func (o *compareOptions) run(ctx context.Context, g *globalOptions, name string)
 		if o.analysis != "" {
 			return fmt.Errorf("no analysis %q in projects/%s/project.yaml", o.analysis, cfg.Name)
 		}
-		return fmt.Errorf("no analysis of %s has a shadow: add shadow: MODEL to one in the project file (README \"Ship a new model version\")", cfg.Name)
+		return fmt.Errorf("no analysis of %s has a shadow: add shadow: MODEL to one in the project file (docs/models.md \"Ship a new model version\")", cfg.Name)
 	}
 	store, where, err := (&statusOptions{backend: o.backend, dataDir: o.dataDir}).open(ctx, cfg)
 	if err != nil {

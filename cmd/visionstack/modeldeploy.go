@@ -48,7 +48,7 @@ waiting on both long-running operations. Run it after visionstack up.`,
 				return err
 			}
 			if cfg.Model == nil {
-				return fmt.Errorf("projects/%s/project.yaml has no model block: add model: {image: …} (see README, Config reference)", cfg.Name)
+				return fmt.Errorf("projects/%s/project.yaml has no model block: add model: {image: …} (see docs/config-reference.md, model)", cfg.Name)
 			}
 			var cl closers.Stack
 			defer cl.Close()

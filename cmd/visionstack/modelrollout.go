@@ -128,7 +128,7 @@ func (o *rolloutOptions) run(ctx context.Context, g *globalOptions, name string)
 		return err
 	}
 	if cfg.Model == nil {
-		return fmt.Errorf("projects/%s/project.yaml has no model block: add model: {image: …} with the new version's image (README \"Ship a new model version\")", cfg.Name)
+		return fmt.Errorf("projects/%s/project.yaml has no model block: add model: {image: …} with the new version's image (docs/models.md \"Ship a new model version\")", cfg.Name)
 	}
 	analysis := o.analysis
 	for _, a := range cfg.Pipeline.Analyses {

@@ -8,7 +8,7 @@ type DeployerRole struct {
 // DeployerRoles are what a project admin grants a non-Owner deployer (a person, or
 // CI's deployer account) before the first `up`. Every grant is on the project or on
 // something that exists before the stack (the KMS key): a grant on an account the
-// stack itself creates cannot be made before the first `up` creates it. README
+// stack itself creates cannot be made before the first `up` creates it. docs/deploy.md
 // "Deploy a project" lists them; a test keeps the two the same.
 var DeployerRoles = []DeployerRole{
 	{"roles/serviceusage.serviceUsageAdmin", "project", "enable the APIs, create the Pub/Sub service identity"},

@@ -22,7 +22,7 @@ const (
 // the sample photos, OpenCV still found faces in some boxes and SSIM at face scale
 // stayed near 0.5. Shuffling the blocks keeps the pixelated look and the colours but
 // not the layout; of several shuffles the least face-like is kept (faceLikeness).
-// See README "Anonymization" for the numbers behind 6.
+// See docs/face-model.md "Anonymization" for the numbers behind 6.
 const pixelateBlocks = 6
 
 // shuffleTries is how many shuffles are drawn for a region; the least face-like wins.

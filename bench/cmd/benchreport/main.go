@@ -246,7 +246,7 @@ func floor(by map[string]result) string {
 	// Two cores: the sample method's CPU time per image is 2 / its images a second.
 	budget := 2 / peer["peer-images/s"] * 1000 / 10
 	net := peer["net-MP/image"] * perMP
-	verdict := "The network alone exceeds both: neither target can be met with it at the resolution the dev-set recall needs; see README \"Benchmarks\"."
+	verdict := "The network alone exceeds both: neither target can be met with it at the resolution the dev-set recall needs; see docs/benchmarks.md."
 	if whole*perMP <= 300 || net <= budget {
 		verdict = "The network alone leaves room under at least one of them in this run."
 	}

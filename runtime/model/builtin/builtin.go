@@ -5,7 +5,7 @@
 // on ONNX Runtime: one window over the whole image for large faces and overlapping
 // tiles for small ones. PigoParams select pigo's pixel-intensity cascade
 // (cascade/facefinder, MIT, see cascade/LICENSE-pigo), the detector before it: no
-// native library, fewer faces found, slower (README "Built-in face model").
+// native library, fewer faces found, slower (docs/face-model.md).
 //
 // Both are tuned for recall, because a missed face is an anonymization failure while
 // a blurred hand is only cosmetic.
@@ -81,7 +81,7 @@ type Params struct {
 	QScale      float64   // confidence = 1 - exp(-Q/QScale)
 }
 
-// DefaultParams: see README "Built-in face model" for the measurements behind them.
+// DefaultParams: see docs/face-model.md for the measurements behind them.
 var DefaultParams = Params{
 	Detector:    DetectorBlazeFace,
 	Dense:       1024,
