@@ -8,7 +8,7 @@ OUT       ?= out/demo
 FUZZTIME  ?= 100000x
 PKGS      := ./...
 
-.PHONY: docs example all deps deps-runtime build demo test test-short race fuzz bench chaos e2e-gcp schema vet clean image screenshot
+.PHONY: install docs example all deps deps-runtime build demo test test-short race fuzz bench chaos e2e-gcp schema vet clean image screenshot
 IMAGE     ?= visionstack:dev
 
 all: build
@@ -19,8 +19,14 @@ deps: ## install missing system packages for building and testing (libvips, Open
 deps-runtime: ## install missing system packages for building and running (libvips)
 	@scripts/install-deps.sh runtime
 
-build: deps-runtime ## build the CLI into bin/
-	$(GO) build -o $(BIN) ./cmd/visionstack
+build: deps-runtime ## build the CLI into bin/ (with its commit: visionstack version)
+	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/visionstack
+
+PREFIX ?= /usr/local
+install: build ## install the CLI as $(PREFIX)/bin/visionstack (PREFIX=~/.local for no root)
+	install -d $(PREFIX)/bin
+	install -m 0755 $(BIN) $(PREFIX)/bin/visionstack
+	@command -v visionstack >/dev/null || echo "$(PREFIX)/bin is not on your PATH: add it, e.g. export PATH=$(PREFIX)/bin:\$$PATH"
 
 demo: build ## run the demo project on the sample photos, locally, no cloud
 	$(BIN) validate demo

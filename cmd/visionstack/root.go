@@ -40,6 +40,16 @@ pipeline (prepare, analyze, transform, act) locally or on Cloud Run, and serves 
 	cmd.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log every step")
 	cmd.AddCommand(newNewCmd(g), newValidateCmd(g), newRunCmd(g), newServeCmd(g), newModelCmd(g), newSchemaCmd(g), newStatusCmd(g), newReconcileCmd(g), newBackfillCmd(g))
 	cmd.AddCommand(newDeployCmds(g)...)
+	cmd.AddCommand(newVersionCmd(g))
+	var version bool
+	cmd.Flags().BoolVar(&version, "version", false, "print the version (as visionstack version)")
+	cmd.RunE = func(c *cobra.Command, _ []string) error {
+		if version {
+			fmt.Fprint(g.out, versionInfo())
+			return nil
+		}
+		return c.Help()
+	}
 	return cmd
 }
 

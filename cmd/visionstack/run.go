@@ -31,12 +31,13 @@ import (
 )
 
 type runOptions struct {
-	project    string
-	outDir     string
-	workers    int
-	noProgress bool
-	review     bool
-	reviewAddr string
+	project          string
+	outDir           string
+	workers          int
+	noProgress       bool
+	failOnQuarantine bool
+	review           bool
+	reviewAddr       string
 }
 
 func newRunCmd(g *globalOptions) *cobra.Command {
@@ -49,7 +50,11 @@ DIR/incoming, queued in a durable local queue, prepared, analyzed with the built
 model, anonymized, stripped and downscaled into DIR/processed, and recorded in
 DIR/visionstack.db. Bad images go to DIR/quarantine with the reason recorded.
 A re-run skips every image already done (the key is the content hash); an
-interrupted run resumes where it stopped.`,
+interrupted run resumes where it stopped. Files of a folder whose names are not
+images' (notes.txt) are left out, and said so.
+Exit status: 0 when the inputs were processed (some may be quarantined: the table
+says why); 2 when some failed after retries; 4 when inputs were quarantined or not
+read and none was processed, or with --fail-on-quarantine when any was.`,
 		Example: "  visionstack run --project demo --out out/demo testdata/photos",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -60,6 +65,7 @@ interrupted run resumes where it stopped.`,
 	cmd.Flags().StringVarP(&o.outDir, "out", "o", "", "output directory (default out/NAME)")
 	cmd.Flags().IntVarP(&o.workers, "workers", "w", runtime.GOMAXPROCS(0), "images processed at once")
 	cmd.Flags().BoolVar(&o.noProgress, "no-progress", false, "no progress bar")
+	cmd.Flags().BoolVar(&o.failOnQuarantine, "fail-on-quarantine", false, "exit with status 4 when any input is quarantined or not read (without it: only when no input was processed)")
 	cmd.Flags().BoolVar(&o.review, "review", false, "after the run, serve the review page until Ctrl-C")
 	cmd.Flags().StringVar(&o.reviewAddr, "review-addr", "127.0.0.1:8090", "where --review listens")
 	return cmd
@@ -85,9 +91,14 @@ func (o *runOptions) run(ctx context.Context, g *globalOptions, paths []string) 
 	if o.outDir == "" {
 		o.outDir = filepath.Join("out", cfg.Name)
 	}
-	inputs, err := localmode.FindInputs(paths)
+	inputs, ignored, err := localmode.FindInputsNoting(paths)
 	if err != nil {
 		return err
+	}
+	if len(ignored) > 0 {
+		ex := ignored[:min(3, len(ignored))]
+		fmt.Fprintf(g.out, "left out %d files whose names are not images' (%s%s): name a file on the command line to submit it anyway\n",
+			len(ignored), strings.Join(ex, ", "), map[bool]string{true: ", …", false: ""}[len(ignored) > 3])
 	}
 	if len(inputs) == 0 {
 		return fmt.Errorf("no image files (.jpg, .png, .webp, …) found in %s", strings.Join(paths, ", "))
@@ -190,7 +201,7 @@ func (o *runOptions) serveReview(ctx context.Context, g *globalOptions, cfg *con
 
 func (o *runOptions) summarize(ctx context.Context, w io.Writer, env *localmode.Env, subs []localmode.Submitted, todo int, took time.Duration) error {
 	var rows []summaryRow
-	var done, quarantined, failed, skipped, notRead, faces int
+	var done, quarantined, quarantinedBefore, failed, skipped, notRead, faces int
 	for _, s := range subs {
 		row := summaryRow{object: s.Object}
 		if s.NotRead != "" {
@@ -224,10 +235,9 @@ func (o *runOptions) summarize(ctx context.Context, w io.Writer, env *localmode.
 			}
 		case j.State == meta.StateQuarantined:
 			row.state, row.detail = "quarantined", j.Reason
+			quarantined++ // this run's or an earlier one's: the table says quarantined either way
 			if s.Skipped {
-				skipped++
-			} else {
-				quarantined++
+				quarantinedBefore++
 			}
 		default:
 			row.state, row.detail = "failed", fmt.Sprintf("after %d attempts; re-run to retry", j.Attempts)
@@ -241,7 +251,11 @@ func (o *runOptions) summarize(ctx context.Context, w io.Writer, env *localmode.
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", r.object, r.state, r.faces, r.detail)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\n%d images: %d processed, %d skipped (done before), %d quarantined, %d failed", len(subs), done, skipped, quarantined, failed)
+	fmt.Fprintf(w, "\n%d images: %d processed, %d skipped (done before), %d quarantined", len(subs), done, skipped, quarantined)
+	if quarantinedBefore > 0 {
+		fmt.Fprintf(w, " (%d before this run)", quarantinedBefore)
+	}
+	fmt.Fprintf(w, ", %d failed", failed)
 	if notRead > 0 {
 		fmt.Fprintf(w, ", %d not read", notRead)
 	}
@@ -250,8 +264,17 @@ func (o *runOptions) summarize(ctx context.Context, w io.Writer, env *localmode.
 	if failed > 0 {
 		return exitError{2, fmt.Errorf("%d images failed after retries", failed)}
 	}
+	// Exit status 4: inputs that were not processed (quarantined, not read) when no
+	// input was, or with --fail-on-quarantine when any was: a script can tell.
+	if bad := quarantined + notRead; bad > 0 && (done+skipped == 0 || o.failOnQuarantine) {
+		return exitError{ExitQuarantined, fmt.Errorf("%d of %d inputs quarantined or not read: see the table's reasons", bad, len(subs))}
+	}
 	return nil
 }
+
+// ExitQuarantined is run's exit status when inputs were quarantined or not read and
+// none was processed (or any was, with --fail-on-quarantine).
+const ExitQuarantined = 4
 
 // countFaces counts the boxes the run anonymized: detections labelled face.
 func countFaces(j meta.Job) int {

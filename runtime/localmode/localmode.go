@@ -174,7 +174,15 @@ type Input struct {
 // pipe, socket or device, even named x.jpg — is listed with Skip set and never opened:
 // opening a pipe would block until something writes to it.
 func FindInputs(paths []string) ([]Input, error) {
+	in, _, err := FindInputsNoting(paths)
+	return in, err
+}
+
+// FindInputsNoting is FindInputs, and also names the files of the folders that it
+// left out because their names are not images' (notes.txt): run says so.
+func FindInputsNoting(paths []string) ([]Input, []string, error) {
 	var out []Input
+	var ignored []string
 	seen := map[string]bool{}
 	add := func(p, obj string) {
 		abs, _ := filepath.Abs(p)
@@ -193,7 +201,7 @@ func FindInputs(paths []string) ([]Input, error) {
 	for _, p := range paths {
 		st, err := os.Stat(p)
 		if err != nil {
-			return nil, fmt.Errorf("input %s: %w", p, err)
+			return nil, nil, fmt.Errorf("input %s: %w", p, err)
 		}
 		if !st.IsDir() {
 			add(p, filepath.Base(p))
@@ -204,7 +212,11 @@ func FindInputs(paths []string) ([]Input, error) {
 			if err != nil {
 				return err
 			}
-			if d.IsDir() || !IsImageName(f) {
+			if d.IsDir() {
+				return nil
+			}
+			if !IsImageName(f) {
+				ignored = append(ignored, f)
 				return nil
 			}
 			if d.Type()&fs.ModeSymlink != 0 {
@@ -217,12 +229,12 @@ func FindInputs(paths []string) ([]Input, error) {
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("input %s: %w", p, err)
+			return nil, nil, fmt.Errorf("input %s: %w", p, err)
 		}
 	}
 	uniqueObjects(out)
 	sort.Slice(out, func(i, j int) bool { return out[i].Object < out[j].Object })
-	return out, nil
+	return out, ignored, nil
 }
 
 // uniqueObjects renames inputs that would share an object name (files named on the
