@@ -63,3 +63,34 @@ func TestVersion(t *testing.T) {
 		}
 	}
 }
+
+// Without credentials, the Google client's own words ("could not find default
+// credentials") come with what to do.
+func TestCredentialsErrorSaysWhatToDo(t *testing.T) {
+	got := withHint(errors.New("status: firestore client: credentials: could not find default credentials. See https://cloud.google.com/docs/authentication/external/set-up-adc for more information"))
+	if !strings.Contains(got, "gcloud auth application-default login") || !strings.Contains(got, "--backend local") {
+		t.Errorf("%s", got)
+	}
+}
+
+// new names every file it writes, in its output and its help.
+func TestNewSaysEveryFile(t *testing.T) {
+	root := t.TempDir()
+	out, err := runCLI(t, "--root", root, "new", "acme-qa", "--gcp-project", "acme-prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	help, _ := runCLI(t, "new", "--help")
+	for _, f := range []string{"projects/acme-qa/project.yaml", "projects/acme-qa/README.md", "projects/acme-qa/cloudbuild.yaml", ".github/workflows/deploy-acme-qa.yaml", "Pulumi.acme-qa.yaml"} {
+		if !strings.Contains(out, "created "+f) {
+			t.Errorf("new did not say it created %s:\n%s", f, out)
+		}
+		generic := strings.ReplaceAll(f, "acme-qa", "NAME")
+		if !strings.Contains(strings.Join(strings.Fields(help), " "), generic) {
+			t.Errorf("new --help does not name %s", generic)
+		}
+	}
+	if !strings.Contains(out, "make install") {
+		t.Errorf("the Next: hints use a bare visionstack without saying how to get it:\n%s", out)
+	}
+}

@@ -23,9 +23,11 @@ func newNewCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "new NAME --gcp-project P --region R",
 		Short: "Create projects/NAME/ (and Pulumi.NAME.yaml) from templates/",
-		Long: `new stamps the templates into projects/NAME/project.yaml, projects/NAME/README.md and
-Pulumi.NAME.yaml at the repository root. It refuses to overwrite anything, and the
-project it writes passes validate.`,
+		Long: `new stamps the templates into five files: projects/NAME/project.yaml (the project
+file), projects/NAME/README.md, projects/NAME/cloudbuild.yaml (Cloud Build: image and
+deploy), .github/workflows/deploy-NAME.yaml (GitHub Actions: preview on pull requests,
+up on main) and Pulumi.NAME.yaml (the stack's config) at the repository root. It
+refuses to overwrite anything, and the project it writes passes validate.`,
 		Example: "  visionstack new acme-defects --gcp-project acme-prod --region europe-west3",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -86,6 +88,6 @@ func (o *newOptions) run(g *globalOptions, name string) error {
 		}
 		fmt.Fprintf(g.out, "created %s\n", f.Path)
 	}
-	fmt.Fprintf(g.out, "\nNext:\n  visionstack validate %s\n  visionstack run --project %s PATH-TO-PHOTOS\n", name, name)
+	fmt.Fprintf(g.out, "\nNext (visionstack is bin/visionstack until `make install`):\n  visionstack validate %s\n  visionstack run --project %s PATH-TO-PHOTOS\n  visionstack up %s   # needs the Pulumi CLI and GCP credentials: docs/deploy.md\n", name, name, name)
 	return nil
 }
