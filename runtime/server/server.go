@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"mime/multipart"
 	"net/http"
@@ -80,6 +81,16 @@ func New(o Options) *Server {
 	s := &Server{o: o, mux: http.NewServeMux()}
 	s.mux.HandleFunc("POST /v1/images:analyze", s.analyze)
 	s.mux.HandleFunc("POST /v1/pubsub/push", s.push)
+	// The API answers JSON to every request, a wrong method or path included.
+	for _, p := range []string{"/v1/images:analyze", "/v1/pubsub/push"} {
+		s.mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", "POST")
+			s.fail(w, r, &httpError{code: http.StatusMethodNotAllowed, msg: r.Method + " " + r.URL.Path + ": use POST"})
+		})
+	}
+	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		s.fail(w, r, &httpError{code: http.StatusNotFound, msg: r.URL.Path + ": no such API; the API is POST /v1/images:analyze"})
+	})
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	s.mux.HandleFunc("GET /readyz", s.ready)
 	if o.Metrics != nil {
@@ -257,7 +268,28 @@ func (s *Server) analyze(w http.ResponseWriter, r *http.Request) {
 	}
 	tm.HandOff = msSince(start)
 	writeJSON(w, http.StatusOK, AnalyzeResponse{Key: key, Format: h.Format, Width: img.Width, Height: img.Height,
-		Results: meta.WithoutShadows(results), Queued: true, Timings: tm})
+		Results: rounded(meta.WithoutShadows(results)), Queued: true, Timings: tm})
+}
+
+// rounded is results with box coordinates and confidences to 4 decimals (a
+// hundredth of a pixel at 1024 px) for the API's answer; the store keeps them whole.
+func rounded(results []meta.Result) []meta.Result {
+	r4 := func(v float64) float64 { return math.Round(v*1e4) / 1e4 }
+	out := make([]meta.Result, len(results))
+	for i, r := range results {
+		ds := make([]meta.Detection, len(r.Detections))
+		for j, d := range r.Detections {
+			d.Confidence = r4(d.Confidence)
+			if d.Box != nil {
+				b := meta.Box{XMin: r4(d.Box.XMin), XMax: r4(d.Box.XMax), YMin: r4(d.Box.YMin), YMax: r4(d.Box.YMax)}
+				d.Box = &b
+			}
+			ds[j] = d
+		}
+		r.Detections = ds
+		out[i] = r
+	}
+	return out
 }
 
 func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }

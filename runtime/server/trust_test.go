@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"math"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 
@@ -183,5 +186,67 @@ func TestPlantedBytesUnderAContentKey(t *testing.T) {
 	}
 	if j.State != meta.StateQuarantined || !strings.Contains(j.Reason, "does not match its key") || len(j.Outputs) != 0 {
 		t.Fatalf("job %s (%s), outputs %v: want quarantined, nothing stored", j.State, j.Reason, j.Outputs)
+	}
+}
+
+// Issue 28 #6: the API answers JSON to a wrong method or path (README promised JSON
+// errors; a GET got plain-text "Method Not Allowed"), and an answer's boxes and
+// confidences carry 4 decimals, not 16.
+func TestAPIAnswersJSONAndRoundedBoxes(t *testing.T) {
+	f := newFixture(t, 0)
+	for _, c := range []struct {
+		method, path string
+		code         int
+	}{
+		{"GET", "/v1/images:analyze", 405}, {"PUT", "/v1/pubsub/push", 405}, {"POST", "/v1/images:classify", 404},
+	} {
+		req, _ := http.NewRequest(c.method, f.http.URL+c.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body map[string]any
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != c.code || err != nil || resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("%s %s: %d %s, %v; want %d JSON", c.method, c.path, resp.StatusCode, resp.Header.Get("Content-Type"), err, c.code)
+		}
+	}
+	resp, body := post(t, f.http.URL+"/v1/images:analyze", "image/jpeg", photo(t, "grace_hopper.jpg"))
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	var ar server.AnalyzeResponse
+	if err := json.Unmarshal(body, &ar); err != nil || len(ar.Results) == 0 || len(ar.Results[0].Detections) == 0 {
+		t.Fatalf("%s %v", body, err)
+	}
+	for _, d := range ar.Results[0].Detections {
+		for _, v := range []float64{d.Confidence, d.Box.XMin, d.Box.XMax, d.Box.YMin, d.Box.YMax} {
+			if v != math.Round(v*1e4)/1e4 {
+				t.Errorf("%v has more than 4 decimals: %s", v, body)
+			}
+		}
+	}
+}
+
+// docs/usage.md's example answer is what the service answers for that photo today
+// (it said 0.9959 and a box to 0.738 long after the model changed).
+func TestDocsExampleAnswerIsCurrent(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/usage.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, 0)
+	resp, body := post(t, f.http.URL+"/v1/images:analyze", "image/jpeg", photo(t, "grace_hopper.jpg"))
+	var ar server.AnalyzeResponse
+	if resp.StatusCode != 200 || json.Unmarshal(body, &ar) != nil || len(ar.Results) == 0 || len(ar.Results[0].Detections) != 1 {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	d := ar.Results[0].Detections[0]
+	box, _ := json.Marshal(d.Box)
+	for _, want := range []string{fmt.Sprintf(`"confidence":%v`, d.Confidence), string(box), `"modelVersion":"` + ar.Results[0].ModelVersion + `"`} {
+		if !strings.Contains(string(doc), want) {
+			t.Errorf("docs/usage.md's example answer lacks %s (the answer today: %s)", want, body)
+		}
 	}
 }
