@@ -11,6 +11,7 @@ import (
 	"testing"
 	"unicode"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
 )
 
@@ -20,7 +21,22 @@ var updateDocs = flag.Bool("update-docs", false, "rewrite docs/cli from the comm
 func cliDocs(t *testing.T) map[string][]byte {
 	t.Helper()
 	dir := t.TempDir()
+	// Defaults taken from the environment or the machine are shown as they are on a
+	// machine with none of them set: the pages must not change with where they are made.
+	for _, k := range []string{"K_SERVICE", "PORT", "VISIONSTACK_PROJECT", "VISIONSTACK_PUSH_AUDIENCE", "VISIONSTACK_PUSH_SERVICE_ACCOUNT", "AIP_HTTP_PORT", "AIP_PREDICT_ROUTE", "AIP_HEALTH_ROUTE", "AIP_MODE"} {
+		t.Setenv(k, "")
+	}
 	root := newRootCmd(&bytes.Buffer{}, &bytes.Buffer{})
+	var machineDefaults func(c *cobra.Command)
+	machineDefaults = func(c *cobra.Command) {
+		if f := c.Flags().Lookup("workers"); f != nil {
+			f.DefValue = "the number of CPUs"
+		}
+		for _, sub := range c.Commands() {
+			machineDefaults(sub)
+		}
+	}
+	machineDefaults(root)
 	root.DisableAutoGenTag = true // no date: a page changes only when the command does
 	if err := doc.GenMarkdownTree(root, dir); err != nil {
 		t.Fatal(err)
