@@ -1,7 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"errors"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,3 +99,103 @@ func TestNewSaysEveryFile(t *testing.T) {
 		t.Errorf("the Next: hints use a bare visionstack without saying how to get it:\n%s", out)
 	}
 }
+
+// rgbaPNG is a PNG of a photo's colours with the alpha alpha(x, y) gives.
+func rgbaPNG(t *testing.T, photo string, alpha func(x, y int) uint8) []byte {
+	t.Helper()
+	f, err := os.Open(photo)
+	must(t, err)
+	defer f.Close()
+	src, _, err := image.Decode(f)
+	must(t, err)
+	b := src.Bounds()
+	img := image.NewNRGBA(b)
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bl, _ := src.At(x, y).RGBA()
+			img.SetNRGBA(x, y, color.NRGBA{uint8(r >> 8), uint8(g >> 8), uint8(bl >> 8), alpha(x, y)})
+		}
+	}
+	var buf bytes.Buffer
+	must(t, png.Encode(&buf, img))
+	return buf.Bytes()
+}
+
+// Issue 28 #2: a PNG whose transparent pixels hide a face photo comes out with
+// nothing of that photo in it: every step sees the image as stored (over white), so
+// the detector finds no face there and the output is white where the file is
+// transparent; a half-transparent photo is anonymized on what is shown.
+func TestTransparentPixelsNeverReachAnOutput(t *testing.T) {
+	in := t.TempDir()
+	photo := "../../testdata/photos/faces/grace_hopper.jpg"
+	must(t, os.WriteFile(filepath.Join(in, "hidden.png"), rgbaPNG(t, photo, func(int, int) uint8 { return 0 }), 0o644))
+	out := t.TempDir()
+	text, err := runCLI(t, "--root", "../..", "run", "--project", "demo", "--out", out, "--no-progress", in)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	if !strings.Contains(text, "hidden.png  done   0 ") {
+		t.Errorf("a face was found in a fully transparent image:\n%s", text)
+	}
+	processed, err := filepath.Glob(filepath.Join(out, "processed", "*", "hidden.png.jpg"))
+	must(t, err)
+	if len(processed) != 1 {
+		t.Fatalf("outputs %v", processed)
+	}
+	f, err := os.Open(processed[0])
+	must(t, err)
+	defer f.Close()
+	got, err := jpeg.Decode(f)
+	must(t, err)
+	worst := 0
+	b := got.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y += 3 {
+		for x := b.Min.X; x < b.Max.X; x += 3 {
+			r, g, bl, _ := got.At(x, y).RGBA()
+			worst = max(worst, 255-int(r>>8), 255-int(g>>8), 255-int(bl>>8))
+		}
+	}
+	if worst > 8 { // JPEG's rounding of white
+		t.Errorf("the output of a fully transparent PNG is %d levels off white somewhere: the hidden photo reached it", worst)
+	}
+}
+
+// A faded portrait (alpha 128 over the whole photo) is anonymized on what it shows:
+// composed over white, no pixel of it is darker than 127, so no pixel of its output
+// may be darker either (by luminance; the old output had dark opaque patches where the boxes were, pixelated from
+// the full colours under the transparency).
+func TestHalfTransparentPhotoAnonymizedAsShown(t *testing.T) {
+	in := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(in, "faded.png"), rgbaPNG(t, "../../testdata/photos/faces/grace_hopper.jpg", func(int, int) uint8 { return 128 }), 0o644))
+	out := t.TempDir()
+	text, err := runCLI(t, "--root", "../..", "run", "--project", "demo", "--out", out, "--no-progress", in)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	if !strings.Contains(text, "faded.png  done   1 ") {
+		t.Fatalf("the faded face was not found and anonymized:\n%s", text)
+	}
+	paths, _ := filepath.Glob(filepath.Join(out, "processed", "*", "faded.png.jpg"))
+	if len(paths) != 1 {
+		t.Fatalf("outputs %v", paths)
+	}
+	f, err := os.Open(paths[0])
+	must(t, err)
+	defer f.Close()
+	img, err := jpeg.Decode(f)
+	must(t, err)
+	darkest, dx, dy := 255, 0, 0
+	for y := img.Bounds().Min.Y; y < img.Bounds().Max.Y; y++ {
+		for x := img.Bounds().Min.X; x < img.Bounds().Max.X; x++ {
+			r, g, b, _ := img.At(x, y).RGBA()
+			if v := (299*int(r>>8) + 587*int(g>>8) + 114*int(b>>8)) / 1000; v < darkest { // luminance: JPEG keeps it finer than colour
+				darkest, dx, dy = v, x, y
+			}
+		}
+	}
+	if darkest < 127-16 { // JPEG's ringing at sharp edges
+		t.Errorf("the output has a pixel of %d at %d,%d, darker than anything the file shows (127): colours under the transparency reached it", darkest, dx, dy)
+	}
+}
+
+func abs(v int) int { return max(v, -v) }

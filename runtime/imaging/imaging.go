@@ -301,6 +301,10 @@ func thumbnail(data []byte, h Header, longSide int, crop string, autoOrient bool
 		if err != nil {
 			return nil, in.failed(err)
 		}
+		if err := im.asStored(); err != nil {
+			im.Close()
+			return nil, in.failed(err)
+		}
 		return im, nil
 	}
 	im, err := fromBuffer(in.data, func(b []byte) (*vips.ImageRef, error) { return vips.LoadImageFromBuffer(b, params) })
@@ -321,7 +325,22 @@ func thumbnail(data []byte, h Header, longSide int, crop string, autoOrient bool
 			return nil, corrupt(err)
 		}
 	}
+	if err := im.asStored(); err != nil {
+		im.Close()
+		return nil, in.failed(err)
+	}
 	return im, nil
+}
+
+// asStored makes the pixels what a viewer shows of the file: 8 bits, transparency
+// composed over white. Every step after the decode — the detector, the anonymizer, the
+// outputs — then sees the same pixels; the colour under a transparent pixel (a photo
+// hidden under an alpha of 0) never reaches a model or an output.
+func (im *Image) asStored() error {
+	if err := im.eightBit(); err != nil {
+		return err
+	}
+	return im.flatten()
 }
 
 // Decode passes data through the gate (l.Check) and decodes it once, shrinking while
@@ -378,7 +397,7 @@ func open(in input, h Header, longSide int, autoOrient bool) (*Image, error) {
 		err = im.toSRGB()
 	}
 	if err == nil {
-		err = im.eightBit()
+		err = im.asStored()
 	}
 	if err != nil {
 		im.Close()
