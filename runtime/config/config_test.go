@@ -312,3 +312,61 @@ func TestReferenceUpToDate(t *testing.T) {
 		}
 	}
 }
+
+// Issue 28 #1: one pass reports every problem — an unknown key no longer hides the
+// others — each with its line, key path and what to write; a YAML syntax error is
+// reported at the line the parser stops at, not where the enclosing block began.
+func TestEveryProblemInOnePass(t *testing.T) {
+	file := `apiVersion: visionstack/v1
+kind: Project
+name: acme
+gcp: {project: acme-prod, region: europe-west3}
+pipeline:
+  prepare:
+    autoOrent: true
+  analyses:
+    - {name: faces, model: "builtin:faces", mode: sometimes}
+  transforms:
+    - blur: {analysis: face}
+  actions: [{store: {}}]
+delivery:
+  maxAttempts: five
+monitoring:
+  alertEmails: ops@acme.example
+`
+	_, err := config.Load("project.yaml", []byte(file))
+	var probs config.Problems
+	if !errors.As(err, &probs) {
+		t.Fatalf("%v", err)
+	}
+	want := []struct {
+		line int
+		path string
+		says string
+	}{
+		{7, "pipeline.prepare", `unknown key "autoOrent" (did you mean "autoOrient"?)`},
+		{9, "pipeline.analyses[0].mode", `"sometimes": use sync`},
+		{11, "pipeline.transforms[0].blur.analysis", `"face" is not an analysis`},
+		{14, "delivery.maxAttempts", `("five"); it must be a whole number: write digits`},
+		{16, "monitoring.alertEmails", `("ops@acme.example"); it must be a list: write [ops@acme.example]`},
+	}
+	if len(probs) != len(want) {
+		t.Errorf("%d problems, want %d:\n%s", len(probs), len(want), probs)
+	}
+	for _, w := range want {
+		found := false
+		for _, p := range probs {
+			if p.Line == w.line && p.Path == w.path && strings.Contains(p.Message, w.says) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no problem at line %d, %s, saying %q:\n%s", w.line, w.path, w.says, probs)
+		}
+	}
+	slip := strings.Replace(file, "  actions: [{store: {}}]", "  actions:\n    - store: {}\n   - record: {}", 1)
+	_, err = config.Load("project.yaml", []byte(slip))
+	if !errors.As(err, &probs) || len(probs) != 1 || probs[0].Line != 14 || !strings.Contains(probs[0].Message, "not valid YAML") {
+		t.Errorf("an indentation slip on line 14: %v", err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -59,18 +60,33 @@ func LoadFile(path string) (*Project, error) {
 }
 
 // Load decodes data (named file in messages), applies defaults and validates.
-// The error, when not nil, is a Problems listing everything found.
+// The error, when not nil, is a Problems listing everything found in one pass: unknown
+// keys, wrong types, bad values and references, each with its line and key path.
 func Load(file string, data []byte) (*Project, error) {
 	p, root, err := Decode(file, data)
+	var probs Problems
 	if err != nil {
-		return nil, err
+		if !errors.As(err, &probs) || p == nil {
+			return nil, err
+		}
 	}
 	p.ApplyDefaults()
-	if probs := p.Validate(); len(probs) > 0 {
-		for i := range probs {
-			probs[i].File = file
-			probs[i].Line, probs[i].Column = locate(root, probs[i].Path)
+	// A key with a wrong type or an unknown name is reported once, as that: the value
+	// checks do not add a second problem for what could not be read.
+	said := map[string]bool{}
+	for _, pr := range probs {
+		said[pr.Path] = true
+	}
+	for _, pr := range p.Validate() {
+		if said[pr.Path] {
+			continue
 		}
+		pr.File = file
+		pr.Line, pr.Column = locate(root, pr.Path)
+		probs = append(probs, pr)
+	}
+	if len(probs) > 0 {
+		sort.SliceStable(probs, func(i, j int) bool { return probs[i].Line < probs[j].Line })
 		return nil, probs
 	}
 	return p, nil
@@ -85,39 +101,53 @@ func Decode(file string, data []byte) (*Project, *yaml.Node, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, nil, Problems{{File: file, Message: "the file is empty: start from `visionstack new` or templates/project.yaml"}}
 		}
-		return nil, nil, Problems{yamlProblem(file, err)}
+		return nil, nil, Problems{yamlProblem(file, data, err)}
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, nil, Problems{{File: file, Line: extra.Line, Column: extra.Column,
 			Message: "a project file holds one YAML document: remove the second '---' and what follows"}}
 	}
-	if probs := unknownKeys(file, &root, reflect.TypeFor[Project](), ""); len(probs) > 0 {
-		return nil, nil, probs
-	}
+	// Every unknown key and every wrong type, not the first of them: the decode goes on
+	// past both (unknown keys are not decoded; yaml.v3 collects type errors).
+	probs := unknownKeys(file, &root, reflect.TypeFor[Project](), "")
 	var p Project
-	strict := yaml.NewDecoder(bytes.NewReader(data))
-	strict.KnownFields(true)
-	if err := strict.Decode(&p); err != nil {
-		return nil, nil, typeProblems(file, err)
+	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&p); err != nil {
+		probs = append(probs, typeProblems(file, &root, err)...)
+	}
+	if len(probs) > 0 {
+		return &p, &root, probs
 	}
 	return &p, &root, nil
 }
 
-// yamlProblem turns a syntax error into a Problem; yaml.v3 writes "yaml: line N: msg".
-func yamlProblem(file string, err error) Problem {
+// yamlProblem turns a syntax error into a Problem; yaml.v3 writes "yaml: line N: msg",
+// where N is often where the enclosing block began (an indentation slip on line 25
+// was reported at the "pipeline:" of line 8). The line the parser actually stops at
+// is found by parsing ever longer starts of the file: the first that fails ends
+// there.
+func yamlProblem(file string, data []byte, err error) Problem {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	var line int
 	if n, _ := fmt.Sscanf(msg, "line %d:", &line); n == 1 {
 		msg = strings.TrimSpace(msg[strings.Index(msg, ":")+1:])
 	}
-	return Problem{File: file, Line: line, Column: 1, Message: "not valid YAML: " + msg}
+	lines := strings.SplitAfter(string(data), "\n")
+	for k := max(line, 1); k <= len(lines); k++ {
+		var n yaml.Node
+		if yaml.Unmarshal([]byte(strings.Join(lines[:k], "")), &n) != nil {
+			line = k
+			break
+		}
+	}
+	return Problem{File: file, Line: line, Column: 1, Message: "not valid YAML: " + msg + " (check this line's indentation and quoting, and the lines above it)"}
 }
 
-func typeProblems(file string, err error) Problems {
+// typeProblems lists yaml.v3's type errors with their key paths and what to write.
+func typeProblems(file string, root *yaml.Node, err error) Problems {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
-		return Problems{yamlProblem(file, err)}
+		return Problems{{File: file, Message: err.Error()}}
 	}
 	var out Problems
 	for _, e := range te.Errors {
@@ -126,9 +156,87 @@ func typeProblems(file string, err error) Problems {
 		if n, _ := fmt.Sscanf(e, "line %d:", &line); n == 1 {
 			msg = strings.TrimSpace(e[strings.Index(e, ":")+1:])
 		}
-		out = append(out, Problem{File: file, Line: line, Column: 1, Message: msg})
+		path, col, value := pathAtLine(root, line)
+		out = append(out, Problem{File: file, Line: line, Column: col, Path: path, Message: friendlyType(msg, value)})
 	}
 	return out
+}
+
+var reCannot = regexp.MustCompile("^cannot unmarshal !!(\\w+) `(.*)` into (.+)$")
+
+// friendlyType rewords yaml.v3's "cannot unmarshal !!str `five` into int" as what was
+// found, what is wanted, and how to write it; value is the value as written (yaml.v3
+// shortens it).
+func friendlyType(msg, value string) string {
+	m := reCannot.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	if value != "" {
+		m[2] = value
+	}
+	found := map[string]string{"str": "text", "int": "a whole number", "float": "a number", "bool": "true or false",
+		"seq": "a list", "map": "a mapping", "null": "nothing"}[m[1]]
+	if found == "" {
+		found = m[1]
+	}
+	want, how := m[3], ""
+	switch {
+	case strings.HasPrefix(want, "[]"):
+		want, how = "a list", fmt.Sprintf("write [%s] or one item a line starting with '- '", m[2])
+	case strings.Contains(want, "int"):
+		want, how = "a whole number", "write digits, e.g. 5"
+	case strings.Contains(want, "float"):
+		want, how = "a number", "write e.g. 0.5"
+	case want == "bool":
+		want, how = "true or false", "write true or false"
+	case want == "string":
+		want, how = "text", "quote it"
+	case strings.HasPrefix(want, "config.") || strings.HasPrefix(want, "map["):
+		want, how = "a mapping", "write key: value pairs under it, or {} for none"
+	}
+	out := fmt.Sprintf("%s is %s (%q); it must be %s", "the value", found, m[2], want)
+	if how != "" {
+		out += ": " + how
+	}
+	return out
+}
+
+// pathAtLine finds the key whose value is on line (its dotted path) and the value's
+// column, walking the YAML tree.
+func pathAtLine(n *yaml.Node, line int) (string, int, string) {
+	var best, value string
+	col := 1
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := join(path, k.Value)
+				if v.Line == line && (v.Kind == yaml.ScalarNode || best == "") {
+					best, col, value = p, v.Column, v.Value
+				}
+				walk(v, p)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				p := fmt.Sprintf("%s[%d]", path, i)
+				if c.Line == line && c.Kind == yaml.ScalarNode {
+					best, col, value = p, c.Column, c.Value
+				}
+				walk(c, p)
+			}
+		}
+	}
+	if n != nil {
+		walk(n, "")
+	}
+	return best, col, value
 }
 
 // unknownKeys walks the YAML tree beside the Go type and reports every key the type
