@@ -25,9 +25,19 @@ func NewLogger(w io.Writer, format, gcpProject string, level slog.Leveler) *slog
 	if format == "json" {
 		h = slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: cloudLoggingNames})
 	} else {
-		h = slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})
+		h = slog.NewTextHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: forPeople})
 	}
-	return slog.New(&ctxHandler{Handler: h, project: gcpProject})
+	return slog.New(&ctxHandler{Handler: h, project: gcpProject, text: format != "json"})
+}
+
+// forPeople drops from text logs what only Cloud Logging reads: the request's
+// structured record (the message already says method, path and status; a Go struct
+// dump said it again) and the trace fields (ctxHandler leaves those out of text).
+func forPeople(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) == 0 && a.Key == LogHTTPRequest {
+		return slog.Attr{}
+	}
+	return a
 }
 
 // cloudLoggingNames renames slog's level and message to Cloud Logging's severity
@@ -62,13 +72,14 @@ func cloudLoggingNames(groups []string, a slog.Attr) slog.Attr {
 type ctxHandler struct {
 	slog.Handler
 	project string
+	text    bool // for people: no trace fields
 }
 
 func (h *ctxHandler) Handle(ctx context.Context, r slog.Record) error {
 	if key := KeyFrom(ctx); key != "" {
 		r.AddAttrs(slog.String("key", key))
 	}
-	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() && !h.text {
 		tr := sc.TraceID().String()
 		if h.project != "" {
 			tr = "projects/" + h.project + "/traces/" + tr
@@ -79,9 +90,9 @@ func (h *ctxHandler) Handle(ctx context.Context, r slog.Record) error {
 }
 
 func (h *ctxHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &ctxHandler{Handler: h.Handler.WithAttrs(as), project: h.project}
+	return &ctxHandler{Handler: h.Handler.WithAttrs(as), project: h.project, text: h.text}
 }
 
 func (h *ctxHandler) WithGroup(name string) slog.Handler {
-	return &ctxHandler{Handler: h.Handler.WithGroup(name), project: h.project}
+	return &ctxHandler{Handler: h.Handler.WithGroup(name), project: h.project, text: h.text}
 }

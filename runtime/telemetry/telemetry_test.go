@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 
 	"cloud.google.com/go/monitoring/apiv3/v2/monitoringpb"
 	"cloud.google.com/go/trace/apiv2/tracepb"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/api/option"
 	metricpb "google.golang.org/genproto/googleapis/api/metric"
 	"google.golang.org/grpc"
@@ -164,5 +166,26 @@ func TestLoggerCloudLoggingFields(t *testing.T) {
 	}
 	if second["severity"] != "INFO" || second["key"] != nil || second[telemetry.LogTrace] != nil {
 		t.Errorf("a line without context carries context fields: %s", lines[1])
+	}
+}
+
+// Issue 28 #8: text logs are for people: no Cloud Logging trace fields and no Go
+// struct dump of the request; JSON logs keep both for Cloud Logging.
+func TestTextLogsForPeople(t *testing.T) {
+	type req struct{ RequestMethod string }
+	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled}))
+	for _, format := range []string{"text", "json"} {
+		var buf bytes.Buffer
+		log := telemetry.NewLogger(&buf, format, "p", slog.LevelInfo)
+		log.InfoContext(ctx, "GET /healthz 200", slog.Any(telemetry.LogHTTPRequest, req{"GET"}))
+		out := buf.String()
+		cloud := strings.Contains(out, telemetry.LogTrace) && strings.Contains(out, "RequestMethod")
+		if (format == "json") != cloud {
+			t.Errorf("%s log: %s", format, out)
+		}
+		if format == "text" && !strings.Contains(out, "GET /healthz 200") {
+			t.Errorf("text log lost its message: %s", out)
+		}
 	}
 }
