@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -104,7 +105,13 @@ func TestRunNamesPhotoFormatsItCannotRead(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(in, "phone.heic"), []byte("\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"), 0o644))
 	must(t, os.WriteFile(filepath.Join(in, "web.avif"), []byte("\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf"), 0o644))
 	out := filepath.Join(t.TempDir(), "out")
-	says(t, mustRunCLI(t, "--root", "../..", "run", "--project", "demo", "--out", out, "--no-progress", in),
+	// Nothing was processed: exit status 4, the reasons in the table.
+	text, err := runCLI(t, "--root", "../..", "run", "--project", "demo", "--out", out, "--no-progress", in)
+	var ee exitError
+	if !errors.As(err, &ee) || ee.code != ExitQuarantined {
+		t.Fatalf("run: %v, want exit status %d", err, ExitQuarantined)
+	}
+	says(t, text,
 		"2 images: 0 processed, 0 skipped (done before), 2 quarantined",
 		"format not allowed: heif (allowed: [jpeg png webp]; convert it to one of those first)",
 		"format not allowed: avif")
