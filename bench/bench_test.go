@@ -84,33 +84,45 @@ func reportPeakRSS(b *testing.B) {
 	}
 }
 
+// usage is CPU time (ms) and minor page faults of the process so far.
+type usage struct{ user, sys, minflt float64 }
+
+func usageNow() usage {
+	var r syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &r)
+	ms := func(tv syscall.Timeval) float64 { return float64(tv.Sec)*1000 + float64(tv.Usec)/1000 }
+	return usage{ms(r.Utime), ms(r.Stime), float64(r.Minflt)}
+}
+
+func (u usage) minus(v usage) usage { return usage{u.user - v.user, u.sys - v.sys, u.minflt - v.minflt} }
+func (u usage) plus(v usage) usage  { return usage{u.user + v.user, u.sys + v.sys, u.minflt + v.minflt} }
+
 // usageAtStart is the process's CPU time and page faults when the timed part began.
-var usageAtStart syscall.Rusage
+var usageAtStart usage
 
 // begin marks the start of a benchmark's timed part: its wall clock and the
 // process's resource usage (report gives both per image).
 func begin() time.Time {
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &usageAtStart)
+	usageAtStart = usageNow()
 	return time.Now()
 }
 
-// report gives, per image: wall time, user and system CPU (the kernel's share shows
-// page faults and unmapping, which wall time on one core hides), minor page faults;
-// and the peak RSS.
-func report(b *testing.B, start time.Time) {
-	n := float64(b.N)
-	b.ReportMetric(float64(time.Since(start).Microseconds())/1000/n, "ms/image")
-	var end syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &end) == nil {
-		ms := func(tv syscall.Timeval) float64 { return float64(tv.Sec)*1000 + float64(tv.Usec)/1000 }
-		user, sys := ms(end.Utime)-ms(usageAtStart.Utime), ms(end.Stime)-ms(usageAtStart.Stime)
-		b.ReportMetric(user/n, "user-ms/image")
-		b.ReportMetric(sys/n, "sys-ms/image")
-		b.ReportMetric(float64(end.Minflt-usageAtStart.Minflt)/n, "minflt/image")
-		if user+sys > 0 {
-			b.ReportMetric(100*sys/(user+sys), "sys-%")
-		}
+// reportUsage gives, per image, user and system CPU (the kernel's share shows page
+// faults and unmapping, which wall time on one core hides) and minor page faults.
+func reportUsage(b *testing.B, u usage, images int) {
+	n := float64(images)
+	b.ReportMetric(u.user/n, "user-ms/image")
+	b.ReportMetric(u.sys/n, "sys-ms/image")
+	b.ReportMetric(u.minflt/n, "minflt/image")
+	if u.user+u.sys > 0 {
+		b.ReportMetric(100*u.sys/(u.user+u.sys), "sys-%")
 	}
+}
+
+// report gives, per image: wall time, CPU and faults (reportUsage), peak RSS.
+func report(b *testing.B, start time.Time) {
+	b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(b.N), "ms/image")
+	reportUsage(b, usageNow().minus(usageAtStart), b.N)
 	reportPeakRSS(b)
 }
 
@@ -288,11 +300,14 @@ func pipelineJobs(b *testing.B, env *localmode.Env) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	px := builtin.NetPixels()
+	var used usage // the jobs' own, the uploads left out
 	for i := range b.N {
 		b.StopTimer()
 		task := upload(b, env.Incoming, fmt.Sprintf("in/%d.jpg", i))
 		b.StartTimer()
+		before := usageNow()
 		out, err := env.Pipeline.Process(ctx, task)
+		used = used.plus(usageNow().minus(before))
 		if err != nil || out.Job.State != meta.StateDone {
 			b.Fatalf("process: %v (%s %s)", err, out.Job.State, out.Job.Reason)
 		}
@@ -300,6 +315,7 @@ func pipelineJobs(b *testing.B, env *localmode.Env) {
 	b.StopTimer()
 	// The upload into the incoming bucket ran with the timer off: it is not the job's.
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/image")
+	reportUsage(b, used, b.N)
 	reportNetPixels(b, px, b.N)
 	reportPeakRSS(b)
 }
