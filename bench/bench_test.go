@@ -94,8 +94,10 @@ func usageNow() usage {
 	return usage{ms(r.Utime), ms(r.Stime), float64(r.Minflt)}
 }
 
-func (u usage) minus(v usage) usage { return usage{u.user - v.user, u.sys - v.sys, u.minflt - v.minflt} }
-func (u usage) plus(v usage) usage  { return usage{u.user + v.user, u.sys + v.sys, u.minflt + v.minflt} }
+func (u usage) minus(v usage) usage {
+	return usage{u.user - v.user, u.sys - v.sys, u.minflt - v.minflt}
+}
+func (u usage) plus(v usage) usage { return usage{u.user + v.user, u.sys + v.sys, u.minflt + v.minflt} }
 
 // usageAtStart is the process's CPU time and page faults when the timed part began.
 var usageAtStart usage
