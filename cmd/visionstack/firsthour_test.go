@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Issue 28: what a newcomer's first runs say. A folder of one bad image and a text
@@ -199,3 +200,24 @@ func TestHalfTransparentPhotoAnonymizedAsShown(t *testing.T) {
 }
 
 func abs(v int) int { return max(v, -v) }
+
+// status without a name shows the project just created, not demo, and says which.
+func TestStatusWithoutANameTakesTheNewestProject(t *testing.T) {
+	root := t.TempDir()
+	_, err := runCLI(t, "--root", root, "new", "older", "--gcp-project", "acme-prod")
+	must(t, err)
+	past := time.Now().Add(-time.Hour)
+	must(t, os.Chtimes(filepath.Join(root, "projects", "older", "project.yaml"), past, past))
+	_, err = runCLI(t, "--root", root, "new", "acme-qa", "--gcp-project", "acme-prod")
+	must(t, err)
+	if got := defaultProject(root); got != "acme-qa" {
+		t.Errorf("default project %q, want acme-qa (the newest)", got)
+	}
+	out, _ := runCLI(t, "--root", root, "status", "--data", t.TempDir())
+	if !strings.Contains(out, "project acme-qa: the most recently changed") {
+		t.Errorf("status did not say which project it shows:\n%s", out)
+	}
+	if got := defaultProject(t.TempDir()); got != "demo" {
+		t.Errorf("no projects: %q, want demo", got)
+	}
+}

@@ -46,7 +46,7 @@ emulator variables).`,
 		Example: "  visionstack reconcile demo --dry-run\n  visionstack reconcile demo --backend cloud",
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return o.run(cmd.Context(), g, nameArg(args))
+			return o.run(cmd.Context(), g, nameArg(g, args))
 		},
 	}
 	backendFlags(cmd, &o.backend, &o.dataDir, "Firestore and Pub/Sub")

@@ -44,7 +44,7 @@ pin it in the project file.`,
 		Example: "  visionstack status demo\n  visionstack status demo --backend cloud\n  visionstack status demo --baseline-yaml",
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return o.run(cmd.Context(), g, nameArg(args))
+			return o.run(cmd.Context(), g, nameArg(g, args))
 		},
 	}
 	backendFlags(cmd, &o.backend, &o.dataDir, "Firestore")
@@ -198,12 +198,28 @@ func (o *statusOptions) open(ctx context.Context, cfg *config.Project) (meta.Sto
 	return nil, "", fmt.Errorf("--backend %q: use local or cloud", o.backend)
 }
 
-// nameArg is the project an optional NAME argument names (demo by default).
-func nameArg(args []string) string {
+// nameArg is the project an optional NAME argument names; without one, the project
+// whose file was changed last (the one just created with new, not demo), said so.
+func nameArg(g *globalOptions, args []string) string {
 	if len(args) == 1 {
 		return args[0]
 	}
-	return "demo"
+	name := defaultProject(g.root)
+	fmt.Fprintf(g.errOut, "project %s: the most recently changed projects/*/project.yaml (name another as the command's argument)\n", name)
+	return name
+}
+
+// defaultProject is the project under root/projects whose project.yaml changed last
+// ("demo" when there is none).
+func defaultProject(root string) string {
+	files, _ := filepath.Glob(filepath.Join(root, "projects", "*", "project.yaml"))
+	best, newest := "demo", time.Time{}
+	for _, f := range files {
+		if st, err := os.Stat(f); err == nil && st.ModTime().After(newest) {
+			best, newest = filepath.Base(filepath.Dir(f)), st.ModTime()
+		}
+	}
+	return best
 }
 
 // backendFlags are --backend and --data of the commands that read a project's stores.
