@@ -67,21 +67,9 @@ type Options struct {
 // contentKey hashes an object as it streams, at most MaxBytes of it: a larger one
 // gets a reason to be skipped instead of a key.
 func (o *Options) contentKey(ctx context.Context, name string) (key, why string, err error) {
-	r, attrs, err := o.Incoming.NewReader(ctx, name)
-	if err != nil {
-		return "", "", err
-	}
-	defer r.Close()
-	limit := o.MaxBytes
-	if limit <= 0 {
-		limit = 1 << 40
-	}
-	if attrs.Size > limit {
-		return "", fmt.Sprintf("larger than prepare.maxBytes (%d bytes)", limit), nil
-	}
-	key, err = pipeline.ContentKeyOf(r, limit)
+	key, _, err = pipeline.ObjectContentKey(ctx, o.Incoming, name, o.MaxBytes)
 	if errors.Is(err, pipeline.ErrTooLarge) {
-		return "", fmt.Sprintf("larger than prepare.maxBytes (%d bytes)", limit), nil
+		return "", fmt.Sprintf("larger than prepare.maxBytes (%d bytes)", o.MaxBytes), nil
 	}
 	return key, "", err
 }

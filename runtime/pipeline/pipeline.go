@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -99,21 +100,33 @@ func ContentKey(data []byte) string {
 // ErrContentMismatch: the object under a content key holds other bytes.
 var ErrContentMismatch = errors.New("content does not match its key")
 
-// ErrTooLarge: ContentKeyOf read more than its limit.
+// ErrTooLarge: ObjectContentKey found an object over its limit.
 var ErrTooLarge = errors.New("larger than allowed")
 
-// ContentKeyOf is ContentKey of what r holds, reading at most limit bytes (an
-// object larger than that is ErrTooLarge, not hashed into memory).
-func ContentKeyOf(r io.Reader, limit int64) (string, error) {
+// ObjectContentKey is ContentKey of object name of b, hashed as it streams, read
+// only when it holds at most limit bytes (≤ 0: no limit) — a larger one is
+// ErrTooLarge, not read into memory. attrs are the object's.
+func ObjectContentKey(ctx context.Context, b blob.Bucket, name string, limit int64) (key string, attrs blob.Attrs, err error) {
+	r, attrs, err := b.NewReader(ctx, name)
+	if err != nil {
+		return "", attrs, err
+	}
+	defer r.Close()
+	if limit <= 0 {
+		limit = math.MaxInt64 - 1
+	}
+	if attrs.Size > limit {
+		return "", attrs, fmt.Errorf("%w: %d bytes, over %d", ErrTooLarge, attrs.Size, limit)
+	}
 	h := sha256.New()
 	n, err := io.Copy(h, io.LimitReader(r, limit+1))
 	if err != nil {
-		return "", err
+		return "", attrs, err
 	}
-	if n > limit {
-		return "", fmt.Errorf("%w: over %d bytes", ErrTooLarge, limit)
+	if n > limit { // grown since its attributes were read
+		return "", attrs, fmt.Errorf("%w: over %d bytes", ErrTooLarge, limit)
 	}
-	return contentKeyPrefix + hex.EncodeToString(h.Sum(nil)), nil
+	return contentKeyPrefix + hex.EncodeToString(h.Sum(nil)), attrs, nil
 }
 
 var attemptSeq atomic.Uint64

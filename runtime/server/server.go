@@ -323,16 +323,8 @@ func (s *Server) handOff(ctx context.Context, key, format string, data []byte, d
 // keep returns the attributes of the object under content key name when it holds
 // those bytes, and otherwise replaces it with the bytes put writes.
 func (s *Server) keep(ctx context.Context, name, key string, put func(gen *int64) (blob.Attrs, error)) (blob.Attrs, error) {
-	r, attrs, err := s.o.Incoming.NewReader(ctx, name)
-	if err != nil {
-		return blob.Attrs{}, err
-	}
-	defer r.Close()
-	limit := s.o.MaxBody // larger than any upload: not these bytes
-	if limit <= 0 {
-		limit = 1 << 40
-	}
-	held, err := pipeline.ContentKeyOf(r, limit)
+	// Larger than any upload (MaxBody): not these bytes, and not read.
+	held, attrs, err := pipeline.ObjectContentKey(ctx, s.o.Incoming, name, s.o.MaxBody)
 	if err != nil && !errors.Is(err, pipeline.ErrTooLarge) {
 		return blob.Attrs{}, err
 	}
