@@ -373,8 +373,7 @@ func servedModel(ctx context.Context, r config.ModelRef, settings string) (closi
 		if uri := os.Getenv("AIP_STORAGE_URI"); uri != "" && !strings.HasPrefix(target, "gs://") && !filepath.IsAbs(target) {
 			target = strings.TrimSuffix(uri, "/") + "/" + target
 		}
-		cfg := &config.Project{Pipeline: config.Pipeline{Analyses: []config.Analysis{{Name: "served", Model: "onnx:" + target, ONNX: &set}}}}
-		m, err := models.OpenONNX(ctx, cfg, "served", target)
+		m, err := models.OpenONNX(ctx, "", config.Analysis{Name: "served", ONNX: &set}, target)
 		return m, onnx.InputLimits, "onnx-" + filepath.Base(target), err
 	}
 	return nil, imaging.Limits{}, "", fmt.Errorf("model serve serves builtin:faces and onnx:PATH models; %s is served by its own platform", r)

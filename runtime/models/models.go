@@ -32,13 +32,15 @@ func Build(ctx context.Context, cfg *config.Project, o Options) (map[string]mode
 	out := map[string]model.Predictor{}
 	var opened closers.Stack
 	closeAll := opened.Close
-	type use struct{ Name, Model string }
-
+	type use struct {
+		Name, Model string
+		analysis    config.Analysis // whose settings (onnx:) the model runs with
+	}
 	var uses []use
 	for _, a := range cfg.Pipeline.Analyses {
-		uses = append(uses, use{a.Name, a.Model})
+		uses = append(uses, use{a.Name, a.Model, a})
 		if a.Shadow != "" {
-			uses = append(uses, use{a.Name + " (shadow)", a.Shadow})
+			uses = append(uses, use{a.Name + " (shadow)", a.Shadow, a})
 		}
 	}
 	for _, a := range uses {
@@ -78,7 +80,7 @@ func Build(ctx context.Context, cfg *config.Project, o Options) (map[string]mode
 			out[a.Model] = m
 			opened.Add(m.Close)
 		case config.ModelONNX:
-			m, err := OpenONNX(ctx, cfg, a.Name, ref.Target)
+			m, err := OpenONNX(ctx, cfg.Dir, a.analysis, ref.Target)
 			if err != nil {
 				closeAll()
 				return nil, nil, err

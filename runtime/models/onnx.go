@@ -36,20 +36,18 @@ type Pin struct {
 // MaxModelBytes bounds a model file read into memory.
 const MaxModelBytes = 2 << 30
 
-// OpenONNX loads an analysis' onnx: model: the file (relative to the project file, or
-// gs://), its settings, and the version results record: the file's name and content hash.
-func OpenONNX(ctx context.Context, cfg *config.Project, analysis, target string) (*onnx.Model, error) {
-	data, err := ReadModelFile(ctx, cfg.Dir, target)
+// OpenONNX loads onnx:target for analysis a (its onnx settings, its format checked
+// against the model's outputs): the file (relative to dir, the project file's, or
+// gs://), and the version results record: the file's name and content hash.
+func OpenONNX(ctx context.Context, dir string, a config.Analysis, target string) (*onnx.Model, error) {
+	analysis, format := a.Name, a.Format
+	data, err := ReadModelFile(ctx, dir, target)
 	if err != nil {
 		return nil, fmt.Errorf("analysis %s: %w", analysis, err)
 	}
 	var set config.ONNX
-	var format string
-	for _, a := range cfg.Pipeline.Analyses {
-		if a.Model == "onnx:"+target && a.ONNX != nil {
-			set, format = *a.ONNX, a.Format
-			break
-		}
+	if a.ONNX != nil {
+		set = *a.ONNX
 	}
 	sum := sha256.Sum256(data)
 	o := onnx.Options{Format: set.Format, Resize: set.Resize, Channels: set.Channels, Mean: set.Mean, Std: set.Std,
