@@ -14,6 +14,7 @@ import (
 
 	ort "github.com/yalue/onnxruntime_go"
 
+	"github.com/visionstack/visionstack/runtime/meta"
 	"github.com/visionstack/visionstack/runtime/model/ortenv"
 )
 
@@ -322,14 +323,7 @@ func Suppress(faces []Face, iou float64) []Face {
 	return kept
 }
 
-// IoU is the intersection over union of two boxes.
+// IoU is the intersection over union of two boxes (meta.Box.IoU's, on pixel corners).
 func IoU(a, b Face) float64 {
-	ix := math.Max(0, math.Min(a.X1, b.X1)-math.Max(a.X0, b.X0))
-	iy := math.Max(0, math.Min(a.Y1, b.Y1)-math.Max(a.Y0, b.Y0))
-	inter := ix * iy
-	union := (a.X1-a.X0)*(a.Y1-a.Y0) + (b.X1-b.X0)*(b.Y1-b.Y0) - inter
-	if union <= 0 {
-		return 0
-	}
-	return inter / union
+	return meta.Box{XMin: a.X0, YMin: a.Y0, XMax: a.X1, YMax: a.Y1}.IoU(meta.Box{XMin: b.X0, YMin: b.Y0, XMax: b.X1, YMax: b.Y1})
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/visionstack/visionstack/runtime/meta"
 	"github.com/visionstack/visionstack/runtime/model"
 )
 
@@ -238,7 +239,7 @@ func (d Decoder) detections(boxes []box, f Frame, p model.Parameters) model.Pred
 		}
 		ok := true
 		for _, k := range kept {
-			if k.class == b.class && overlap(k, b) > iou {
+			if k.class == b.class && k.rect().IoU(b.rect()) > iou {
 				ok = false
 				break
 			}
@@ -260,16 +261,8 @@ func (d Decoder) detections(boxes []box, f Frame, p model.Parameters) model.Pred
 	return pred
 }
 
-func overlap(a, b box) float64 {
-	ix := math.Max(0, math.Min(a.x1, b.x1)-math.Max(a.x0, b.x0))
-	iy := math.Max(0, math.Min(a.y1, b.y1)-math.Max(a.y0, b.y0))
-	inter := ix * iy
-	union := (a.x1-a.x0)*(a.y1-a.y0) + (b.x1-b.x0)*(b.y1-b.y0) - inter
-	if union <= 0 {
-		return 0
-	}
-	return inter / union
-}
+// rect is b's corners for meta.Box.IoU (a ratio, so pixel units serve as well as 0..1).
+func (b box) rect() meta.Box { return meta.Box{XMin: b.x0, YMin: b.y0, XMax: b.x1, YMax: b.y1} }
 
 func count(shape []int64) int64 {
 	n := int64(1)
