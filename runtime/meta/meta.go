@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -222,4 +223,35 @@ type Store interface {
 	// EndLease gives the lease up if holder has it (nothing happens otherwise).
 	EndLease(ctx context.Context, name, holder string) error
 	Close() error
+}
+
+// KeepAlive calls renew every interval until stop is called: the heartbeat of a job's
+// claim and of a rollout's lease. The first error renew returns (the claim or lease was
+// lost; renew itself logs and swallows what is worth another try) cancels the returned
+// context with that error, so the holder stops instead of working beside the new one.
+// stop waits for a renewal in flight, so nothing is renewed after it returns.
+func KeepAlive(ctx context.Context, every time.Duration, renew func(context.Context) error) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if err := renew(ctx); err != nil {
+					cancel(err)
+					return
+				}
+			}
+		}
+	})
+	return ctx, func() {
+		close(done)
+		wg.Wait()
+		cancel(nil)
+	}
 }

@@ -19,7 +19,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -431,34 +430,17 @@ func (p *Pipeline) claim(ctx context.Context, t Task, claimant string) (meta.Cla
 // lost (the store was unreachable past the lease and another worker took over), the
 // returned context is cancelled: the job stops instead of writing beside the other.
 func (p *Pipeline) heartbeat(ctx context.Context, log *slog.Logger, c meta.Claim) (context.Context, func()) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(p.deps.Lease / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				err := p.deps.Meta.Renew(ctx, c, p.deps.Lease)
-				switch {
-				case errors.Is(err, meta.ErrLostClaim):
-					log.WarnContext(ctx, "claim lost to another worker; stopping this attempt", "err", err)
-					cancel(err)
-					return
-				case err != nil && ctx.Err() == nil:
-					log.WarnContext(ctx, "claim renewal failed; trying again", "err", err)
-				}
-			}
+	return meta.KeepAlive(ctx, p.deps.Lease/3, func(ctx context.Context) error {
+		err := p.deps.Meta.Renew(ctx, c, p.deps.Lease)
+		switch {
+		case errors.Is(err, meta.ErrLostClaim):
+			log.WarnContext(ctx, "claim lost to another worker; stopping this attempt", "err", err)
+			return err
+		case err != nil && ctx.Err() == nil:
+			log.WarnContext(ctx, "claim renewal failed; trying again", "err", err)
 		}
+		return nil
 	})
-	return ctx, func() {
-		close(done)
-		wg.Wait()
-		cancel(nil)
-	}
 }
 
 // prepare loads the original, checks it against the queued generation and the

@@ -316,28 +316,17 @@ func hold(ctx context.Context, store meta.Store, name string) (context.Context, 
 	if err != nil {
 		return nil, nil, err
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(leaseTTL / 4)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				if err := store.Lease(ctx, name, holder, leaseTTL); errors.Is(err, meta.ErrHeld) {
-					cancel(fmt.Errorf("rollout lease lost: %w", err))
-					return
-				}
-			}
+	ctx, stop := meta.KeepAlive(ctx, leaseTTL/4, func(ctx context.Context) error {
+		if err := store.Lease(ctx, name, holder, leaseTTL); errors.Is(err, meta.ErrHeld) {
+			return fmt.Errorf("rollout lease lost: %w", err)
 		}
-	}()
+		return nil
+	})
 	return ctx, func() {
-		close(done)
-		cancel(nil)
-		bg, stop := context.WithTimeout(context.Background(), 10*time.Second)
-		defer stop()
+		// After stop, no renewal is in flight to take the lease back after it ends.
+		stop()
+		bg, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		_ = store.EndLease(bg, name, holder)
 	}, nil
 }
