@@ -127,27 +127,10 @@ func rgbaPNG(t *testing.T, photo string, alpha func(x, y int) uint8) []byte {
 // the detector finds no face there and the output is white where the file is
 // transparent; a half-transparent photo is anonymized on what is shown.
 func TestTransparentPixelsNeverReachAnOutput(t *testing.T) {
-	in := t.TempDir()
-	photo := "../../testdata/photos/faces/grace_hopper.jpg"
-	must(t, os.WriteFile(filepath.Join(in, "hidden.png"), rgbaPNG(t, photo, func(int, int) uint8 { return 0 }), 0o644))
-	out := t.TempDir()
-	text, err := runCLI(t, "--root", "../..", "run", "--project", "demo", "--out", out, "--no-progress", in)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, text)
-	}
+	text, got := runOnFadedPortrait(t, "hidden.png", 0)
 	if !strings.Contains(text, "hidden.png  done   0 ") {
 		t.Errorf("a face was found in a fully transparent image:\n%s", text)
 	}
-	processed, err := filepath.Glob(filepath.Join(out, "processed", "*", "hidden.png.jpg"))
-	must(t, err)
-	if len(processed) != 1 {
-		t.Fatalf("outputs %v", processed)
-	}
-	f, err := os.Open(processed[0])
-	must(t, err)
-	defer f.Close()
-	got, err := jpeg.Decode(f)
-	must(t, err)
 	worst := 0
 	b := got.Bounds()
 	for y := b.Min.Y; y < b.Max.Y; y += 3 {
@@ -166,25 +149,10 @@ func TestTransparentPixelsNeverReachAnOutput(t *testing.T) {
 // may be darker either (by luminance; the old output had dark opaque patches where the boxes were, pixelated from
 // the full colours under the transparency).
 func TestHalfTransparentPhotoAnonymizedAsShown(t *testing.T) {
-	in := t.TempDir()
-	must(t, os.WriteFile(filepath.Join(in, "faded.png"), rgbaPNG(t, "../../testdata/photos/faces/grace_hopper.jpg", func(int, int) uint8 { return 128 }), 0o644))
-	out := t.TempDir()
-	text, err := runCLI(t, "--root", "../..", "run", "--project", "demo", "--out", out, "--no-progress", in)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, text)
-	}
+	text, img := runOnFadedPortrait(t, "faded.png", 128)
 	if !strings.Contains(text, "faded.png  done   1 ") {
 		t.Fatalf("the faded face was not found and anonymized:\n%s", text)
 	}
-	paths, _ := filepath.Glob(filepath.Join(out, "processed", "*", "faded.png.jpg"))
-	if len(paths) != 1 {
-		t.Fatalf("outputs %v", paths)
-	}
-	f, err := os.Open(paths[0])
-	must(t, err)
-	defer f.Close()
-	img, err := jpeg.Decode(f)
-	must(t, err)
 	darkest, dx, dy := 255, 0, 0
 	for y := img.Bounds().Min.Y; y < img.Bounds().Max.Y; y++ {
 		for x := img.Bounds().Min.X; x < img.Bounds().Max.X; x++ {
@@ -220,4 +188,29 @@ func TestStatusWithoutANameTakesTheNewestProject(t *testing.T) {
 	if got := defaultProject(t.TempDir()); got != "demo" {
 		t.Errorf("no projects: %q, want demo", got)
 	}
+}
+
+// runOnFadedPortrait runs the demo project on a portrait saved as the PNG name with
+// every pixel at alpha, and returns the run's report and its one processed output.
+func runOnFadedPortrait(t *testing.T, name string, alpha uint8) (string, image.Image) {
+	t.Helper()
+	in := t.TempDir()
+	data := rgbaPNG(t, "../../testdata/photos/faces/grace_hopper.jpg", func(int, int) uint8 { return alpha })
+	must(t, os.WriteFile(filepath.Join(in, name), data, 0o644))
+	out := t.TempDir()
+	text, err := runCLI(t, "--root", "../..", "run", "--project", "demo", "--out", out, "--no-progress", in)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	processed, err := filepath.Glob(filepath.Join(out, "processed", "*", name+".jpg"))
+	must(t, err)
+	if len(processed) != 1 {
+		t.Fatalf("outputs %v\n%s", processed, text)
+	}
+	f, err := os.Open(processed[0])
+	must(t, err)
+	defer f.Close()
+	img, err := jpeg.Decode(f)
+	must(t, err)
+	return text, img
 }
