@@ -602,7 +602,7 @@ func (im *Image) Gray() (pix []uint8, width, height int, err error) {
 			return nil, 0, 0, vipsErr(err)
 		}
 	}
-	raw, err := cp.ToBytes()
+	raw, err := toBytes(cp)
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("grayscale: %w", vipsErr(err))
 	}

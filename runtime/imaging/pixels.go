@@ -14,6 +14,19 @@ import (
 type pixels struct {
 	pix         []byte
 	w, h, bands int
+	// buf, when newPixels made p, is pix with tiffRoom bytes before it: image()
+	// writes the TIFF header there and hands libvips the samples without a copy.
+	buf []byte
+}
+
+// tiffRoom is the room newPixels leaves before the samples for the TIFF header
+// (at most 8 + 2 + 12·11 + 4 + 2·4 = 154 bytes).
+const tiffRoom = 256
+
+// newPixels allocates w×h pixels of bands samples, with room for the TIFF header.
+func newPixels(w, h, bands int) *pixels {
+	buf := make([]byte, tiffRoom+w*h*bands)
+	return &pixels{pix: buf[tiffRoom:], w: w, h: h, bands: bands, buf: buf}
 }
 
 // pixels copies the image's samples out of libvips.
@@ -22,22 +35,22 @@ func (im *Image) pixels() (*pixels, error) {
 	if err := im.eightBit(); err != nil {
 		return nil, vipsErr(err)
 	}
-	raw, err := im.ref.ToBytes()
-	if err != nil {
-		// govips words this failure its own way and leaves libvips' reason (where the
-		// lazy decode runs, the decoder's verdict) in the error buffer.
-		return nil, fmt.Errorf("%w: %s", vipsErr(err), vipsErrorBuffer())
+	w, h, bands := im.Width(), im.Height(), im.ref.Bands()
+	if bands < 1 || bands > 4 || w < 1 || h < 1 {
+		return nil, fmt.Errorf("pixels: %dx%dx%d", w, h, bands)
 	}
-	p := &pixels{pix: raw, w: im.Width(), h: im.Height(), bands: im.ref.Bands()}
-	if p.bands < 1 || p.bands > 4 || len(raw) != p.w*p.h*p.bands {
-		return nil, fmt.Errorf("pixels: %d bytes for %dx%dx%d", len(raw), p.w, p.h, p.bands)
+	p := newPixels(w, h, bands)
+	if err := writeTo(im.ref, p.pix); err != nil {
+		// libvips' reason (where the lazy decode runs, the decoder's verdict) is in its
+		// error buffer.
+		return nil, fmt.Errorf("%w: %s", vipsErr(err), vipsErrorBuffer())
 	}
 	return p, nil
 }
 
 // crop copies r (inside p) into pixels of its own.
 func (p *pixels) crop(r Rect) *pixels {
-	out := &pixels{pix: make([]byte, r.W*r.H*p.bands), w: r.W, h: r.H, bands: p.bands}
+	out := newPixels(r.W, r.H, p.bands)
 	for y := range r.H {
 		copy(out.pix[y*r.W*p.bands:(y+1)*r.W*p.bands], p.pix[((r.Y+y)*p.w+r.X)*p.bands:])
 	}
@@ -46,7 +59,8 @@ func (p *pixels) crop(r Rect) *pixels {
 
 // image loads the pixels into libvips as an image of their own: an uncompressed
 // TIFF around them (a header, not a codec; TIFF is among the allowed loaders),
-// pinned to the image like every buffer it reads.
+// pinned to the image like every buffer it reads. The image reads p's samples where
+// they are when newPixels made p: p must not change afterwards.
 func (p *pixels) image() (*Image, error) {
 	im, err := fromBuffer(p.tiff(), vips.NewImageFromBuffer)
 	if err != nil {
@@ -55,7 +69,8 @@ func (p *pixels) image() (*Image, error) {
 	return im, nil
 }
 
-// tiff wraps the samples in a little-endian, single-strip, uncompressed TIFF.
+// tiff wraps the samples in a little-endian, single-strip, uncompressed TIFF whose
+// samples start at tiffRoom: in p's own buffer when newPixels made it, else in a copy.
 func (p *pixels) tiff() []byte {
 	const (
 		short = 3
@@ -87,13 +102,14 @@ func (p *pixels) tiff() []byte {
 	}
 	ifd := 8
 	extra := ifd + 2 + 12*len(entries) + 4 // BitsPerSample array, when not inline
-	data := extra
-	if p.bands > 2 {
-		data += 2 * p.bands
+	const data = tiffRoom
+	buf := p.buf
+	if len(buf) != tiffRoom+len(p.pix) || len(p.pix) == 0 || &buf[tiffRoom] != &p.pix[0] {
+		buf = make([]byte, tiffRoom+len(p.pix))
+		copy(buf[data:], p.pix)
 	}
-	data += data % 2
 	le := binary.LittleEndian
-	buf := make([]byte, data+len(p.pix))
+	clear(buf[:data])
 	copy(buf, "II")
 	le.PutUint16(buf[2:], 42)
 	le.PutUint32(buf[4:], uint32(ifd))
@@ -120,7 +136,6 @@ func (p *pixels) tiff() []byte {
 			le.PutUint32(buf[o+8:], e.value)
 		}
 	}
-	copy(buf[data:], p.pix)
 	return buf
 }
 

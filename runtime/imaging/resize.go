@@ -81,7 +81,7 @@ func (p *pixels) resized(tw, th int) *pixels {
 		}
 		return ring[slot]
 	}
-	out := &pixels{pix: make([]byte, tw*th*b), w: tw, h: th, bands: b}
+	out := newPixels(tw, th, b)
 	acc := make([]int32, tw*b)
 	for y, t := range hy {
 		clear(acc)

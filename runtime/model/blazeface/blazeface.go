@@ -171,10 +171,11 @@ func NewNetOf(m Model) (*Net, error) {
 		return nil, err
 	}
 	defer opts.Destroy()
-	// Without the arena ONNX Runtime returns a run's activations when it ends; with
-	// it, every concurrent run's peak stayed allocated (16 concurrent 12 MP jobs
-	// peaked at 703 MiB against 409 MiB with pigo).
-	if err := opts.SetCpuMemArena(false); err != nil {
+	// Activations come from the environment's arena (ortenv). The memory pattern is
+	// off: it planned one block for a whole run per input shape, and the dense run's
+	// shape differs with every image's (peak RSS of one 12 MP job 402 MB with it,
+	// 301 MB without, at the same speed).
+	if err := opts.SetMemPattern(false); err != nil {
 		return nil, err
 	}
 	s, err := ort.NewDynamicAdvancedSessionWithONNXData(onnx, []string{inputName}, spec.outputs, opts)

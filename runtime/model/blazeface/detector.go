@@ -137,11 +137,12 @@ func (d *Detector) run(rgb []uint8, w, h int, ws []window, threshold float64) ([
 	d.runs.Add(int64(len(ws)))
 	size := d.Net.Size()
 	n := size * size * 3
-	input := make([]float32, len(ws)*n)
+	input := getInput(len(ws) * n)
 	for i, win := range ws {
 		Window(rgb, w, h, win.x, win.y, win.side, input[i*n:(i+1)*n])
 	}
 	raws, err := d.Net.Run(input, len(ws))
+	putInput(input)
 	if err != nil {
 		return nil, err
 	}
@@ -181,6 +182,7 @@ func (d *Detector) detectDense(rgb []uint8, w, h int, threshold float64, near []
 		in, ow, oh := DenseArea(rgb, w, h, a, scale)
 		d.runs.Add(int64(d.equivalent(a, scale)))
 		raw, err := d.Net.RunDense(in, ow, oh)
+		putInput(in)
 		if err != nil {
 			return nil, err
 		}
@@ -293,7 +295,7 @@ func (d *Detector) pairs(rgb []uint8, w, h int, faces []Face, turn float64) ([]f
 		return nil, nil
 	}
 	const n = LookSize * LookSize * 3
-	input := make([]float32, 2*len(faces)*n)
+	input := getInput(2 * len(faces) * n)
 	for i, f := range faces {
 		side := lookContext * max(f.X1-f.X0, f.Y1-f.Y0)
 		cx, cy := (f.X0+f.X1)/2, (f.Y0+f.Y1)/2
@@ -311,6 +313,7 @@ func (d *Detector) pairs(rgb []uint8, w, h int, faces []Face, turn float64) ([]f
 	}
 	d.runs.Add(int64((2*len(faces)*LookSize*LookSize + Size*Size - 1) / (Size * Size)))
 	raws, err := d.Net.RunSized(input, 2*len(faces), LookSize)
+	putInput(input)
 	if err != nil {
 		return nil, err
 	}

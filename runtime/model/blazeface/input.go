@@ -17,7 +17,7 @@ func Window(rgb []uint8, w, h int, x0, y0, side float64, dst []float32) {
 func DenseArea(rgb []uint8, w, h int, a Area, scale float64) ([]float32, int, int) {
 	ow := int(math.Ceil((a.X1-a.X0)*scale/Stride)) * Stride
 	oh := int(math.Ceil((a.Y1-a.Y0)*scale/Stride)) * Stride
-	dst := make([]float32, ow*oh*3)
+	dst := getInput(ow * oh * 3)
 	fill(rgb, w, h, a.X0, a.Y0, 1/scale, dst, ow, oh)
 	return dst, ow, oh
 }

@@ -1,0 +1,74 @@
+package imaging
+
+/*
+#cgo pkg-config: vips
+#include <vips/vips.h>
+
+static size_t vs_image_size(VipsImage *in) { return VIPS_IMAGE_SIZEOF_IMAGE(in); }
+
+// vs_write_to renders in into buf, laid out as in is: libvips' worker threads write
+// the pixels there directly. It is vips_image_write_to_memory with the caller's
+// buffer instead of one of libvips' own.
+static int vs_write_to(VipsImage *in, void *buf, size_t size) {
+	VipsImage *out = vips_image_new_from_memory(buf, size, in->Xsize, in->Ysize, in->Bands, in->BandFmt);
+	if (out == NULL)
+		return -1;
+	int r = vips_image_write(in, out);
+	g_object_unref(out);
+	return r;
+}
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"runtime"
+	"unsafe"
+
+	"github.com/davidbyttow/govips/v2/vips"
+)
+
+// toBytes is govips' ToBytes without its copy: ToBytes has libvips render into a
+// buffer libvips allocates (a fresh mapping for a frame, which the kernel faults in
+// and zeroes page by page) and then copies that into Go memory. Here libvips renders
+// into Go memory, which Go's heap reuses from job to job.
+func toBytes(ref *vips.ImageRef) ([]byte, error) {
+	defer runtime.KeepAlive(ref)
+	img := vipsImage(ref)
+	if img == nil {
+		return nil, errors.New("no image")
+	}
+	buf := make([]byte, int(C.vs_image_size(img)))
+	return buf, writeTo(ref, buf)
+}
+
+// writeTo renders the image into dst, which must be exactly its size. The Go memory
+// is only written during the call, as cgo's rules require.
+func writeTo(ref *vips.ImageRef, dst []byte) error {
+	defer runtime.KeepAlive(ref)
+	img := vipsImage(ref)
+	if img == nil {
+		return errors.New("no image")
+	}
+	size := C.vs_image_size(img)
+	if size == 0 || int(size) != len(dst) {
+		return fmt.Errorf("an image of %d bytes into %d", int(size), len(dst))
+	}
+	if C.vs_write_to(img, unsafe.Pointer(&dst[0]), size) != 0 {
+		return errors.New("failed to write image to memory")
+	}
+	return nil
+}
+
+// vipsImage is the VipsImage a govips ImageRef wraps. govips keeps it unexported
+// and offers only the copying ToBytes; TestToBytesMatchesGovips fails if a govips
+// release renames the field or changes its type.
+func vipsImage(ref *vips.ImageRef) *C.VipsImage {
+	f := reflect.ValueOf(ref).Elem().FieldByName("image")
+	if !f.IsValid() || f.Kind() != reflect.Pointer {
+		return nil
+	}
+	return (*C.VipsImage)(f.UnsafePointer())
+}
