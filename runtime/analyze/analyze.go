@@ -161,7 +161,29 @@ func (a *Analyzer) call(ctx context.Context, an Analysis, payload, mime string) 
 		return meta.Result{}, fmt.Errorf("%w: analyze %s: %w", model.ErrConfig, s.Name, err)
 	}
 	return meta.Result{Analysis: s.Name, Model: s.Model, Detections: Detections(preds[0], *s.MinConfidence, keep),
-		LatencyMS: float64(latency.Microseconds()) / 1000, ModelVersion: preds[0].Version, DeployedModel: preds[0].Deployed}, nil
+		LatencyMS: float64(latency.Microseconds()) / 1000, ModelVersion: preds[0].Version, DeployedModel: preds[0].Deployed,
+		Candidates: candidates(preds[0], *s.MinConfidence)}, nil
+}
+
+// candidates are the prediction's candidates and its detections below minConf (an
+// analysis' threshold can be above the model's): all it saw below what the analysis
+// keeps. nil when the model gave no candidates.
+func candidates(p model.Prediction, minConf float64) []meta.Detection {
+	if p.Candidates == nil {
+		return nil
+	}
+	out := []meta.Detection{}
+	for i, c := range p.Confidences {
+		if c < minConf && i < len(p.BBoxes) {
+			b := p.BBoxes[i]
+			out = append(out, meta.Detection{Label: p.DisplayNames[i], Confidence: c, Box: &meta.Box{XMin: b[0], XMax: b[1], YMin: b[2], YMax: b[3]}})
+		}
+	}
+	for _, c := range p.Candidates {
+		b := c.BBox
+		out = append(out, meta.Detection{Label: c.DisplayName, Confidence: c.Confidence, Box: &meta.Box{XMin: b[0], XMax: b[1], YMin: b[2], YMax: b[3]}})
+	}
+	return out
 }
 
 // Detections converts a validated prediction, keeping those at or above minConf,

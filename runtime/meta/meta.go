@@ -87,6 +87,10 @@ type Result struct {
 	Shadow *Result `json:"shadow,omitempty"`
 	// Error: the shadow's call failed (only in a Shadow; a failed analysis has no result).
 	Error string `json:"error,omitempty"`
+	// Candidates are what the model saw below the analysis' threshold (model.
+	// Prediction.Candidates), for this job's re-check only: never stored, nil when
+	// the model gave none or the result was read back from the store.
+	Candidates []Detection `json:"-"`
 }
 
 // WithoutShadows returns rs without their shadow results: what leaves the service

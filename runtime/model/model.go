@@ -37,6 +37,19 @@ type Prediction struct {
 	// model_name, the built-in model's own version.
 	Version  string `json:"-"`
 	Deployed string `json:"-"`
+	// Candidates are what an in-process detector also saw below the threshold it was
+	// asked for, down to its own floor (the built-in face model's re-check
+	// threshold), for the anonymization re-check to reuse on pixels that did not
+	// change instead of scanning them again. nil: none given (every remote model).
+	Candidates []Candidate `json:"-"`
+}
+
+// Candidate is a detection below the asked threshold: label, confidence and the
+// normalised box [xMin, xMax, yMin, yMax].
+type Candidate struct {
+	DisplayName string
+	Confidence  float64
+	BBox        [4]float64
 }
 
 // Predictor is a model endpoint.

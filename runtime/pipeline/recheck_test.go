@@ -3,11 +3,14 @@ package pipeline_test
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"testing"
 
 	"github.com/visionstack/visionstack/internal/peer"
 	"github.com/visionstack/visionstack/runtime/config"
 	"github.com/visionstack/visionstack/runtime/localmode"
+	"github.com/visionstack/visionstack/runtime/meta"
+	"github.com/visionstack/visionstack/runtime/model/builtin"
 	"github.com/visionstack/visionstack/testdata/photos"
 )
 
@@ -43,4 +46,60 @@ func TestRecheckLeavesGoodBoxes(t *testing.T) {
 			t.Errorf("%s: the re-check anonymized %d more regions of a photo whose faces were all found", name, job.Rechecked)
 		}
 	}
+}
+
+// When the analysis is the built-in detector, the re-check reuses what it saw below
+// its threshold on the pixels anonymization left alone, and looks again only around
+// the anonymized regions: it ran the whole tiled scan again (0.55 MP of network input
+// on a 12 MP photo, against the analysis' 1.0 MP: the job 1.36× as slow with it).
+// Measured here in the network's own input pixels, the cost that does not depend on
+// the CPU: at most a sixth of the analysis' (here 0.08–0.15: a look at each region,
+// and a second look at a reading the first one was not sure of).
+func TestRecheckReusesTheAnalysis(t *testing.T) {
+	set, err := peer.Set()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.LoadFile(photos.DemoProject())
+	if err != nil {
+		t.Fatal(err)
+	}
+	netPixels := func(cfg *config.Project, name string, data []byte) (int64, meta.Job) {
+		env, err := localmode.Open(cfg, t.TempDir(), localmode.Options{Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer env.Close()
+		before := builtin.NetPixels()
+		job, err := processOne(env, name, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return builtin.NetPixels() - before, job
+	}
+	for i, data := range set[:3] {
+		name := fmt.Sprintf("peer-%d.jpg", i)
+		analysis, _ := netPixels(withoutRecheck(cfg), name, data)
+		both, job := netPixels(cfg, name, data)
+		recheck := both - analysis
+		t.Logf("%s: analysis %d network pixels, re-check %d (%d faces)", name, analysis, recheck, len(job.Results[0].Detections))
+		if recheck*6 > analysis {
+			t.Errorf("%s: the re-check ran %d network pixels, more than a sixth of the analysis' %d", name, recheck, analysis)
+		}
+	}
+}
+
+// withoutRecheck is a copy of cfg with every blur's verify off.
+func withoutRecheck(cfg *config.Project) *config.Project {
+	c := *cfg
+	c.Pipeline.Transforms = slices.Clone(cfg.Pipeline.Transforms)
+	off := false
+	for i, tr := range c.Pipeline.Transforms {
+		if tr.Blur != nil {
+			b := *tr.Blur
+			b.Verify = &off
+			c.Pipeline.Transforms[i].Blur = &b
+		}
+	}
+	return &c
 }

@@ -35,9 +35,20 @@ type Verifier interface {
 	Faces(img *imaging.Image, within []meta.Box) ([]meta.Detection, error)
 }
 
+// CandidateVerifier is a Verifier that is also the detector some analyses ran: an
+// analysis result of its Version with candidates (meta.Result.Candidates) says what
+// it saw on the original pixels, down to the re-check's threshold. Outside the
+// anonymized regions those pixels have not changed, so the first round reuses that
+// instead of scanning the image again, and looks only around the regions.
+type CandidateVerifier interface {
+	Verifier
+	Version() string
+}
+
 // RecheckInside is the confidence a re-check detection needs inside an anonymized
-// region to count: the analyses' usual threshold. The re-check's own lower one is
-// for faces the analysis missed; inside a region it would read faces into the blocks.
+// region to count: the analyses' usual threshold (the built-in verifier's
+// InsideConfidence). The re-check's own lower one is for faces the analysis missed;
+// inside a region it would read faces into the blocks.
 const RecheckInside = 0.5
 
 // ErrFaceRemained: a face was still found after every re-anonymization round. The
@@ -151,7 +162,7 @@ func (t *Transformer) Apply(decoded *imaging.Image, results []meta.Result) (Outp
 	}
 	out := Output{Regions: len(done)}
 	if b, ok := t.verifying(); ok {
-		n, filled, err := t.verify(img, b, done)
+		n, filled, err := t.verify(img, b, done, t.candidates(b, results))
 		if err != nil {
 			return Output{}, err
 		}
@@ -178,6 +189,21 @@ func (t *Transformer) verifying() (config.Blur, bool) {
 	return config.Blur{}, false
 }
 
+// candidates are what the verifying blur's analysis saw below its threshold, when
+// the verifier is that analysis' detector (CandidateVerifier); nil otherwise.
+func (t *Transformer) candidates(b config.Blur, results []meta.Result) []meta.Detection {
+	cv, ok := t.verifier.(CandidateVerifier)
+	if !ok {
+		return nil
+	}
+	for _, r := range results {
+		if r.Analysis == b.Analysis && r.Candidates != nil && r.ModelVersion == cv.Version() {
+			return r.Candidates
+		}
+	}
+	return nil
+}
+
 // verify looks for faces in the anonymized image and anonymizes each it finds: one
 // outside every region with the blur's method; one still seen inside a region by
 // filling that whole region solid (no detector reads a face in it, and the fill ends
@@ -185,14 +211,36 @@ func (t *Transformer) verifying() (config.Blur, bool) {
 // filled region is the detector reading its edge, not a face. It returns how many
 // regions it anonymized again or anew and how many of those it filled, or
 // ErrFaceRemained.
-func (t *Transformer) verify(img *imaging.Image, b config.Blur, done []imaging.Rect) (int, int, error) {
+//
+// With candidates (not nil), the first round is those of them that lie outside
+// every region (their pixels are unchanged: a scan would see them again) and a look
+// around each region (whose pixels changed); without, it scans the whole image.
+func (t *Transformer) verify(img *imaging.Image, b config.Blur, done []imaging.Rect, candidates []meta.Detection) (int, int, error) {
 	var filled []imaging.Rect
 	var changed []meta.Box // nil: the first round looks everywhere
+	var seen []meta.Detection
+	if candidates != nil {
+		changed = []meta.Box{}
+		for _, r := range done {
+			changed = append(changed, normalised(r, img.Width(), img.Height()))
+		}
+		for _, d := range candidates {
+			if d.Box != nil && (len(b.Labels) == 0 || slices.Contains(b.Labels, d.Label)) &&
+				!slices.ContainsFunc(done, func(r imaging.Rect) bool { return shared(padded(*d.Box, *b.Padding, img.Width(), img.Height()), r) > 0 }) {
+				seen = append(seen, d)
+			}
+		}
+	}
 	added := 0
 	for round := 0; ; round++ {
-		dets, err := t.verifier.Faces(img, changed)
-		if err != nil {
-			return 0, 0, fmt.Errorf("transform: verify: %w", err)
+		dets := seen
+		seen = nil
+		if changed == nil || len(changed) > 0 {
+			found, err := t.verifier.Faces(img, changed)
+			if err != nil {
+				return 0, 0, fmt.Errorf("transform: verify: %w", err)
+			}
+			dets = append(dets, found...)
 		}
 		var fresh, again []imaging.Rect
 		for _, d := range dets {

@@ -170,3 +170,67 @@ func mustRead(t *testing.T, p string) []byte {
 	}
 	return b
 }
+
+// versioned is scripted, and the detector of analyses of its version: the re-check
+// may reuse their candidates. It records what each round asked to look at.
+type versioned struct {
+	scripted
+	version string
+	asked   [][]meta.Box
+}
+
+func (v *versioned) Faces(img *imaging.Image, within []meta.Box) ([]meta.Detection, error) {
+	v.asked = append(v.asked, within)
+	return v.scripted.Faces(img, within)
+}
+
+func (v *versioned) Version() string { return v.version }
+
+// With the analysis' candidates from the verifier's own detector, the first round
+// scans nothing outside the anonymized regions: a candidate there is anonymized as
+// it stands (its pixels are unchanged), one over a region is left to the look
+// around that region; later rounds look around what they changed. From another
+// detector (or none) the first round scans the whole image, as before.
+func TestRecheckReusesCandidates(t *testing.T) {
+	face := meta.Box{XMin: 0.3, XMax: 0.6, YMin: 0.2, YMax: 0.5}
+	missed := meta.Box{XMin: 0.05, XMax: 0.15, YMin: 0.05, YMax: 0.15}
+	overRegion := meta.Box{XMin: 0.32, XMax: 0.58, YMin: 0.22, YMax: 0.48}
+	analysed := func(version string) []meta.Result {
+		return []meta.Result{{Analysis: "faces", ModelVersion: version,
+			Detections: []meta.Detection{{Label: "face", Confidence: 0.9, Box: &face}},
+			Candidates: []meta.Detection{{Label: "face", Confidence: 0.4, Box: &missed}, {Label: "face", Confidence: 0.45, Box: &overRegion}}}}
+	}
+	t.Run("same detector", func(t *testing.T) {
+		tr := newTransformer(imaging.MethodPixelate)
+		v := &versioned{version: "v1"}
+		tr.SetVerifier(v)
+		out, err := tr.Apply(decodeGrace(t, tr), analysed("v1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Rechecked != 1 || out.Filled != 0 {
+			t.Errorf("rechecked %d (filled %d), want the one candidate outside the region anonymized", out.Rechecked, out.Filled)
+		}
+		if len(v.asked) != 2 || len(v.asked[0]) != 1 || len(v.asked[1]) != 1 {
+			t.Fatalf("rounds looked at %v, want around the analysis' region, then around the candidate's", v.asked)
+		}
+		if a := v.asked[0][0]; !(a.XMin <= face.XMin && a.XMax >= face.XMax && a.YMin <= face.YMin && a.YMax >= face.YMax) {
+			t.Errorf("the first round looked around %+v, not the face's region", a)
+		}
+		if a := v.asked[1][0]; !(a.XMin <= missed.XMin && a.XMax >= missed.XMax) || a.XMax > face.XMin {
+			t.Errorf("the second round looked around %+v, not the candidate's region", a)
+		}
+	})
+	t.Run("another detector", func(t *testing.T) {
+		tr := newTransformer(imaging.MethodPixelate)
+		v := &versioned{version: "v2"}
+		tr.SetVerifier(v)
+		out, err := tr.Apply(decodeGrace(t, tr), analysed("v1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Rechecked != 0 || len(v.asked) != 1 || v.asked[0] != nil {
+			t.Errorf("rechecked %d, rounds looked at %v; want one full scan that finds nothing", out.Rechecked, v.asked)
+		}
+	})
+}

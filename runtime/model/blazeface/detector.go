@@ -94,42 +94,18 @@ func (d *Detector) equivalent(a Area, scale float64) int {
 
 // Detect returns the faces scoring at least threshold, in image pixels.
 func (d *Detector) Detect(rgb []uint8, w, h int, threshold float64) ([]Face, error) {
-	return d.DetectNear(rgb, w, h, threshold, nil)
-}
-
-// Area is a rectangle of the image in pixels: [X0, X1) × [Y0, Y1).
-type Area struct{ X0, Y0, X1, Y1 float64 }
-
-// nearMargin is how far past an area's grown edge a tile still counts as near: a
-// face box reaches a little past the window that found it (BoxGrowth).
-const nearMargin = 48
-
-// DetectNear is Detect on the windows that can see near the areas (nil: all): the
-// whole-image window, and the tiles overlapping an area grown by half its size on
-// each side. A re-check after only those areas changed repeats no other tile, whose
-// pixels and so whose faces are as they were.
-func (d *Detector) DetectNear(rgb []uint8, w, h int, threshold float64, near []Area) ([]Face, error) {
 	if len(rgb) != w*h*3 {
 		return nil, fmt.Errorf("blazeface: %d bytes for %dx%d RGB", len(rgb), w, h)
 	}
 	if d.Dense > 0 {
-		return d.detectDense(rgb, w, h, threshold, near)
+		return d.detectDense(rgb, w, h, threshold)
 	}
-	ws := d.windows(w, h)
-	if near != nil {
-		ws = slices.DeleteFunc(ws, func(win window) bool {
-			if win.side >= float64(max(w, h)) {
-				return false // the whole image
-			}
-			return !slices.ContainsFunc(near, func(a Area) bool {
-				mx, my := (a.X1-a.X0)/2+nearMargin, (a.Y1-a.Y0)/2+nearMargin
-				return win.x < a.X1+mx && win.x+win.side > a.X0-mx && win.y < a.Y1+my && win.y+win.side > a.Y0-my
-			})
-		})
-	}
-	faces, err := d.run(rgb, w, h, ws, threshold)
+	faces, err := d.run(rgb, w, h, d.windows(w, h), threshold)
 	return Suppress(faces, 0.3), err
 }
+
+// Area is a rectangle of the image in pixels: [X0, X1) × [Y0, Y1).
+type Area struct{ X0, Y0, X1, Y1 float64 }
 
 // run runs the network on the windows and returns what each finds at threshold and
 // up, in image pixels (not yet merged).
@@ -159,50 +135,76 @@ func (d *Detector) run(rgb []uint8, w, h int, ws []window, threshold float64) ([
 	return faces, nil
 }
 
-// detectDense is DetectNear with Dense: the whole-image window, and a dense run over
-// the image (near: over each area grown as a tile near it would be).
-func (d *Detector) detectDense(rgb []uint8, w, h int, threshold float64, near []Area) ([]Face, error) {
+// detectDense is Detect with Dense: the whole-image window, and a dense run over
+// the image.
+func (d *Detector) detectDense(rgb []uint8, w, h int, threshold float64) ([]Face, error) {
 	long, scale := float64(max(w, h)), d.scale(w, h)
 	faces, err := d.run(rgb, w, h, []window{{0, 0, long}}, threshold)
 	if err != nil {
 		return nil, err
 	}
-	areas := []Area{{0, 0, float64(w), float64(h)}}
-	if near != nil {
-		areas = areas[:0]
-		for _, a := range near {
-			mx, my := (a.X1-a.X0)/2+nearMargin, (a.Y1-a.Y0)/2+nearMargin
-			areas = append(areas, Area{max(0, a.X0-mx), max(0, a.Y0-my), min(float64(w), a.X1+mx), min(float64(h), a.Y1+my)})
-		}
+	a := Area{0, 0, float64(w), float64(h)}
+	in, ow, oh := DenseArea(rgb, w, h, a, scale)
+	d.runs.Add(int64(d.equivalent(a, scale)))
+	raw, err := d.Net.RunDense(in, ow, oh)
+	putInput(in)
+	if err != nil {
+		return nil, err
 	}
-	for _, a := range areas {
-		if a.X1 <= a.X0 || a.Y1 <= a.Y0 {
-			continue
+	sureAt := max(threshold, d.DenseMin)
+	floor := sureAt
+	if d.Confirm > 0 {
+		floor = min(floor, d.LookFrom)
+	}
+	var found []Face
+	for _, f := range raw.Decode(floor) {
+		found = append(found, Face{X0: f.X0 / scale, Y0: f.Y0 / scale, X1: f.X1 / scale, Y1: f.Y1 / scale, Score: f.Score})
+	}
+	sure, err := d.Confirmed(rgb, w, h, found, sureAt, threshold, d.Confirm)
+	if err != nil {
+		return nil, err
+	}
+	faces = append(faces, sure...)
+	return dropNested(Suppress(faces, 0.3)), nil
+}
+
+// aroundContext is how many times an area's long side a look Around spans: the area
+// and its size again on each side, so a face centred up to half the area's size
+// past its edge, as large as the area, is whole in the look.
+const aroundContext = 3.0
+
+// Around looks at each area once, with its surroundings (aroundContext), at
+// LookSize pixels, and returns the faces scoring threshold or more, in image pixels,
+// merged. It is the re-check after only those areas changed: every other pixel is as
+// it was, and a look costs a quarter of a window however large the area.
+func (d *Detector) Around(rgb []uint8, w, h int, areas []Area, threshold float64) ([]Face, error) {
+	if len(rgb) != w*h*3 {
+		return nil, fmt.Errorf("blazeface: %d bytes for %dx%d RGB", len(rgb), w, h)
+	}
+	if len(areas) == 0 {
+		return nil, nil
+	}
+	const n = LookSize * LookSize * 3
+	input := getInput(len(areas) * n)
+	sides := make([]float64, len(areas))
+	for i, a := range areas {
+		sides[i] = max(aroundContext*max(a.X1-a.X0, a.Y1-a.Y0), Stride)
+		cx, cy := (a.X0+a.X1)/2, (a.Y0+a.Y1)/2
+		resample(rgb, w, h, cx-sides[i]/2, cy-sides[i]/2, sides[i]/LookSize, input[i*n:(i+1)*n], LookSize, LookSize)
+	}
+	d.runs.Add(int64((len(areas)*LookSize*LookSize + Size*Size - 1) / (Size * Size)))
+	raws, err := d.Net.RunSized(input, len(areas), LookSize)
+	putInput(input)
+	if err != nil {
+		return nil, err
+	}
+	var faces []Face
+	for i, r := range raws {
+		a, s := areas[i], sides[i]/LookSize
+		x0, y0 := (a.X0+a.X1)/2-sides[i]/2, (a.Y0+a.Y1)/2-sides[i]/2
+		for _, f := range r.Decode(threshold) {
+			faces = append(faces, Face{X0: x0 + f.X0*s, Y0: y0 + f.Y0*s, X1: x0 + f.X1*s, Y1: y0 + f.Y1*s, Score: f.Score})
 		}
-		in, ow, oh := DenseArea(rgb, w, h, a, scale)
-		d.runs.Add(int64(d.equivalent(a, scale)))
-		raw, err := d.Net.RunDense(in, ow, oh)
-		putInput(in)
-		if err != nil {
-			return nil, err
-		}
-		sureAt := max(threshold, d.DenseMin)
-		floor := sureAt
-		if d.Confirm > 0 {
-			floor = min(floor, d.LookFrom)
-		}
-		var found []Face
-		for _, f := range raw.Decode(floor) {
-			found = append(found, Face{
-				X0: a.X0 + f.X0/scale, Y0: a.Y0 + f.Y0/scale,
-				X1: a.X0 + f.X1/scale, Y1: a.Y0 + f.Y1/scale, Score: f.Score,
-			})
-		}
-		sure, err := d.Confirmed(rgb, w, h, found, sureAt, threshold, d.Confirm)
-		if err != nil {
-			return nil, err
-		}
-		faces = append(faces, sure...)
 	}
 	return dropNested(Suppress(faces, 0.3)), nil
 }

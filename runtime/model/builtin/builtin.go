@@ -215,17 +215,32 @@ func (m *Model) predict(data []byte, params model.Parameters) (model.Prediction,
 	if err != nil {
 		return model.Prediction{}, err
 	}
-	return m.detectRGB(m.faces, rgb, w, h, params, nil)
+	return m.detectRGB(rgb, w, h, params)
 }
 
-// detectRGB runs BlazeFace (d) on 8-bit RGB pixels, on the windows near the areas
-// (nil: everywhere).
-func (m *Model) detectRGB(d *blazeface.Detector, rgb []uint8, w, h int, params model.Parameters, near []blazeface.Area) (model.Prediction, error) {
-	faces, err := d.DetectNear(rgb, w, h, max(params.ConfidenceThreshold, MinConfidence), near)
+// detectRGB runs the analysis' BlazeFace on 8-bit RGB pixels. It detects down to VerifyConfidence and returns what scores
+// below the asked threshold (or past MaxPredictions) as candidates, for the re-check
+// (model.Prediction.Candidates). The faces at the threshold and up are the same as
+// at that threshold: suppression and nesting keep the stronger of two faces, so
+// weaker ones never remove a stronger one, and the second look's threshold only
+// filters its result.
+func (m *Model) detectRGB(rgb []uint8, w, h int, params model.Parameters) (model.Prediction, error) {
+	threshold := max(params.ConfidenceThreshold, MinConfidence)
+	faces, err := m.faces.Detect(rgb, w, h, min(threshold, VerifyConfidence))
 	if err != nil {
 		return model.Prediction{}, err
 	}
-	return m.prediction(faces, w, h, params), nil
+	pred := emptyPrediction(m.version())
+	pred.Candidates = []model.Candidate{}
+	for _, f := range faces {
+		box := grownBox(f, w, h)
+		if f.Score < threshold || params.MaxPredictions > 0 && len(pred.Confidences) >= params.MaxPredictions {
+			pred.Candidates = append(pred.Candidates, model.Candidate{DisplayName: Label, Confidence: roundConf(f.Score), BBox: box})
+			continue
+		}
+		addFace(&pred, f.Score, box)
+	}
+	return pred, nil
 }
 
 // prediction turns faces in w×h pixels into the contract's normalised boxes.
@@ -235,13 +250,18 @@ func (m *Model) prediction(faces []blazeface.Face, w, h int, params model.Parame
 		if params.MaxPredictions > 0 && len(pred.Confidences) >= params.MaxPredictions {
 			break
 		}
-		// BlazeFace's box runs from the brows to the mouth; grown to the whole face
-		// (forehead, chin), as a face box is expected to be and anonymization needs.
-		cx, cy := (f.X0+f.X1)/2, (f.Y0+f.Y1)/2
-		hw, hh := (f.X1-f.X0)*BoxGrowth/2, (f.Y1-f.Y0)*BoxGrowth/2
-		addFace(&pred, f.Score, [4]float64{clamp01((cx - hw) / float64(w)), clamp01((cx + hw) / float64(w)), clamp01((cy - hh) / float64(h)), clamp01((cy + hh) / float64(h))})
+		addFace(&pred, f.Score, grownBox(f, w, h))
 	}
 	return pred
+}
+
+// grownBox is a face's normalised box [xMin, xMax, yMin, yMax] in w×h pixels.
+// BlazeFace's box runs from the brows to the mouth; grown to the whole face
+// (forehead, chin), as a face box is expected to be and anonymization needs.
+func grownBox(f blazeface.Face, w, h int) [4]float64 {
+	cx, cy := (f.X0+f.X1)/2, (f.Y0+f.Y1)/2
+	hw, hh := (f.X1-f.X0)*BoxGrowth/2, (f.Y1-f.Y0)*BoxGrowth/2
+	return [4]float64{clamp01((cx - hw) / float64(w)), clamp01((cx + hw) / float64(w)), clamp01((cy - hh) / float64(h)), clamp01((cy + hh) / float64(h))}
 }
 
 // BoxGrowth scales BlazeFace's boxes about their centre.
@@ -255,11 +275,13 @@ func emptyPrediction(version string) model.Prediction {
 	return model.Prediction{IDs: []string{}, DisplayNames: []string{}, Confidences: []float64{}, BBoxes: [][4]float64{}, Version: version}
 }
 
+func roundConf(c float64) float64 { return math.Round(c*1e4) / 1e4 }
+
 // addFace appends one face: confidence and normalised [xMin, xMax, yMin, yMax].
 func addFace(p *model.Prediction, conf float64, box [4]float64) {
 	p.IDs = append(p.IDs, "0")
 	p.DisplayNames = append(p.DisplayNames, Label)
-	p.Confidences = append(p.Confidences, math.Round(conf*1e4)/1e4)
+	p.Confidences = append(p.Confidences, roundConf(conf))
 	p.BBoxes = append(p.BBoxes, box)
 }
 
@@ -271,6 +293,9 @@ func addFace(p *model.Prediction, conf float64, box [4]float64) {
 const (
 	VerifySide       = 1024
 	VerifyConfidence = 0.35
+	// InsideConfidence is what a reading inside an anonymized region needs to count
+	// (the re-check then fills the region): an analysis' usual threshold.
+	InsideConfidence = 0.5
 )
 
 // Faces finds faces in an image already in memory (the verification pass over an
@@ -323,25 +348,38 @@ func (m *Model) Faces(img *imaging.Image, within []meta.Box) ([]meta.Detection, 
 	return dets, nil
 }
 
-// facesRGB is Faces for BlazeFace, with the re-check's detector: the whole-image
-// window and 512 px tiles, not the analysis's dense run. The re-check is a second
-// opinion on what anonymization left and on faces of the size a whole image shows;
-// the search for the smallest faces at full resolution is the analysis's (twice it
-// would double the detector's cost per image). Its windows are fixed: with within it
-// runs those that see near the areas and keeps what touches one.
+// facesRGB is Faces for BlazeFace, with the re-check's detector. Everywhere: the
+// whole-image window and 512 px tiles, not the analysis's dense run. The re-check is
+// a second opinion on what anonymization left and on faces of the size a whole
+// image shows; the search for the smallest faces at full resolution is the
+// analysis's (twice it would double the detector's cost per image). Within areas:
+// one look at each area with its surroundings (blazeface.Detector.Around), keeping
+// the faces Near an area; a look costs a quarter of a tile, and only the areas
+// changed.
 func (m *Model) facesRGB(small *imaging.Image, within []meta.Box) ([]meta.Detection, error) {
 	rgb, w, h, err := small.RGB()
 	if err != nil {
 		return nil, err
 	}
-	var near []blazeface.Area
-	if within != nil {
-		near = make([]blazeface.Area, 0, len(within))
+	var faces []blazeface.Face
+	if within == nil {
+		faces, err = m.recheck.Detect(rgb, w, h, VerifyConfidence)
+	} else {
+		areas := make([]blazeface.Area, 0, len(within))
 		for _, a := range within {
-			near = append(near, blazeface.Area{X0: a.XMin * float64(w), Y0: a.YMin * float64(h), X1: a.XMax * float64(w), Y1: a.YMax * float64(h)})
+			areas = append(areas, blazeface.Area{X0: a.XMin * float64(w), Y0: a.YMin * float64(h), X1: a.XMax * float64(w), Y1: a.YMax * float64(h)})
 		}
+		faces, err = m.recheck.Around(rgb, w, h, areas, VerifyConfidence)
+		// Inside a changed area (an anonymized region) a reading counts from
+		// InsideConfidence up (transform.RecheckInside): below it, it is the blocks'
+		// blob, and a second look at it would only cost two more looks.
+		faces = slices.DeleteFunc(faces, func(f blazeface.Face) bool {
+			return f.Score < InsideConfidence && slices.ContainsFunc(areas, func(a blazeface.Area) bool {
+				cx, cy := (f.X0+f.X1)/2, (f.Y0+f.Y1)/2
+				return cx >= a.X0 && cx < a.X1 && cy >= a.Y0 && cy < a.Y1
+			})
+		})
 	}
-	faces, err := m.recheck.DetectNear(rgb, w, h, VerifyConfidence, near)
 	if err != nil {
 		return nil, err
 	}
@@ -356,13 +394,17 @@ func (m *Model) facesRGB(small *imaging.Image, within []meta.Box) ([]meta.Detect
 	var dets []meta.Detection
 	for i, b := range pred.BBoxes {
 		box := meta.Box{XMin: b[0], XMax: b[1], YMin: b[2], YMax: b[3]}
-		if within != nil && !slices.ContainsFunc(within, func(a meta.Box) bool { return Touches(a, box) }) {
+		if within != nil && !slices.ContainsFunc(within, func(a meta.Box) bool { return Near(a, box) }) {
 			continue
 		}
 		dets = append(dets, meta.Detection{Label: Label, Confidence: pred.Confidences[i], Box: &box})
 	}
 	return dets, nil
 }
+
+// Version is what produced this model's predictions, for the re-check to know that
+// an analysis' candidates came from the same detector (transform.CandidateVerifier).
+func (m *Model) Version() string { return m.version() }
 
 // WindowsRun is how many BlazeFace windows the model has run (0 with pigo).
 func (m *Model) WindowsRun() int64 {
@@ -372,11 +414,12 @@ func (m *Model) WindowsRun() int64 {
 	return m.faces.Runs() + m.recheck.Runs()
 }
 
-// Touches says whether b overlaps a grown by half its size on each side: a re-check
-// round looks there after only a changed.
-func Touches(a, b meta.Box) bool {
+// Near says whether b's centre lies in a grown by half its size on each side: a
+// re-check round looks there after only a changed.
+func Near(a, b meta.Box) bool {
 	mx, my := (a.XMax-a.XMin)/2, (a.YMax-a.YMin)/2
-	return b.XMax > a.XMin-mx && b.XMin < a.XMax+mx && b.YMax > a.YMin-my && b.YMin < a.YMax+my
+	cx, cy := (b.XMin+b.XMax)/2, (b.YMin+b.YMax)/2
+	return cx > a.XMin-mx && cx < a.XMax+mx && cy > a.YMin-my && cy < a.YMax+my
 }
 
 // DetectGray runs the cascade on 8-bit luminance pixels.

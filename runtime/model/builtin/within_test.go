@@ -8,8 +8,8 @@ import (
 	"github.com/visionstack/visionstack/runtime/model/builtin"
 )
 
-// A re-check round after only some areas changed runs the windows near them and
-// finds what a full scan finds there: the same faces, from fewer windows.
+// A re-check round after only some areas changed looks around them and finds what a
+// full scan finds there (faces Near an area): the same faces, from fewer windows.
 func TestFacesWithinMatchesFullScan(t *testing.T) {
 	m, err := builtin.New(builtin.DefaultParams)
 	if err != nil {
@@ -46,7 +46,7 @@ func TestFacesWithinMatchesFullScan(t *testing.T) {
 			}
 			var want []meta.Detection
 			for _, d := range full {
-				if builtin.Touches(a, *d.Box) {
+				if builtin.Near(a, *d.Box) {
 					want = append(want, d)
 				}
 			}
