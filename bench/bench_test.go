@@ -16,10 +16,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/visionstack/visionstack/internal/peer"
 	"github.com/visionstack/visionstack/runtime/analyze"
 	"github.com/visionstack/visionstack/runtime/blob"
 	"github.com/visionstack/visionstack/runtime/blob/local"
@@ -88,10 +88,8 @@ func reportPeakRSS(b *testing.B) {
 type usage struct{ user, sys, minflt float64 }
 
 func usageNow() usage {
-	var r syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &r)
-	ms := func(tv syscall.Timeval) float64 { return float64(tv.Sec)*1000 + float64(tv.Usec)/1000 }
-	return usage{ms(r.Utime), ms(r.Stime), float64(r.Minflt)}
+	u, s, f := peer.Usage()
+	return usage{u, s, f}
 }
 
 func (u usage) minus(v usage) usage {

@@ -224,11 +224,17 @@ func render(rs []result, n int) string {
 	fmt.Fprintf(&b, "| Telemetry ≤ 1%% of a whole 12 MP job | %.1f µs per job (%.4f%% of %.1f ms) | %s |\n", tel, tel/10/whole, whole, verdict(tel/1000 <= 0.01*whole))
 	fmt.Fprintf(&b, "| Review page ≤ 250 ms over 2000 jobs (one core) | %.1f ms | %s |\n", page, verdict(page <= 250))
 	peer := by["BenchmarkPeerSampleMethod"].metrics
-	fmt.Fprintf(&b, "| Whole local job ≥ 10× the sample method's throughput (same 8 photos, 2 at a time, 2 cores) | %.2f images/s vs %.2f images/s: %.2f× (with the anonymization re-check on) | %s |\n",
-		peer["ours-images/s"], peer["peer-images/s"], peer["ratio"], verdict(peer["ratio"] >= 10))
+	sysShare := max(whole12["sys-%"], peer["sys-%"])
+	fmt.Fprintf(&b, "| System CPU ≤ 10%% of the whole job's CPU (issue 26) | the 12 MP job %.1f%% (%.0f of %.0f ms); the 8 peer photos two at a time %.1f%% (%.0f of %.0f ms an image), %.0f minor faults an image | %s |\n",
+		whole12["sys-%"], whole12["sys-ms/image"], whole12["user-ms/image"]+whole12["sys-ms/image"],
+		peer["sys-%"], peer["sys-ms/image"], peer["user-ms/image"]+peer["sys-ms/image"], peer["minflt/image"], verdict(sysShare > 0 && sysShare <= 10))
+	fmt.Fprintf(&b, "| Whole 12 MP job with the re-check ≤ 1.15× the same job without it (issue 26) | %.1f ms vs %.1f ms: %.2f× | %s |\n",
+		whole, bare, whole/bare, verdict(whole <= 1.15*bare))
+	fmt.Fprintf(&b, "| Whole local job ≥ 4× the sample method's throughput (issue 26; the first aim was 10×) (same 8 photos, 2 at a time, 2 cores) | %.2f images/s vs %.2f images/s: %.2f× (with the anonymization re-check on) | %s |\n",
+		peer["ours-images/s"], peer["peer-images/s"], peer["ratio"], verdict(peer["ratio"] >= 4))
 	pp := by["BenchmarkPushPeerSampleMethod"].metrics
-	fmt.Fprintf(&b, "| Push path on the emulators ≥ 10× the sample method's throughput (same 8 photos, 2 at a time) | %.2f images/s vs %.2f images/s: %.2f× (with the re-check on) | %s |\n",
-		pp["ours-images/s"], pp["peer-images/s"], pp["ratio"], verdict(pp["ratio"] >= 10))
+	fmt.Fprintf(&b, "| Push path on the emulators ≥ 3.5× the sample method's throughput (issue 26; the first aim was 10×) (same 8 photos, 2 at a time) | %.2f images/s vs %.2f images/s: %.2f× (with the re-check on) | %s |\n",
+		pp["ours-images/s"], pp["peer-images/s"], pp["ratio"], verdict(pp["ratio"] >= 3.5))
 	b.WriteString(floor(by))
 	fmt.Fprintf(&b, "\nSync analyze latency at 1 MP: p50 %.1f ms, p99 %.1f ms; the built-in face model is most of it.\n", sync["p50-ms"], sync["p99-ms"])
 	push := by["BenchmarkPushThroughput"].metrics
