@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -272,27 +271,12 @@ func BenchmarkPipeline12MP(b *testing.B) {
 // re-check costs.
 func BenchmarkPipeline12MPNoRecheck(b *testing.B) {
 	setup(b)
-	env, err := localmode.Open(withoutRecheck(project), b.TempDir(), localmode.Options{})
+	env, err := localmode.Open(project.WithoutRecheck(), b.TempDir(), localmode.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { env.Close() })
 	pipelineJobs(b, env)
-}
-
-// withoutRecheck is a copy of cfg with every blur's verify off.
-func withoutRecheck(cfg *config.Project) *config.Project {
-	c := *cfg
-	c.Pipeline.Transforms = slices.Clone(cfg.Pipeline.Transforms)
-	off := false
-	for i, t := range c.Pipeline.Transforms {
-		if t.Blur != nil {
-			bl := *t.Blur
-			bl.Verify = &off
-			c.Pipeline.Transforms[i].Blur = &bl
-		}
-	}
-	return &c
 }
 
 func pipelineJobs(b *testing.B, env *localmode.Env) {

@@ -24,7 +24,7 @@ func BenchmarkPeerSampleMethod(b *testing.B) {
 	set := peer.SetFor(b)
 	cfg := project
 	if os.Getenv("VISIONSTACK_BENCH_NO_VERIFY") != "" { // to see what the re-check costs
-		cfg = withoutRecheck(project)
+		cfg = project.WithoutRecheck()
 	}
 	env, err := localmode.Open(cfg, b.TempDir(), localmode.Options{})
 	if err != nil {

@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Defaults, in one place. Applied by Load before Validate.
 const (
@@ -138,4 +141,19 @@ func (p Pipeline) Anonymized(analysis string) bool {
 		}
 	}
 	return false
+}
+
+// WithoutRecheck is a copy of p with every blur's re-check (verify) off: what the
+// benchmarks and tests compare the re-check's cost against.
+func (p *Project) WithoutRecheck() *Project {
+	c := *p
+	c.Pipeline.Transforms = slices.Clone(p.Pipeline.Transforms)
+	for i, t := range c.Pipeline.Transforms {
+		if t.Blur != nil {
+			b := *t.Blur
+			b.Verify = ptr(false)
+			c.Pipeline.Transforms[i].Blur = &b
+		}
+	}
+	return &c
 }

@@ -3,7 +3,6 @@ package pipeline_test
 import (
 	"fmt"
 	"log/slog"
-	"slices"
 	"testing"
 
 	"github.com/visionstack/visionstack/internal/peer"
@@ -20,14 +19,7 @@ import (
 // good box solid, nor spend rounds on it. It did on 5 of the 8 before its doubtful
 // readings needed a second look.
 func TestRecheckLeavesGoodBoxes(t *testing.T) {
-	set, err := peer.Set()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.LoadFile(photos.DemoProject())
-	if err != nil {
-		t.Fatal(err)
-	}
+	set, cfg := peerSetAndDemo(t)
 	env, err := localmode.Open(cfg, t.TempDir(), localmode.Options{Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
@@ -56,14 +48,7 @@ func TestRecheckLeavesGoodBoxes(t *testing.T) {
 // the CPU: at most a sixth of the analysis' (here 0.08–0.15: a look at each region,
 // and a second look at a reading the first one was not sure of).
 func TestRecheckReusesTheAnalysis(t *testing.T) {
-	set, err := peer.Set()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.LoadFile(photos.DemoProject())
-	if err != nil {
-		t.Fatal(err)
-	}
+	set, cfg := peerSetAndDemo(t)
 	netPixels := func(cfg *config.Project, name string, data []byte) (int64, meta.Job) {
 		env, err := localmode.Open(cfg, t.TempDir(), localmode.Options{Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
@@ -79,7 +64,7 @@ func TestRecheckReusesTheAnalysis(t *testing.T) {
 	}
 	for i, data := range set[:3] {
 		name := fmt.Sprintf("peer-%d.jpg", i)
-		analysis, _ := netPixels(withoutRecheck(cfg), name, data)
+		analysis, _ := netPixels(cfg.WithoutRecheck(), name, data)
 		both, job := netPixels(cfg, name, data)
 		recheck := both - analysis
 		t.Logf("%s: analysis %d network pixels, re-check %d (%d faces)", name, analysis, recheck, len(job.Results[0].Detections))
@@ -89,17 +74,16 @@ func TestRecheckReusesTheAnalysis(t *testing.T) {
 	}
 }
 
-// withoutRecheck is a copy of cfg with every blur's verify off.
-func withoutRecheck(cfg *config.Project) *config.Project {
-	c := *cfg
-	c.Pipeline.Transforms = slices.Clone(cfg.Pipeline.Transforms)
-	off := false
-	for i, tr := range c.Pipeline.Transforms {
-		if tr.Blur != nil {
-			b := *tr.Blur
-			b.Verify = &off
-			c.Pipeline.Transforms[i].Blur = &b
-		}
+// peerSetAndDemo is the 8 photos of the speed comparison and the demo project.
+func peerSetAndDemo(t *testing.T) ([][]byte, *config.Project) {
+	t.Helper()
+	set, err := peer.Set()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return &c
+	cfg, err := config.LoadFile(photos.DemoProject())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set, cfg
 }
