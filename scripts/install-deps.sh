@@ -18,6 +18,8 @@
 #                 be configured for apt on machines that do not already have it
 #   chromium      headless browser the review page's browser test drives (chromedp)
 #   imagemagick   the peer `make bench` compares with (Google's Cloud Run sample method)
+#   (downloaded, not installed) python3-skimage's sample photos: the no-face set the
+#                 face model's precision is tested on (scripts/install-nofaces.sh)
 # example:
 #   python3-torch, python3-torchvision, python3-onnx   train and export the example's model
 set -euo pipefail
@@ -46,6 +48,7 @@ finish() {
 		[ -d "$ref/node_modules/@tensorflow/tfjs-core" ] ||
 			(cd "$ref" && npm install --no-audit --no-fund --silent)
 		echo "tensorflow.js reference: installed"
+		echo "no-face photos: $("$here/install-nofaces.sh")"
 	fi
 }
 if [ ${#need[@]} -eq 0 ]; then

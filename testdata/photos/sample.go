@@ -4,6 +4,7 @@ package photos
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -55,4 +56,29 @@ func NoFaces() []string {
 // DemoProject is the path of projects/demo/project.yaml, the project tests run.
 func DemoProject() string {
 	return filepath.Join(Dir(), "..", "..", "projects", "demo", "project.yaml")
+}
+
+// NoFaceSet lists the licensed no-face photos the precision tests build their set
+// from (animals, objects, textures, microscopy, sky; README.md "No-face set"), which
+// scripts/install-nofaces.sh fetches and checks: in $VISIONSTACK_NOFACES, else where
+// that script puts them.
+func NoFaceSet() ([]string, error) {
+	dir := os.Getenv("VISIONSTACK_NOFACES")
+	if dir == "" {
+		cache := os.Getenv("XDG_CACHE_HOME")
+		if home, err := os.UserHomeDir(); cache == "" && err == nil {
+			cache = filepath.Join(home, ".cache")
+		}
+		dir = filepath.Join(cache, "visionstack", "nofaces", "skimage-0.19.3-8")
+	}
+	var m []string
+	for _, pat := range []string{"*.png", "*.jpg"} {
+		f, _ := filepath.Glob(filepath.Join(dir, pat))
+		m = append(m, f...)
+	}
+	if len(m) < 14 {
+		return nil, fmt.Errorf("no-face photos: %d in %s, want 14: run scripts/install-deps.sh (or scripts/install-nofaces.sh)", len(m), dir)
+	}
+	sort.Strings(m)
+	return m, nil
 }

@@ -20,6 +20,17 @@ func newNet(t testing.TB) *blazeface.Net {
 	return net
 }
 
+// vetoNet is the full-range network, as the built-in model's veto.
+func vetoNet(t testing.TB) *blazeface.Net {
+	t.Helper()
+	net, err := blazeface.NewNetOf(blazeface.FullRange)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { net.Close() })
+	return net
+}
+
 type photo struct {
 	name string
 	rgb  []uint8

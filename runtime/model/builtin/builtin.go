@@ -42,7 +42,7 @@ const Label = "face"
 const (
 	Version          = BlazeFaceVersion
 	PigoVersion      = "pigo-facefinder/1"
-	BlazeFaceVersion = blazeface.Version + "-dense1024-turns25"
+	BlazeFaceVersion = blazeface.Version + "-dense1024-turns25-judged"
 )
 
 // Detectors.
@@ -69,8 +69,15 @@ type Params struct {
 	// at again turned by these angles (degrees), for tilted faces.
 	LookTurns []float64
 	TurnFrom  float64
-	Tile      int
-	Overlap   float64
+	// LookAll: every face gets the second look, not only the doubtful ones; and a
+	// face MediaPipe's full-range network scores below VetoBelow in a look at it is
+	// dropped (0: no veto). See blazeface.Detector.
+	LookAll   bool
+	VetoBelow float64
+	// A face the looks score below LookSure needs the full-range network's VetoSure.
+	LookSure, VetoSure float64
+	Tile               int
+	Overlap            float64
 	// pigo:
 	MinSizeFrac float64   // smallest face, as a fraction of the shorter side
 	MinSizePx   int       // and never below this
@@ -90,6 +97,10 @@ var DefaultParams = Params{
 	Confirm:     0.55,
 	LookTurns:   []float64{-25, 25},
 	TurnFrom:    0.3,
+	LookAll:     true,
+	VetoBelow:   0.02,
+	LookSure:    0.6,
+	VetoSure:    0.35,
 	Tile:        512,
 	Overlap:     0.25,
 	MinSizeFrac: 0.03,
@@ -126,10 +137,17 @@ func New(p Params) (*Model, error) {
 		if err != nil {
 			return nil, fmt.Errorf("builtin faces: %w", err)
 		}
+		faces := &blazeface.Detector{Net: net, Tile: p.Tile, Overlap: p.Overlap,
+			Dense: p.Dense, DenseMin: p.DenseMin, LookFrom: p.LookFrom, Confirm: p.Confirm,
+			LookTurns: p.LookTurns, TurnFrom: p.TurnFrom, LookAll: p.LookAll, VetoBelow: p.VetoBelow,
+			LookSure: p.LookSure, VetoSure: p.VetoSure}
+		if p.VetoBelow > 0 || p.VetoSure > 0 {
+			if faces.Veto, err = sharedVeto(); err != nil {
+				return nil, fmt.Errorf("builtin faces: %w", err)
+			}
+		}
 		return &Model{
-			faces: &blazeface.Detector{Net: net, Tile: p.Tile, Overlap: p.Overlap,
-				Dense: p.Dense, DenseMin: p.DenseMin, LookFrom: p.LookFrom, Confirm: p.Confirm,
-				LookTurns: p.LookTurns, TurnFrom: p.TurnFrom},
+			faces:   faces,
 			recheck: &blazeface.Detector{Net: net, Tile: p.Tile, Overlap: p.Overlap},
 			params:  p,
 		}, nil
@@ -156,6 +174,18 @@ func sharedNet() (*blazeface.Net, error) {
 	return net, netErr
 }
 
+var (
+	vetoOnce sync.Once
+	veto     *blazeface.Net
+	vetoErr  error
+)
+
+// sharedVeto is the full-range network that vetoes faces (Params.VetoBelow).
+func sharedVeto() (*blazeface.Net, error) {
+	vetoOnce.Do(func() { veto, vetoErr = blazeface.NewNetOf(blazeface.FullRange) })
+	return veto, vetoErr
+}
+
 // NetPixels is how many input pixels BlazeFace has run in this process, over every
 // Model (analyses and re-checks share one network): what the face model costs.
 func NetPixels() int64 {
@@ -173,10 +203,11 @@ func (m *Model) version() string {
 	p, d := m.params, DefaultParams
 	switch {
 	case p.Dense == d.Dense && p.DenseMin == d.DenseMin && p.LookFrom == d.LookFrom && p.Confirm == d.Confirm &&
-		slices.Equal(p.LookTurns, d.LookTurns) && p.TurnFrom == d.TurnFrom && p.Tile == d.Tile && p.Overlap == d.Overlap:
+		slices.Equal(p.LookTurns, d.LookTurns) && p.TurnFrom == d.TurnFrom && p.Tile == d.Tile && p.Overlap == d.Overlap &&
+		p.LookAll == d.LookAll && p.VetoBelow == d.VetoBelow && p.LookSure == d.LookSure && p.VetoSure == d.VetoSure:
 		return BlazeFaceVersion
 	case p.Dense > 0:
-		return fmt.Sprintf("%s-dense%d-%g-look%g-%g-turns%v-%g", blazeface.Version, p.Dense, p.DenseMin, p.LookFrom, p.Confirm, p.LookTurns, p.TurnFrom)
+		return fmt.Sprintf("%s-dense%d-%g-look%g-%g-turns%v-%g-all%v-veto%g-%g-%g", blazeface.Version, p.Dense, p.DenseMin, p.LookFrom, p.Confirm, p.LookTurns, p.TurnFrom, p.LookAll, p.VetoBelow, p.LookSure, p.VetoSure)
 	}
 	return fmt.Sprintf("%s-tiles%d-%g", blazeface.Version, p.Tile, p.Overlap)
 }
