@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sort"
 	"sync/atomic"
 )
 
@@ -48,6 +49,9 @@ type Detector struct {
 	// LookSure and VetoSure: a face the looks score below LookSure counts only when
 	// the Veto network scores it VetoSure or more (judged).
 	LookSure, VetoSure float64
+	// VetoFree: a face the looks score this or more skips the Veto network (0: none
+	// does).
+	VetoFree float64
 
 	runs atomic.Int64 // windows run, for tests and benchmarks
 }
@@ -177,7 +181,7 @@ func (d *Detector) detectDense(rgb []uint8, w, h int, threshold float64) ([]Face
 	}
 	if d.LookAll && d.Confirm > 0 {
 		// The whole-image window's faces and the sure ones are judged too.
-		sure, err := d.judged(rgb, w, h, append(found, faces...), threshold)
+		sure, err := d.judgedDistinct(rgb, w, h, append(found, faces...), threshold)
 		if err != nil {
 			return nil, err
 		}
@@ -259,8 +263,12 @@ func (d *Detector) Confirmed(rgb []uint8, w, h int, faces []Face, sureAt, thresh
 	return sure, nil
 }
 
-// vetoSize is the full-range network's input side.
-const vetoSize = 192
+// vetoSize is the full-range network's input side; vetoBatch how many faces one run
+// of it takes at most.
+const (
+	vetoSize  = 192
+	vetoBatch = 4
+)
 
 // judged keeps the faces the second look and the Veto network agree on (LookAll):
 // the looks must score Confirm, the full-range network must see the face at all
@@ -278,13 +286,28 @@ func (d *Detector) judged(rgb []uint8, w, h int, faces []Face, threshold float64
 	if err != nil {
 		return nil, err
 	}
-	full, err := d.fullScores(rgb, w, h, faces)
+	// The full-range network looks only at what the looks confirmed and are not sure
+	// of (below VetoFree): most of the dense run's candidates fail the looks, and a
+	// face the looks score VetoFree or more is one (no object of the no-face set
+	// reached 0.66).
+	var looked []Face
+	var at []int
+	for i, f := range faces {
+		if looks[i] >= d.Confirm && (d.VetoFree <= 0 || looks[i] < d.VetoFree) {
+			looked, at = append(looked, f), append(at, i)
+		}
+	}
+	full, err := d.fullScores(rgb, w, h, looked)
 	if err != nil {
 		return nil, err
 	}
+	vetoed := make([]bool, len(faces))
+	for k, i := range at {
+		vetoed[i] = d.Veto != nil && (full[k] < d.VetoBelow || looks[i] < d.LookSure && full[k] < d.VetoSure)
+	}
 	var kept []Face
 	for i, f := range faces {
-		if looks[i] < d.Confirm || d.Veto != nil && (full[i] < d.VetoBelow || looks[i] < d.LookSure && full[i] < d.VetoSure) {
+		if looks[i] < d.Confirm || vetoed[i] {
 			continue
 		}
 		if f.Score = max(f.Score, looks[i]); f.Score >= threshold {
@@ -294,11 +317,53 @@ func (d *Detector) judged(rgb []uint8, w, h int, faces []Face, threshold float64
 	return kept, nil
 }
 
+// judgedDistinct is judged on the faces that suppression would keep, strongest
+// first, in rounds: the whole-image window and the dense run see each face two or
+// more times, and judging every copy cost as many looks. A round judges the
+// strongest face of each group that overlaps no face kept; a face overlapping only
+// ones the judge turned down gets the next round.
+func (d *Detector) judgedDistinct(rgb []uint8, w, h int, faces []Face, threshold float64) ([]Face, error) {
+	left := slices.Clone(faces)
+	sort.SliceStable(left, func(i, j int) bool { return left[i].Score > left[j].Score })
+	same := func(f Face, in []Face) bool {
+		return slices.ContainsFunc(in, func(k Face) bool { return IoU(f, k) > 0.3 || inside(f, k) })
+	}
+	var kept []Face
+	for len(left) > 0 {
+		var round, rest []Face
+		for _, f := range left {
+			switch {
+			case same(f, kept):
+			case same(f, round):
+				rest = append(rest, f)
+			default:
+				round = append(round, f)
+			}
+		}
+		ok, err := d.judged(rgb, w, h, round, threshold)
+		if err != nil {
+			return nil, err
+		}
+		kept, left = append(kept, ok...), rest
+	}
+	return kept, nil
+}
+
 // fullScores is the Veto network's best score of a face at the centre of a look at
 // each face (lookContext times its size across); nil without a Veto network.
 func (d *Detector) fullScores(rgb []uint8, w, h int, faces []Face) ([]float64, error) {
-	if d.Veto == nil {
+	if d.Veto == nil || len(faces) == 0 {
 		return nil, nil
+	}
+	// At most vetoBatch faces a run: the network's activations grow with the batch,
+	// and they are what an instance's memory budget must hold on every core.
+	if len(faces) > vetoBatch {
+		head, err := d.fullScores(rgb, w, h, faces[:vetoBatch])
+		if err != nil {
+			return nil, err
+		}
+		tail, err := d.fullScores(rgb, w, h, faces[vetoBatch:])
+		return append(head, tail...), err
 	}
 	const n = vetoSize * vetoSize * 3
 	input := getInput(len(faces) * n)

@@ -94,7 +94,7 @@ func TestDevSet(t *testing.T) {
 	}
 	configs := []config{
 		{"default", &blazeface.Detector{Net: net, Dense: p.Dense, DenseMin: p.DenseMin, LookFrom: p.LookFrom, Confirm: p.Confirm,
-			LookTurns: p.LookTurns, TurnFrom: p.TurnFrom, LookAll: p.LookAll, Veto: vetoNet(t), VetoBelow: p.VetoBelow, LookSure: p.LookSure, VetoSure: p.VetoSure}, 0.5, devFloor, true},
+			LookTurns: p.LookTurns, TurnFrom: p.TurnFrom, LookAll: p.LookAll, Veto: vetoNet(t), VetoBelow: p.VetoBelow, LookSure: p.LookSure, VetoSure: p.VetoSure, VetoFree: p.VetoFree}, 0.5, devFloor, true},
 		{"without the look at every face and the veto", &blazeface.Detector{Net: net, Dense: p.Dense, DenseMin: p.DenseMin, LookFrom: p.LookFrom, Confirm: p.Confirm,
 			LookTurns: p.LookTurns, TurnFrom: p.TurnFrom}, 0.5, devFloor, true},
 		{"second look upright only (from 0.4)", &blazeface.Detector{Net: net, Dense: p.Dense, DenseMin: p.DenseMin, LookFrom: 0.4, Confirm: p.Confirm}, 0.5, uprightFloor, true},

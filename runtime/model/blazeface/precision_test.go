@@ -24,7 +24,7 @@ func TestNoFacePrecision(t *testing.T) {
 	net := newNet(t)
 	p := builtin.DefaultParams
 	d := &blazeface.Detector{Net: net, Dense: p.Dense, DenseMin: p.DenseMin, LookFrom: p.LookFrom, Confirm: p.Confirm,
-		LookTurns: p.LookTurns, TurnFrom: p.TurnFrom, LookAll: p.LookAll, Veto: vetoNet(t), VetoBelow: p.VetoBelow, LookSure: p.LookSure, VetoSure: p.VetoSure}
+		LookTurns: p.LookTurns, TurnFrom: p.TurnFrom, LookAll: p.LookAll, Veto: vetoNet(t), VetoBelow: p.VetoBelow, LookSure: p.LookSure, VetoSure: p.VetoSure, VetoFree: p.VetoFree}
 	images, alarms := 0, 0
 	var where []string
 	for _, f := range files {

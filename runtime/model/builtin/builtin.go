@@ -74,10 +74,11 @@ type Params struct {
 	// dropped (0: no veto). See blazeface.Detector.
 	LookAll   bool
 	VetoBelow float64
-	// A face the looks score below LookSure needs the full-range network's VetoSure.
-	LookSure, VetoSure float64
-	Tile               int
-	Overlap            float64
+	// A face the looks score below LookSure needs the full-range network's VetoSure;
+	// one they score VetoFree or more does not need it at all.
+	LookSure, VetoSure, VetoFree float64
+	Tile                         int
+	Overlap                      float64
 	// pigo:
 	MinSizeFrac float64   // smallest face, as a fraction of the shorter side
 	MinSizePx   int       // and never below this
@@ -101,6 +102,7 @@ var DefaultParams = Params{
 	VetoBelow:   0.02,
 	LookSure:    0.6,
 	VetoSure:    0.35,
+	VetoFree:    0.75,
 	Tile:        512,
 	Overlap:     0.25,
 	MinSizeFrac: 0.03,
@@ -140,7 +142,7 @@ func New(p Params) (*Model, error) {
 		faces := &blazeface.Detector{Net: net, Tile: p.Tile, Overlap: p.Overlap,
 			Dense: p.Dense, DenseMin: p.DenseMin, LookFrom: p.LookFrom, Confirm: p.Confirm,
 			LookTurns: p.LookTurns, TurnFrom: p.TurnFrom, LookAll: p.LookAll, VetoBelow: p.VetoBelow,
-			LookSure: p.LookSure, VetoSure: p.VetoSure}
+			LookSure: p.LookSure, VetoSure: p.VetoSure, VetoFree: p.VetoFree}
 		if p.VetoBelow > 0 || p.VetoSure > 0 {
 			if faces.Veto, err = sharedVeto(); err != nil {
 				return nil, fmt.Errorf("builtin faces: %w", err)
@@ -204,10 +206,10 @@ func (m *Model) version() string {
 	switch {
 	case p.Dense == d.Dense && p.DenseMin == d.DenseMin && p.LookFrom == d.LookFrom && p.Confirm == d.Confirm &&
 		slices.Equal(p.LookTurns, d.LookTurns) && p.TurnFrom == d.TurnFrom && p.Tile == d.Tile && p.Overlap == d.Overlap &&
-		p.LookAll == d.LookAll && p.VetoBelow == d.VetoBelow && p.LookSure == d.LookSure && p.VetoSure == d.VetoSure:
+		p.LookAll == d.LookAll && p.VetoBelow == d.VetoBelow && p.LookSure == d.LookSure && p.VetoSure == d.VetoSure && p.VetoFree == d.VetoFree:
 		return BlazeFaceVersion
 	case p.Dense > 0:
-		return fmt.Sprintf("%s-dense%d-%g-look%g-%g-turns%v-%g-all%v-veto%g-%g-%g", blazeface.Version, p.Dense, p.DenseMin, p.LookFrom, p.Confirm, p.LookTurns, p.TurnFrom, p.LookAll, p.VetoBelow, p.LookSure, p.VetoSure)
+		return fmt.Sprintf("%s-dense%d-%g-look%g-%g-turns%v-%g-all%v-veto%g-%g-%g-%g", blazeface.Version, p.Dense, p.DenseMin, p.LookFrom, p.Confirm, p.LookTurns, p.TurnFrom, p.LookAll, p.VetoBelow, p.LookSure, p.VetoSure, p.VetoFree)
 	}
 	return fmt.Sprintf("%s-tiles%d-%g", blazeface.Version, p.Tile, p.Overlap)
 }
