@@ -114,8 +114,11 @@ type Output struct {
 
 // Job is everything recorded about one image.
 type Job struct {
-	Key      string   `json:"key"` // bucket/object#generation or sha256:…
-	Source   Source   `json:"source"`
+	Key    string `json:"key"` // bucket/object#generation or sha256:…
+	Source Source `json:"source"`
+	// Name is the file name the uploader gave a sync upload (its form's file name),
+	// which the original's object, named by its content, does not say.
+	Name     string   `json:"name,omitempty"`
 	State    State    `json:"state"`
 	Attempts int      `json:"attempts"`
 	Reason   string   `json:"reason,omitempty"` // why it was quarantined

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/visionstack/visionstack/runtime/blob"
 	"github.com/visionstack/visionstack/runtime/meta"
@@ -22,7 +23,33 @@ const SyncPrefix = "sync/"
 const (
 	OriginMetadata = "visionstack-origin"
 	OriginSync     = "sync-api"
+	// NameMetadata holds the file name a sync upload's form gave (UploadName).
+	NameMetadata = "visionstack-name"
 )
+
+// UploadName is the file name a form gave an upload, fit to show and to store as
+// object metadata: its base name only, without control characters, valid UTF-8, at
+// most 255 bytes ("" when nothing of it is left).
+func UploadName(name string) string {
+	name = strings.ToValidUTF8(name, "")
+	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
+		name = name[i+1:]
+	}
+	name = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, name)
+	for len(name) > 255 {
+		_, size := utf8.DecodeLastRuneInString(name)
+		name = name[:len(name)-size]
+	}
+	if name = strings.TrimSpace(name); name == "." || name == ".." {
+		return ""
+	}
+	return name
+}
 
 // SyncObject is the name the sync API stores an original of content key key under.
 func SyncObject(key, format string) string {

@@ -38,3 +38,22 @@ func TestCheckTaskVersionedKeys(t *testing.T) {
 		t.Errorf("VersionedKey of a versioned key = %q, want the image's key with the new version", got)
 	}
 }
+
+// An upload's name is fit to show and to store: its base name, no control characters,
+// valid UTF-8, at most 255 bytes.
+func TestUploadName(t *testing.T) {
+	for in, want := range map[string]string{
+		"photo.jpg":               "photo.jpg",
+		"../../etc/passwd":        "passwd",
+		`C:\Users\me\holiday.png`: "holiday.png",
+		"line\nbreak\x00.jpg":     "linebreak.jpg",
+		"bad\xffutf8.jpg":         "badutf8.jpg",
+		"..":                      "",
+		" ":                       "",
+		strings.Repeat("é", 200):  strings.Repeat("é", 127),
+	} {
+		if got := pipeline.UploadName(in); got != want {
+			t.Errorf("UploadName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -347,7 +347,7 @@ func (p *Pipeline) Process(ctx context.Context, t Task) (_ Outcome, err error) {
 	var out Outcome
 
 	sctx, end := p.step(ctx, "prepare")
-	data, img, release, err := p.prepare(sctx, t)
+	data, img, release, err := p.prepare(sctx, t, &job)
 	out.Timings.Prepare = end(err)
 	if release != nil {
 		defer release()
@@ -446,10 +446,13 @@ func (p *Pipeline) heartbeat(ctx context.Context, log *slog.Logger, c meta.Claim
 // prepare loads the original, checks it against the queued generation and the
 // limits, takes admission for its pixels and prepares the model input. release,
 // when not nil, gives the admission back.
-func (p *Pipeline) prepare(ctx context.Context, t Task) (data []byte, img *prepare.Image, release func(), err error) {
+func (p *Pipeline) prepare(ctx context.Context, t Task, job *meta.Job) (data []byte, img *prepare.Image, release func(), err error) {
 	data, attrs, err := p.prep.Load(ctx, p.deps.Incoming, t.Source.Object)
 	if err != nil {
 		return data, nil, nil, err
+	}
+	if attrs.Metadata[OriginMetadata] == OriginSync {
+		job.Name = UploadName(attrs.Metadata[NameMetadata])
 	}
 	// A content key names bytes, not a generation: whatever the object's generation,
 	// its bytes must hash to the key (the same bytes stored again after a crash are

@@ -106,6 +106,7 @@ type box struct {
 // card is one image on the page.
 type card struct {
 	Key, Object, State, Reason string
+	Name                       string // the uploader's file name (meta.Job.Name)
 	Updated                    time.Time
 	Width, Height              int
 	Original, Processed        string // image URLs ("" when there is none)
@@ -256,7 +257,7 @@ func (h *Handler) build(ctx context.Context, filter, version string, limit int) 
 }
 
 func (h *Handler) card(j meta.Job) card {
-	c := card{Key: j.Key, Object: j.Source.Object, State: string(j.State), Reason: j.Reason, Updated: j.Updated, Width: j.Width, Height: j.Height,
+	c := card{Key: j.Key, Object: j.Source.Object, Name: j.Name, State: string(j.State), Reason: j.Reason, Updated: j.Updated, Width: j.Width, Height: j.Height,
 		Rechecked: j.Rechecked}
 	for _, r := range j.Results {
 		if r.ModelVersion != "" && !slices.Contains(c.Versions, r.ModelVersion) {

@@ -185,7 +185,9 @@ func (s *Server) ready(w http.ResponseWriter, _ *http.Request) {
 
 // AnalyzeResponse is the synchronous API's answer.
 type AnalyzeResponse struct {
-	Key     string        `json:"key"`
+	Key string `json:"key"`
+	// Name is the file name the form gave the image, as the job records it.
+	Name    string        `json:"name,omitempty"`
 	Format  string        `json:"format"`
 	Width   int           `json:"width"`
 	Height  int           `json:"height"`
@@ -222,7 +224,7 @@ func (s *Server) analyze(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("%w: no room left; try again after Retry-After", pipeline.ErrOverloaded))
 		return
 	}
-	data, err := s.readImage(w, r)
+	data, name, err := s.readImage(w, r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -262,12 +264,12 @@ func (s *Server) analyze(w http.ResponseWriter, r *http.Request) {
 	// Hand the rest over before answering: once the client has its answer, the image
 	// must already be safe in the incoming bucket and its task queued.
 	start = time.Now()
-	if err := s.handOff(ctx, key, h.Format, data, results); err != nil {
+	if err := s.handOff(ctx, key, h.Format, name, data, results); err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	tm.HandOff = msSince(start)
-	writeJSON(w, http.StatusOK, AnalyzeResponse{Key: key, Format: h.Format, Width: img.Width, Height: img.Height,
+	writeJSON(w, http.StatusOK, AnalyzeResponse{Key: key, Name: name, Format: h.Format, Width: img.Width, Height: img.Height,
 		Results: rounded(meta.WithoutShadows(results)), Queued: true, Timings: tm})
 }
 
@@ -297,11 +299,14 @@ func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds())
 // handOff stores the original under its content hash (create-if-absent: a repeat
 // upload is one object), records the job with the sync results (the push path reads
 // them from the store, never from the message) and queues its task.
-func (s *Server) handOff(ctx context.Context, key, format string, data []byte, done []meta.Result) error {
+func (s *Server) handOff(ctx context.Context, key, format, upload string, data []byte, done []meta.Result) error {
 	name := pipeline.SyncObject(key, format)
+	md := map[string]string{pipeline.OriginMetadata: pipeline.OriginSync}
+	if upload != "" {
+		md[pipeline.NameMetadata] = upload
+	}
 	put := func(gen *int64) (blob.Attrs, error) {
-		return s.o.Incoming.Put(ctx, name, data, blob.PutOptions{IfGenerationMatch: gen, ContentType: "image/" + format,
-			Metadata: map[string]string{pipeline.OriginMetadata: pipeline.OriginSync}})
+		return s.o.Incoming.Put(ctx, name, data, blob.PutOptions{IfGenerationMatch: gen, ContentType: "image/" + format, Metadata: md})
 	}
 	attrs, err := put(blob.DoesNotExist())
 	if errors.Is(err, blob.ErrPrecondition) {
@@ -336,24 +341,27 @@ func (s *Server) keep(ctx context.Context, name, key string, put func(gen *int64
 }
 
 // readImage takes raw bytes (any image/* or octet-stream body) or the one file of a
-// multipart form, capped at MaxBody.
-func (s *Server) readImage(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+// multipart form, capped at MaxBody, with the file name the form gave it
+// (pipeline.UploadName; "" for a raw body).
+func (s *Server) readImage(w http.ResponseWriter, r *http.Request) ([]byte, string, error) {
 	body := http.MaxBytesReader(w, r.Body, s.o.MaxBody)
 	ct, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if ct != "multipart/form-data" {
-		return readAll(body, s.o.MaxBody)
+		data, err := readAll(body, s.o.MaxBody)
+		return data, "", err
 	}
 	mr := multipart.NewReader(body, params["boundary"])
 	var data []byte
+	var name string
 	for {
 		part, err := mr.NextPart()
 		switch {
 		case errors.Is(err, io.EOF) && data != nil:
-			return data, nil
+			return data, name, nil
 		case err != nil && data != nil:
-			return nil, bodyError(err, s.o.MaxBody)
+			return nil, "", bodyError(err, s.o.MaxBody)
 		case err != nil:
-			return nil, badRequest("multipart body has no file part: send the image as a form file (e.g. curl -F image=@photo.jpg)")
+			return nil, "", badRequest("multipart body has no file part: send the image as a form file (e.g. curl -F image=@photo.jpg)")
 		}
 		if part.FileName() == "" && part.FormName() != "image" {
 			continue
@@ -361,11 +369,12 @@ func (s *Server) readImage(w http.ResponseWriter, r *http.Request) ([]byte, erro
 		// One image a request: a second would get no answer while the caller thinks
 		// both were analysed.
 		if data != nil {
-			return nil, badRequest(fmt.Sprintf("multipart body has a second file (%q): send one image a request", part.FileName()))
+			return nil, "", badRequest(fmt.Sprintf("multipart body has a second file (%q): send one image a request", part.FileName()))
 		}
 		if data, err = readAll(part, s.o.MaxBody); err != nil {
-			return nil, err
+			return nil, "", err
 		}
+		name = pipeline.UploadName(part.FileName())
 	}
 }
 

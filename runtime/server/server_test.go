@@ -453,3 +453,58 @@ func TestSyncDecidesBeforeReadingTheBody(t *testing.T) {
 		t.Errorf("full budget: %q, want 429 before the body is read", got)
 	}
 }
+
+// A sync upload keeps the file name its form gave (issue 28: uploads were named only
+// by their hash): in the answer, on the stored original's metadata and in the job
+// the push path records (the review page shows it), fit to show — its base name,
+// without control characters.
+func TestSyncUploadKeepsItsFileName(t *testing.T) {
+	f := newFixtureWith(t, fixtureOptions{review: true})
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	fw, _ := mw.CreateFormFile("image", "../holiday/Grace at the desk.jpg")
+	_, _ = fw.Write(photo(t, "grace_hopper.jpg"))
+	mw.Close()
+	resp, body := post(t, f.http.URL+"/v1/images:analyze", mw.FormDataContentType(), buf.Bytes())
+	if resp.StatusCode != 200 {
+		t.Fatalf("multipart: %d %s", resp.StatusCode, body)
+	}
+	var ar server.AnalyzeResponse
+	if err := json.Unmarshal(body, &ar); err != nil {
+		t.Fatal(err)
+	}
+	const want = "Grace at the desk.jpg"
+	if ar.Name != want {
+		t.Errorf("answer names the upload %q, want %q", ar.Name, want)
+	}
+	ctx := context.Background()
+	msgs, err := f.env.Queue.Messages(ctx, localmode.WorkTopic)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("queued tasks: %d, %v", len(msgs), err)
+	}
+	var task pipeline.Task
+	if err := json.Unmarshal(msgs[0].Data, &task); err != nil {
+		t.Fatal(err)
+	}
+	attrs, err := f.env.Incoming.Attrs(ctx, task.Source.Object)
+	if err != nil || attrs.Metadata[pipeline.NameMetadata] != want {
+		t.Errorf("stored original %s: metadata %v (%v), want %s=%q", task.Source.Object, attrs.Metadata, err, pipeline.NameMetadata, want)
+	}
+	resp, body = post(t, f.http.URL+"/v1/pubsub/push", "application/json", pushEnvelope(msgs[0].Data, msgs[0].Attributes, 1))
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("push: %d %s", resp.StatusCode, body)
+	}
+	j, err := f.env.Meta.Get(ctx, ar.Key)
+	if err != nil || j.State != meta.StateDone || j.Name != want {
+		t.Fatalf("job after push: name %q, state %s (%v); want %q", j.Name, j.State, err, want)
+	}
+	page, err := http.Get(f.http.URL + "/review")
+	if err != nil {
+		t.Fatal(err)
+	}
+	html, _ := io.ReadAll(page.Body)
+	page.Body.Close()
+	if !strings.Contains(string(html), want) {
+		t.Errorf("the review page does not show the upload's name %q", want)
+	}
+}
