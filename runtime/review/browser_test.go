@@ -33,13 +33,17 @@ func chromium(t *testing.T) string {
 
 // layout is what the browser rendered, measured by the page's own DOM.
 type layout struct {
-	Cards       int  `json:"cards"`
-	DoneCards   int  `json:"doneCards"`
-	LoadedPairs int  `json:"loadedPairs"` // done cards whose original and processed images both decoded
-	Boxes       int  `json:"boxes"`
-	BoxesInside int  `json:"boxesInside"` // boxes drawn within their image's rectangle, with a visible size
-	Labels      int  `json:"labels"`      // boxes whose label shows a confidence
-	Chart       bool `json:"chart"`
+	Cards       int `json:"cards"`
+	DoneCards   int `json:"doneCards"`
+	LoadedPairs int `json:"loadedPairs"` // done cards whose original and processed images both decoded
+	Boxes       int `json:"boxes"`
+	BoxesInside int `json:"boxesInside"` // boxes drawn within their image's rectangle, with a visible size
+	Labels      int `json:"labels"`      // boxes whose label shows a confidence
+	// LabelOverlaps: pairs of labels in one picture that cover each other, and
+	// labels that cover another box's face (issue 28: neighbours' labels overlapped).
+	LabelOverlaps int    `json:"labelOverlaps"`
+	Overlapping   string `json:"overlapping"`
+	Chart         bool   `json:"chart"`
 }
 
 const measure = `(() => {
@@ -53,9 +57,26 @@ const measure = `(() => {
     if (r.width >= 3 && r.height >= 3 && r.left >= img.left - 3 && r.top >= img.top - 3 && r.right <= img.right + 3 && r.bottom <= img.bottom + 3) inside++;
     if (/\d\.\d\d$/.test(b.textContent.trim())) labels++;
   }
+  let overlaps = 0, which = [];
+  const cover = (a, b) => Math.max(0, Math.min(a.right, b.right) - Math.max(a.left, b.left)) * Math.max(0, Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top)) > 1;
+  for (const frame of document.querySelectorAll(".frame")) {
+    const bs = [...frame.querySelectorAll(".box")];
+    const ls = bs.map(b => b.querySelector("span").getBoundingClientRect());
+    for (let i = 0; i < bs.length; i++) {
+      for (let j = 0; j < bs.length; j++) {
+        if (i === j) continue;
+        // Another label, or the inside of another box (its face).
+        const inner = bs[j].getBoundingClientRect();
+        if ((j > i && cover(ls[i], ls[j])) || cover(ls[i], {left: inner.left + 2, right: inner.right - 2, top: inner.top + 2, bottom: inner.bottom - 2})) {
+          overlaps++;
+          which.push(frame.querySelector("img").alt + " #" + i + "/#" + j);
+        }
+      }
+    }
+  }
   return {cards: cards.length, doneCards: done.length,
     loadedPairs: done.filter(c => ok(c.querySelector("img.original")) && ok(c.querySelector("img.processed"))).length,
-    boxes, boxesInside: inside, labels, chart: !!document.querySelector("svg.chart polyline")};
+    boxes, boxesInside: inside, labels, labelOverlaps: overlaps, overlapping: which.join(", "), chart: !!document.querySelector("svg.chart polyline")};
 })()`
 
 // TestReviewPageInBrowser opens the review page of a run in headless Chromium and
@@ -114,6 +135,8 @@ func TestReviewPageInBrowser(t *testing.T) {
 		t.Errorf("boxes: %d drawn, %d inside their picture, %d labelled; want %d each", got.Boxes, got.BoxesInside, got.Labels, want)
 	case !got.Chart:
 		t.Error("no drift chart")
+	case got.LabelOverlaps > 0:
+		t.Errorf("%d box labels cover another label or another box's face: %s", got.LabelOverlaps, got.Overlapping)
 	}
 
 	// The faces filter, for the README.

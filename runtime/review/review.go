@@ -15,10 +15,12 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"path"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -101,6 +103,7 @@ type box struct {
 	Label                    string
 	Confidence               float64
 	Analysis                 string
+	Place                    string // where its label goes (placeLabels): CSS classes
 }
 
 // card is one image on the page.
@@ -291,7 +294,88 @@ func (h *Handler) card(j meta.Job) card {
 			}
 		}
 	}
+	placeLabels(c.Boxes, j.Width, j.Height)
 	return c
+}
+
+// Label geometry, in CSS pixels (page.html.tmpl: 11 px text, 16 px lines, 4 px
+// padding), and the narrowest a picture is drawn: half of a card's 536 px inside,
+// less the gap between the two pictures.
+const (
+	labelHeight   = 16
+	labelCharW    = 6.5 // wider than the average character of 11 px sans-serif
+	labelPad      = 8
+	narrowestShow = 264
+)
+
+// labelPlaces are where a label may go, in order of preference: above the box's
+// left corner (the default), below it, above and below its right corner, inside its
+// top left corner.
+var labelPlaces = []string{"", "below", "right", "below right", "inside"}
+
+// placeLabels chooses each box's label place so that no label covers another
+// label or another box's inside (the face), with the picture at its narrowest
+// (w×h: the original's size; a picture is never drawn wider than it): the boxes
+// scale with the picture and the labels do not, so a layout without overlaps there
+// has none when it is drawn wider. A label that fits nowhere keeps the default.
+// The page has no script (its Content-Security-Policy), so this is decided here.
+func placeLabels(boxes []box, w, h int) {
+	if w <= 0 || h <= 0 || len(boxes) < 2 {
+		return
+	}
+	sw := math.Min(float64(w), narrowestShow)
+	sh := sw * float64(h) / float64(w)
+	type rect struct{ x0, y0, x1, y1 float64 }
+	px := func(b box) rect {
+		return rect{b.Left / 100 * sw, b.Top / 100 * sh, (b.Left + b.Width) / 100 * sw, (b.Top + b.Height) / 100 * sh}
+	}
+	cover := func(a, b rect) bool {
+		return math.Min(a.x1, b.x1)-math.Max(a.x0, b.x0) > 0.5 && math.Min(a.y1, b.y1)-math.Max(a.y0, b.y0) > 0.5
+	}
+	label := func(b box, place string) rect {
+		r := px(b)
+		lw := float64(len(fmt.Sprintf("%s %.2f", b.Label, b.Confidence)))*labelCharW + labelPad
+		x, y := r.x0-2, r.y0-labelHeight-2
+		switch {
+		case place == "inside":
+			x, y = r.x0+2, r.y0+2
+		case strings.Contains(place, "right"):
+			x = r.x1 + 2 - lw
+		}
+		if strings.HasPrefix(place, "below") {
+			y = r.y1 + 2
+		}
+		return rect{x, y, x + lw, y + labelHeight}
+	}
+	order := make([]int, len(boxes))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return boxes[order[a]].Top < boxes[order[b]].Top })
+	var placed []rect
+	for _, i := range order {
+		free := func(l rect) bool {
+			for _, p := range placed {
+				if cover(l, p) {
+					return false
+				}
+			}
+			for j, o := range boxes {
+				if r := px(o); j != i && cover(l, rect{r.x0 + 2, r.y0 + 2, r.x1 - 2, r.y1 - 2}) {
+					return false
+				}
+			}
+			return true
+		}
+		boxes[i].Place = ""
+		for _, place := range labelPlaces {
+			if free(label(boxes[i], place)) {
+				boxes[i].Place = place
+				break
+			}
+		}
+		placed = append(placed, label(boxes[i], boxes[i].Place))
+	}
 }
 
 func pct(x float64) float64 { return float64(int(max(0, min(1, x))*100000+0.5)) / 1000 }
