@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -363,6 +364,15 @@ monitoring:
 		if !found {
 			t.Errorf("no problem at line %d, %s, saying %q:\n%s", w.line, w.path, w.says, probs)
 		}
+	}
+	// The template writes delivery as one flow mapping: the wrong value is named by
+	// its own key, not by the line's last one (it said delivery.ackDeadline, "300s").
+	flow := strings.Replace(file, "delivery:\n  maxAttempts: five\n", "delivery: {maxAttempts: five, minBackoff: 10s, ackDeadline: 300s}\n", 1)
+	_, err = config.Load("project.yaml", []byte(flow))
+	if !errors.As(err, &probs) || !slices.ContainsFunc(probs, func(p config.Problem) bool {
+		return p.Line == 13 && p.Column == 25 && p.Path == "delivery.maxAttempts" && strings.Contains(p.Message, `("five")`)
+	}) {
+		t.Errorf("maxAttempts: five in a flow mapping: %v", err)
 	}
 	slip := strings.Replace(file, "  actions: [{store: {}}]", "  actions:\n    - store: {}\n   - record: {}", 1)
 	_, err = config.Load("project.yaml", []byte(slip))

@@ -156,7 +156,11 @@ func typeProblems(file string, root *yaml.Node, err error) Problems {
 		if n, _ := fmt.Sscanf(e, "line %d:", &line); n == 1 {
 			msg = strings.TrimSpace(e[strings.Index(e, ":")+1:])
 		}
-		path, col, value := pathAtLine(root, line)
+		shown := ""
+		if m := reCannot.FindStringSubmatch(msg); m != nil {
+			shown = m[2]
+		}
+		path, col, value := pathAtLine(root, line, shown)
 		out = append(out, Problem{File: file, Line: line, Column: col, Path: path, Message: friendlyType(msg, value)})
 	}
 	return out
@@ -203,10 +207,16 @@ func friendlyType(msg, value string) string {
 }
 
 // pathAtLine finds the key whose value is on line (its dotted path) and the value's
-// column, walking the YAML tree.
-func pathAtLine(n *yaml.Node, line int) (string, int, string) {
-	var best, value string
-	col := 1
+// column, walking the YAML tree. A line can hold several values (a flow mapping:
+// {maxAttempts: five, minBackoff: 10s}); yaml.v3 names the line and the value, which
+// it shortens past 7 characters ("ops@acm..."): the value written so picks the key.
+func pathAtLine(n *yaml.Node, line int, shown string) (string, int, string) {
+	type at struct {
+		path, value string
+		col         int
+		scalar      bool
+	}
+	var on []at
 	var walk func(n *yaml.Node, path string)
 	walk = func(n *yaml.Node, path string) {
 		switch n.Kind {
@@ -218,8 +228,8 @@ func pathAtLine(n *yaml.Node, line int) (string, int, string) {
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				k, v := n.Content[i], n.Content[i+1]
 				p := join(path, k.Value)
-				if v.Line == line && (v.Kind == yaml.ScalarNode || best == "") {
-					best, col, value = p, v.Column, v.Value
+				if v.Line == line {
+					on = append(on, at{p, v.Value, v.Column, v.Kind == yaml.ScalarNode})
 				}
 				walk(v, p)
 			}
@@ -227,7 +237,7 @@ func pathAtLine(n *yaml.Node, line int) (string, int, string) {
 			for i, c := range n.Content {
 				p := fmt.Sprintf("%s[%d]", path, i)
 				if c.Line == line && c.Kind == yaml.ScalarNode {
-					best, col, value = p, c.Column, c.Value
+					on = append(on, at{p, c.Value, c.Column, true})
 				}
 				walk(c, p)
 			}
@@ -236,7 +246,22 @@ func pathAtLine(n *yaml.Node, line int) (string, int, string) {
 	if n != nil {
 		walk(n, "")
 	}
-	return best, col, value
+	short, cut := strings.CutSuffix(shown, "...")
+	for _, a := range on {
+		if a.scalar && shown != "" && (a.value == shown || cut && strings.HasPrefix(a.value, short)) {
+			return a.path, a.col, a.value
+		}
+	}
+	// Not found by its value: the line's last scalar value, else its first value.
+	for i := len(on) - 1; i >= 0; i-- {
+		if on[i].scalar {
+			return on[i].path, on[i].col, on[i].value
+		}
+	}
+	if len(on) > 0 {
+		return on[0].path, on[0].col, on[0].value
+	}
+	return "", 1, ""
 }
 
 // unknownKeys walks the YAML tree beside the Go type and reports every key the type
