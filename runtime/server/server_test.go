@@ -195,25 +195,17 @@ func TestSyncAnalyzeThenAsyncRemainder(t *testing.T) {
 
 func TestSyncAcceptsMultipart(t *testing.T) {
 	f := newFixture(t, 0)
+	postForm(t, f, "grace.jpg")
+	// Two images in one form: refused, not one of them answered as if it were all.
 	var buf bytes.Buffer
 	mw := multipart.NewWriter(&buf)
-	fw, _ := mw.CreateFormFile("image", "grace.jpg")
-	_, _ = fw.Write(photo(t, "grace_hopper.jpg"))
-	mw.Close()
-	resp, body := post(t, f.http.URL+"/v1/images:analyze", mw.FormDataContentType(), buf.Bytes())
-	if resp.StatusCode != 200 {
-		t.Fatalf("multipart: %d %s", resp.StatusCode, body)
-	}
-	// Two images in one form: refused, not one of them answered as if it were all.
-	buf.Reset()
-	mw = multipart.NewWriter(&buf)
 	_ = mw.WriteField("note", "a text field is not an image")
 	for _, name := range []string{"a.jpg", "b.jpg"} {
 		fw, _ := mw.CreateFormFile("image", name)
 		_, _ = fw.Write(photo(t, "grace_hopper.jpg"))
 	}
 	mw.Close()
-	resp, body = post(t, f.http.URL+"/v1/images:analyze", mw.FormDataContentType(), buf.Bytes())
+	resp, body := post(t, f.http.URL+"/v1/images:analyze", mw.FormDataContentType(), buf.Bytes())
 	if resp.StatusCode != 400 || !strings.Contains(string(body), `second file (\"b.jpg\"): send one image a request`) {
 		t.Fatalf("two images: %d %s, want 400 naming the second", resp.StatusCode, body)
 	}
@@ -460,15 +452,7 @@ func TestSyncDecidesBeforeReadingTheBody(t *testing.T) {
 // without control characters.
 func TestSyncUploadKeepsItsFileName(t *testing.T) {
 	f := newFixtureWith(t, fixtureOptions{review: true})
-	var buf bytes.Buffer
-	mw := multipart.NewWriter(&buf)
-	fw, _ := mw.CreateFormFile("image", "../holiday/Grace at the desk.jpg")
-	_, _ = fw.Write(photo(t, "grace_hopper.jpg"))
-	mw.Close()
-	resp, body := post(t, f.http.URL+"/v1/images:analyze", mw.FormDataContentType(), buf.Bytes())
-	if resp.StatusCode != 200 {
-		t.Fatalf("multipart: %d %s", resp.StatusCode, body)
-	}
+	body := postForm(t, f, "../holiday/Grace at the desk.jpg")
 	var ar server.AnalyzeResponse
 	if err := json.Unmarshal(body, &ar); err != nil {
 		t.Fatal(err)
@@ -490,7 +474,7 @@ func TestSyncUploadKeepsItsFileName(t *testing.T) {
 	if err != nil || attrs.Metadata[pipeline.NameMetadata] != want {
 		t.Errorf("stored original %s: metadata %v (%v), want %s=%q", task.Source.Object, attrs.Metadata, err, pipeline.NameMetadata, want)
 	}
-	resp, body = post(t, f.http.URL+"/v1/pubsub/push", "application/json", pushEnvelope(msgs[0].Data, msgs[0].Attributes, 1))
+	resp, body := post(t, f.http.URL+"/v1/pubsub/push", "application/json", pushEnvelope(msgs[0].Data, msgs[0].Attributes, 1))
 	if resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("push: %d %s", resp.StatusCode, body)
 	}
@@ -507,4 +491,20 @@ func TestSyncUploadKeepsItsFileName(t *testing.T) {
 	if !strings.Contains(string(html), want) {
 		t.Errorf("the review page does not show the upload's name %q", want)
 	}
+}
+
+// postForm posts grace_hopper.jpg as the form file name to the sync API and returns
+// the 200 answer's body.
+func postForm(t *testing.T, f *fixture, name string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	fw, _ := mw.CreateFormFile("image", name)
+	_, _ = fw.Write(photo(t, "grace_hopper.jpg"))
+	mw.Close()
+	resp, body := post(t, f.http.URL+"/v1/images:analyze", mw.FormDataContentType(), buf.Bytes())
+	if resp.StatusCode != 200 {
+		t.Fatalf("multipart: %d %s", resp.StatusCode, body)
+	}
+	return body
 }
