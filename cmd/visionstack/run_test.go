@@ -40,6 +40,15 @@ func TestRunSamplesEndToEnd(t *testing.T) {
 	if !strings.Contains(stdout, "14 images: 11 processed, 0 skipped (done before), 3 quarantined, 0 failed") {
 		t.Fatalf("summary line wrong:\n%s", stdout)
 	}
+	// docs/usage.md shows this run's summary and model version: they must not go
+	// stale (issue 28: README's example answer was).
+	usage, err := os.ReadFile("../../docs/usage.md")
+	must(t, err)
+	for _, line := range []string{summaryLine(stdout), modelLine(stdout)} {
+		if line == "" || !strings.Contains(string(usage), line) {
+			t.Errorf("docs/usage.md's example of this run does not say %q", line)
+		}
+	}
 
 	store, err := sqlite.Open(filepath.Join(out, "visionstack.db"))
 	if err != nil {
@@ -269,4 +278,26 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// summaryLine is run's summary line without its duration ("…; 26 faces").
+func summaryLine(stdout string) string {
+	for _, l := range strings.Split(stdout, "\n") {
+		if strings.Contains(l, " images: ") && strings.Contains(l, " faces; ") {
+			return l[:strings.LastIndex(l, "; ")]
+		}
+	}
+	return ""
+}
+
+// modelLine is the drift line's "model version …" part.
+func modelLine(stdout string) string {
+	for _, l := range strings.Split(stdout, "\n") {
+		if i := strings.Index(l, "model version "); i >= 0 {
+			if j := strings.Index(l[i:], " ("); j > 0 {
+				return l[i : i+j]
+			}
+		}
+	}
+	return ""
 }

@@ -131,9 +131,30 @@ func TestFirstHour(t *testing.T) {
 	if resp.StatusCode != 200 || ar.Name != "grace at the desk.jpg" || len(ar.Results) != 1 || len(ar.Results[0].Detections) != 1 {
 		t.Errorf("serve: %d %+v\n%s", resp.StatusCode, ar, logs)
 	}
-	resp, err = http.Get(base + "/v1/images:analyze")
+	// docs/usage.md's example answer is this photo's: its numbers are today's.
+	resp, err = http.Post(base+"/v1/images:analyze", "image/jpeg", bytes.NewReader(photo))
 	must(t, err)
 	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	usage, err := os.ReadFile("../../docs/usage.md")
+	must(t, err)
+	for _, field := range []string{`"confidence":`, `"box":`, `"modelVersion":`} {
+		i := strings.Index(string(raw), field)
+		if i < 0 {
+			t.Fatalf("the answer has no %s: %s", field, raw)
+		}
+		value := string(raw[i:])
+		value = value[:strings.IndexAny(value[len(field):], ",}")+len(field)+1]
+		if field == `"box":` {
+			value = string(raw[i : i+strings.Index(string(raw[i:]), "}")+1])
+		}
+		if !strings.Contains(string(usage), value) {
+			t.Errorf("docs/usage.md's example answer does not say %s (today's answer: %s)", value, raw)
+		}
+	}
+	resp, err = http.Get(base + "/v1/images:analyze")
+	must(t, err)
+	raw, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
 	var e struct {
 		Error string `json:"error"`
