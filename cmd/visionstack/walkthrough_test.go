@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image/jpeg"
 	"io"
 	"mime/multipart"
 	"net/http"
@@ -17,8 +18,9 @@ import (
 // TestFirstHour walks a newcomer's first hour in one go, as README's quick start has
 // it (issue 28): new, validate of a file with five different mistakes (each reported,
 // with its line and key path), validate again once fixed, run, run again, serve (an
-// upload with its file name, a wrong method answered in JSON), status without a name,
-// version. Each step is held to what the user sees: the output and the exit status.
+// upload with its file name, a wrong method answered in JSON, logs for a person),
+// status without a name, version; a transparent PNG hiding a portrait rides along in
+// the run. Each step is held to what the user sees: the output and the exit status.
 func TestFirstHour(t *testing.T) {
 	root := t.TempDir()
 
@@ -87,23 +89,34 @@ func TestFirstHour(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(in, "grace.jpg"), photo, 0o644))
 	must(t, os.WriteFile(filepath.Join(in, "broken.jpg"), []byte("not a jpeg at all"), 0o644))
 	must(t, os.WriteFile(filepath.Join(in, "notes.txt"), []byte("shot on Tuesday"), 0o644))
+	// A logo-style PNG whose fully transparent pixels still hold a portrait.
+	must(t, os.WriteFile(filepath.Join(in, "hidden.png"), rgbaPNG(t, "../../testdata/photos/faces/grace_hopper.jpg", func(int, int) uint8 { return 0 }), 0o644))
 	data := t.TempDir()
 	out, err = runCLI(t, "--root", root, "run", "--project", "acme", "--out", data, "--no-progress", in)
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, out)
 	}
 	// The text file is no image: said to be left out, and not counted.
-	for _, want := range []string{"2 images: 1 processed, 0 skipped (done before), 1 quarantined, 0 failed; 1 faces", "left out 1 files", "notes.txt"} {
+	// The hidden portrait is never seen: no face there, and its output is white.
+	for _, want := range []string{"3 images: 2 processed, 0 skipped (done before), 1 quarantined, 0 failed; 1 faces", "left out 1 files", "notes.txt",
+		"hidden.png  done         0 "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("run: no %q in\n%s", want, out)
 		}
+	}
+	hidden, err := os.ReadFile(filepath.Join(data, "processed", filepath.Base(in), "hidden.png.jpg"))
+	must(t, err)
+	white, err := jpeg.Decode(bytes.NewReader(hidden))
+	must(t, err)
+	if r, g, b, _ := white.At(white.Bounds().Dx()/2, white.Bounds().Dy()/3).RGBA(); r>>8 < 247 || g>>8 < 247 || b>>8 < 247 {
+		t.Errorf("the output of a fully transparent PNG is not white where the hidden face is: %d %d %d", r>>8, g>>8, b>>8)
 	}
 	out, err = runCLI(t, "--root", root, "run", "--project", "acme", "--out", data, "--no-progress", "--fail-on-quarantine", in)
 	var ee exitError
 	if !errors.As(err, &ee) || ee.code != ExitQuarantined {
 		t.Errorf("run again with --fail-on-quarantine: %v, want exit status %d\n%s", err, ExitQuarantined, out)
 	}
-	if !strings.Contains(out, "1 skipped (done before), 1 quarantined (1 before this run)") {
+	if !strings.Contains(out, "2 skipped (done before), 1 quarantined (1 before this run)") {
 		t.Errorf("run again: the summary does not match the table:\n%s", out)
 	}
 
@@ -164,6 +177,16 @@ func TestFirstHour(t *testing.T) {
 		t.Errorf("GET on the API: %d %s, want a JSON 405 that says to POST", resp.StatusCode, raw)
 	}
 	must(t, stop())
+	// Local logs are for a person: text, without Cloud Logging's fields or Go struct
+	// dumps.
+	if !strings.Contains(logs.String(), `msg="POST /v1/images:analyze 200"`) {
+		t.Errorf("serve's logs do not say what it answered:\n%s", logs)
+	}
+	for _, cloud := range []string{"logging.googleapis.com", "{RequestMethod:", `"severity"`} {
+		if strings.Contains(logs.String(), cloud) {
+			t.Errorf("serve's local logs carry %q:\n%s", cloud, logs)
+		}
+	}
 
 	// status without a name: the project just created, said so.
 	out, _ = runCLI(t, "--root", root, "status", "--data", data)
