@@ -464,7 +464,10 @@ func (im *Image) materialize(longSide int) (*Image, error) {
 	if err != nil {
 		return nil, corrupt(err)
 	}
-	p = p.fit(longSide)
+	if q := p.fit(longSide); q != p {
+		p.release() // the shrunk copy is what goes on
+		p = q
+	}
 	out, err := p.image()
 	if err != nil {
 		return nil, fmt.Errorf("reload decoded pixels: %w", err)
