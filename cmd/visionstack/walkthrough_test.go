@@ -194,6 +194,16 @@ func TestFirstHour(t *testing.T) {
 		t.Errorf("status without a name did not show acme:\n%s", out)
 	}
 
+	// status on the cloud backend without credentials: the client's words, and what
+	// to do (a machine that has Application Default Credentials cannot show it).
+	home, _ := os.UserHomeDir()
+	if _, err := os.Stat(filepath.Join(home, ".config", "gcloud", "application_default_credentials.json")); os.Getenv("GOOGLE_APPLICATION_CREDENTIALS") == "" && err != nil {
+		out, err = runCLI(t, "--root", root, "status", "acme", "--backend", "cloud")
+		if err == nil || !strings.Contains(out+withHint(err), "gcloud auth application-default login") { // what main prints
+			t.Errorf("status --backend cloud without credentials: %v\n%s", err, out)
+		}
+	}
+
 	// version: what a bug report needs.
 	out, err = runCLI(t, "version")
 	if err != nil || !strings.Contains(out, "libvips") || !strings.Contains(out, "onnxruntime") {
