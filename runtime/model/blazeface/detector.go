@@ -216,10 +216,9 @@ func (d *Detector) Around(rgb []uint8, w, h int, areas []Area, threshold float64
 	sides := make([]float64, len(areas))
 	for i, a := range areas {
 		sides[i] = max(aroundContext*max(a.X1-a.X0, a.Y1-a.Y0), Stride)
-		cx, cy := (a.X0+a.X1)/2, (a.Y0+a.Y1)/2
-		resample(rgb, w, h, cx-sides[i]/2, cy-sides[i]/2, sides[i]/LookSize, input[i*n:(i+1)*n], LookSize, LookSize)
+		lookAt(rgb, w, h, (a.X0+a.X1)/2, (a.Y0+a.Y1)/2, sides[i], input[i*n:(i+1)*n], LookSize)
 	}
-	d.runs.Add(int64((len(areas)*LookSize*LookSize + Size*Size - 1) / (Size * Size)))
+	d.countLooks(len(areas), LookSize)
 	raws, err := d.Net.RunSized(input, len(areas), LookSize)
 	putInput(input)
 	if err != nil {
@@ -368,24 +367,17 @@ func (d *Detector) fullScores(rgb []uint8, w, h int, faces []Face) ([]float64, e
 	const n = vetoSize * vetoSize * 3
 	input := getInput(len(faces) * n)
 	for i, f := range faces {
-		side := lookContext * max(f.X1-f.X0, f.Y1-f.Y0)
-		cx, cy := (f.X0+f.X1)/2, (f.Y0+f.Y1)/2
-		resample(rgb, w, h, cx-side/2, cy-side/2, side/vetoSize, input[i*n:(i+1)*n], vetoSize, vetoSize)
+		lookAt(rgb, w, h, (f.X0+f.X1)/2, (f.Y0+f.Y1)/2, lookContext*max(f.X1-f.X0, f.Y1-f.Y0), input[i*n:(i+1)*n], vetoSize)
 	}
-	d.runs.Add(int64((len(faces)*vetoSize*vetoSize + Size*Size - 1) / (Size * Size)))
+	d.countLooks(len(faces), vetoSize)
 	raws, err := d.Veto.Run(input, len(faces))
 	putInput(input)
 	if err != nil {
 		return nil, err
 	}
-	centre := Face{X0: vetoSize / 2, Y0: vetoSize / 2, X1: vetoSize / 2, Y1: vetoSize / 2}
 	scores := make([]float64, len(faces))
 	for i := range faces {
-		for _, g := range raws[i].Decode(min(d.VetoBelow, 0.01)) {
-			if inside(centre, g) {
-				scores[i] = max(scores[i], g.Score)
-			}
-		}
+		scores[i] = centreScore(raws[i], vetoSize, min(d.VetoBelow, 0.01))
 	}
 	return scores, nil
 }
@@ -465,7 +457,7 @@ func (d *Detector) pairs(rgb []uint8, w, h int, faces []Face, turn float64) ([]f
 		cx, cy := (f.X0+f.X1)/2, (f.Y0+f.Y1)/2
 		plain, mirrored := input[2*i*n:(2*i+1)*n], input[(2*i+1)*n:(2*i+2)*n]
 		if turn == 0 {
-			resample(rgb, w, h, cx-side/2, cy-side/2, side/LookSize, plain, LookSize, LookSize)
+			lookAt(rgb, w, h, cx, cy, side, plain, LookSize)
 		} else {
 			turned(rgb, w, h, cx, cy, side/LookSize, turn*math.Pi/180, plain, LookSize)
 		}
@@ -475,7 +467,7 @@ func (d *Detector) pairs(rgb []uint8, w, h int, faces []Face, turn float64) ([]f
 			}
 		}
 	}
-	d.runs.Add(int64((2*len(faces)*LookSize*LookSize + Size*Size - 1) / (Size * Size)))
+	d.countLooks(2*len(faces), LookSize)
 	raws, err := d.Net.RunSized(input, 2*len(faces), LookSize)
 	putInput(input)
 	if err != nil {
@@ -484,17 +476,33 @@ func (d *Detector) pairs(rgb []uint8, w, h int, faces []Face, turn float64) ([]f
 	scores := make([]float64, len(faces))
 	for i := range faces {
 		for _, r := range raws[2*i : 2*i+2] {
-			best := 0.0
-			for _, g := range r.Decode(0.1) {
-				// The face looked at is the one at the centre.
-				if inside(Face{X0: LookSize / 2, Y0: LookSize / 2, X1: LookSize / 2, Y1: LookSize / 2}, g) {
-					best = max(best, g.Score)
-				}
-			}
-			scores[i] += best / 2
+			scores[i] += centreScore(r, LookSize, 0.1) / 2
 		}
 	}
 	return scores, nil
+}
+
+// lookAt fills dst (size×size×3) with the square of side side centred on (cx, cy).
+func lookAt(rgb []uint8, w, h int, cx, cy, side float64, dst []float32, size int) {
+	resample(rgb, w, h, cx-side/2, cy-side/2, side/float64(size), dst, size, size)
+}
+
+// countLooks counts n looks of size×size in windows (Runs).
+func (d *Detector) countLooks(n, size int) {
+	d.runs.Add(int64((n*size*size + Size*Size - 1) / (Size * Size)))
+}
+
+// centreScore is the best score, threshold and up, of a face r finds at the centre
+// of its size×size input: the face a look was centred on.
+func centreScore(r Raw, size int, threshold float64) float64 {
+	c := float64(size) / 2
+	best := 0.0
+	for _, g := range r.Decode(threshold) {
+		if inside(Face{X0: c, Y0: c, X1: c, Y1: c}, g) {
+			best = max(best, g.Score)
+		}
+	}
+	return best
 }
 
 // dropNested keeps one box a face: the whole-image window and the dense run see the
