@@ -46,9 +46,9 @@ type CandidateVerifier interface {
 }
 
 // RecheckInside is the confidence a re-check detection needs inside an anonymized
-// region to count: the analyses' usual threshold (the built-in verifier's
-// InsideConfidence). The re-check's own lower one is for faces the analysis missed;
-// inside a region it would read faces into the blocks.
+// region to count: the analyses' usual threshold (the built-in verifier drops readings
+// below it inside a region before its second look). The re-check's own lower one is
+// for faces the analysis missed; inside a region it would read faces into the blocks.
 const RecheckInside = 0.5
 
 // ErrFaceRemained: a face was still found after every re-anonymization round. The

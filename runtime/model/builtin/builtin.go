@@ -28,6 +28,7 @@ import (
 	"github.com/visionstack/visionstack/runtime/imaging"
 	"github.com/visionstack/visionstack/runtime/meta"
 	"github.com/visionstack/visionstack/runtime/model"
+	"github.com/visionstack/visionstack/runtime/transform"
 )
 
 //go:embed cascade/facefinder
@@ -129,7 +130,10 @@ type Model struct {
 	params  Params
 }
 
-var _ model.Predictor = (*Model)(nil)
+var (
+	_ model.Predictor             = (*Model)(nil)
+	_ transform.CandidateVerifier = (*Model)(nil)
+)
 
 // New loads the detector p names.
 func New(p Params) (*Model, error) {
@@ -326,9 +330,6 @@ func addFace(p *model.Prediction, conf float64, box [4]float64) {
 const (
 	VerifySide       = 1024
 	VerifyConfidence = 0.35
-	// InsideConfidence is what a reading inside an anonymized region needs to count
-	// (the re-check then fills the region): an analysis' usual threshold.
-	InsideConfidence = 0.5
 )
 
 // Faces finds faces in an image already in memory (the verification pass over an
@@ -404,10 +405,10 @@ func (m *Model) facesRGB(small *imaging.Image, within []meta.Box) ([]meta.Detect
 		}
 		faces, err = m.recheck.Around(rgb, w, h, areas, VerifyConfidence)
 		// Inside a changed area (an anonymized region) a reading counts from
-		// InsideConfidence up (transform.RecheckInside): below it, it is the blocks'
-		// blob, and a second look at it would only cost two more looks.
+		// transform.RecheckInside up: below it, it is the blocks' blob, which the
+		// re-check would ignore, and a second look at it would only cost two more looks.
 		faces = slices.DeleteFunc(faces, func(f blazeface.Face) bool {
-			return f.Score < InsideConfidence && slices.ContainsFunc(areas, func(a blazeface.Area) bool {
+			return f.Score < transform.RecheckInside && slices.ContainsFunc(areas, func(a blazeface.Area) bool {
 				cx, cy := (f.X0+f.X1)/2, (f.Y0+f.Y1)/2
 				return cx >= a.X0 && cx < a.X1 && cy >= a.Y0 && cy < a.Y1
 			})
