@@ -175,15 +175,18 @@ func candidates(p model.Prediction, minConf float64) []meta.Detection {
 	out := []meta.Detection{}
 	for i, c := range p.Confidences {
 		if c < minConf && i < len(p.BBoxes) {
-			b := p.BBoxes[i]
-			out = append(out, meta.Detection{Label: p.DisplayNames[i], Confidence: c, Box: &meta.Box{XMin: b[0], XMax: b[1], YMin: b[2], YMax: b[3]}})
+			out = append(out, meta.Detection{Label: p.DisplayNames[i], Confidence: c, Box: box(p.BBoxes[i])})
 		}
 	}
 	for _, c := range p.Candidates {
-		b := c.BBox
-		out = append(out, meta.Detection{Label: c.DisplayName, Confidence: c.Confidence, Box: &meta.Box{XMin: b[0], XMax: b[1], YMin: b[2], YMax: b[3]}})
+		out = append(out, meta.Detection{Label: c.DisplayName, Confidence: c.Confidence, Box: box(c.BBox)})
 	}
 	return out
+}
+
+// box is an AutoML box, [xMin, xMax, yMin, yMax].
+func box(b [4]float64) *meta.Box {
+	return &meta.Box{XMin: b[0], XMax: b[1], YMin: b[2], YMax: b[3]}
 }
 
 // Detections converts a validated prediction, keeping those at or above minConf,
@@ -199,8 +202,7 @@ func Detections(p model.Prediction, minConf float64, limit int) []meta.Detection
 		}
 		d := meta.Detection{Label: p.DisplayNames[i], Confidence: c}
 		if i < len(p.BBoxes) {
-			b := p.BBoxes[i]
-			d.Box = &meta.Box{XMin: b[0], XMax: b[1], YMin: b[2], YMax: b[3]}
+			d.Box = box(p.BBoxes[i])
 		}
 		out = append(out, d)
 	}

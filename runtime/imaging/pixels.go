@@ -15,7 +15,7 @@ import (
 type pixels struct {
 	pix         []byte
 	w, h, bands int
-	// buf, when newPixels made p, is pix with tiffRoom bytes before it: image()
+	// buf is pix with tiffRoom bytes before it (newPixels makes every pixels): image()
 	// writes the TIFF header there and hands libvips the samples without a copy.
 	buf []byte
 }
@@ -85,7 +85,7 @@ func (p *pixels) crop(r Rect) *pixels {
 // image loads the pixels into libvips as an image of their own: an uncompressed
 // TIFF around them (a header, not a codec; TIFF is among the allowed loaders),
 // pinned to the image like every buffer it reads. The image reads p's samples where
-// they are when newPixels made p: p must not change afterwards.
+// they are: p must not change afterwards.
 func (p *pixels) image() (*Image, error) {
 	im, err := fromBuffer(p.tiff(), vips.NewImageFromBuffer)
 	if err != nil {
@@ -94,8 +94,8 @@ func (p *pixels) image() (*Image, error) {
 	return im, nil
 }
 
-// tiff wraps the samples in a little-endian, single-strip, uncompressed TIFF whose
-// samples start at tiffRoom: in p's own buffer when newPixels made it, else in a copy.
+// tiff wraps the samples in a little-endian, single-strip, uncompressed TIFF in p's
+// own buffer: the header goes in the room newPixels left before the samples.
 func (p *pixels) tiff() []byte {
 	const (
 		short = 3
@@ -129,10 +129,6 @@ func (p *pixels) tiff() []byte {
 	extra := ifd + 2 + 12*len(entries) + 4 // BitsPerSample array, when not inline
 	const data = tiffRoom
 	buf := p.buf
-	if len(buf) != tiffRoom+len(p.pix) || len(p.pix) == 0 || &buf[tiffRoom] != &p.pix[0] {
-		buf = make([]byte, tiffRoom+len(p.pix))
-		copy(buf[data:], p.pix)
-	}
 	le := binary.LittleEndian
 	clear(buf[:data])
 	copy(buf, "II")
