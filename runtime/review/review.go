@@ -332,9 +332,7 @@ func placeLabels(boxes []box, w, h int) {
 	cover := func(a, b rect) bool {
 		return math.Min(a.x1, b.x1)-math.Max(a.x0, b.x0) > 0.5 && math.Min(a.y1, b.y1)-math.Max(a.y0, b.y0) > 0.5
 	}
-	label := func(b box, place string) rect {
-		r := px(b)
-		lw := float64(len(fmt.Sprintf("%s %.2f", b.Label, b.Confidence)))*labelCharW + labelPad
+	label := func(r rect, lw float64, place string) rect {
 		x, y := r.x0-2, r.y0-labelHeight-2
 		switch {
 		case place == "inside":
@@ -354,6 +352,8 @@ func placeLabels(boxes []box, w, h int) {
 	sort.SliceStable(order, func(a, b int) bool { return boxes[order[a]].Top < boxes[order[b]].Top })
 	var placed []rect
 	for _, i := range order {
+		r := px(boxes[i])
+		lw := float64(len(fmt.Sprintf("%s %.2f", boxes[i].Label, boxes[i].Confidence)))*labelCharW + labelPad
 		free := func(l rect) bool {
 			for _, p := range placed {
 				if cover(l, p) {
@@ -369,12 +369,12 @@ func placeLabels(boxes []box, w, h int) {
 		}
 		boxes[i].Place = ""
 		for _, place := range labelPlaces {
-			if free(label(boxes[i], place)) {
+			if free(label(r, lw, place)) {
 				boxes[i].Place = place
 				break
 			}
 		}
-		placed = append(placed, label(boxes[i], boxes[i].Place))
+		placed = append(placed, label(r, lw, boxes[i].Place))
 	}
 }
 
