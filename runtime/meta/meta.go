@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sort"
 	"sync"
 	"time"
 )
@@ -63,6 +65,23 @@ func (b Box) IoU(o Box) float64 {
 		return 0
 	}
 	return inter / union
+}
+
+// Suppress is greedy non-maximum suppression: it sorts items strongest first (in
+// place, stable) and keeps each that overlaps none already kept, at most limit
+// (0: all). The built-in face model and the ONNX decoders both suppress with it.
+func Suppress[T any](items []T, score func(T) float64, overlaps func(kept, item T) bool, limit int) []T {
+	sort.SliceStable(items, func(i, j int) bool { return score(items[i]) > score(items[j]) })
+	var kept []T
+	for _, it := range items {
+		if limit > 0 && len(kept) >= limit {
+			break
+		}
+		if !slices.ContainsFunc(kept, func(k T) bool { return overlaps(k, it) }) {
+			kept = append(kept, it)
+		}
+	}
+	return kept
 }
 
 // Detection is one prediction: a label with a confidence, and a box for detections.

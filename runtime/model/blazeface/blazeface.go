@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"math"
 	"runtime"
-	"sort"
 	"sync/atomic"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -307,21 +306,7 @@ func (r Raw) Decode(threshold float64) []Face {
 
 // Suppress keeps the best of each group of faces overlapping by more than iou.
 func Suppress(faces []Face, iou float64) []Face {
-	sort.Slice(faces, func(i, j int) bool { return faces[i].Score > faces[j].Score })
-	var kept []Face
-	for _, f := range faces {
-		ok := true
-		for _, k := range kept {
-			if IoU(f, k) > iou {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			kept = append(kept, f)
-		}
-	}
-	return kept
+	return meta.Suppress(faces, func(f Face) float64 { return f.Score }, func(k, f Face) bool { return IoU(f, k) > iou }, 0)
 }
 
 // IoU is the intersection over union of two boxes (meta.Box.IoU's, on pixel corners).

@@ -3,6 +3,7 @@ package onnx
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -231,26 +232,9 @@ func (d Decoder) detections(boxes []box, f Frame, p model.Parameters) model.Pred
 	if iou <= 0 {
 		iou = 0.45
 	}
-	sort.SliceStable(boxes, func(i, j int) bool { return boxes[i].score > boxes[j].score })
-	var kept []box
-	for _, b := range boxes {
-		if b.x1 <= b.x0 || b.y1 <= b.y0 {
-			continue
-		}
-		ok := true
-		for _, k := range kept {
-			if k.class == b.class && k.rect().IoU(b.rect()) > iou {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			kept = append(kept, b)
-		}
-		if p.MaxPredictions > 0 && len(kept) >= p.MaxPredictions {
-			break
-		}
-	}
+	boxes = slices.DeleteFunc(boxes, func(b box) bool { return b.x1 <= b.x0 || b.y1 <= b.y0 })
+	kept := meta.Suppress(boxes, func(b box) float64 { return b.score },
+		func(k, b box) bool { return k.class == b.class && k.rect().IoU(b.rect()) > iou }, p.MaxPredictions)
 	pred := model.Prediction{IDs: []string{}, DisplayNames: []string{}, Confidences: []float64{}, BBoxes: [][4]float64{}}
 	for _, b := range kept {
 		pred.IDs = append(pred.IDs, strconv.Itoa(b.class))
