@@ -27,12 +27,13 @@ func ModelObject(sum, file string) string { return "onnx/" + sum + "/" + path.Ba
 // environment (PinsEnv): the running revision reads exactly the file `up` uploaded,
 // and a changed file shows in `preview` as a new object and a new revision.
 func (b *builder) modelFiles() error {
-	type file struct{ target, sum, object string }
-	var files []file
+	type pin struct{ target, uri, sum string }
+	var pins []pin
+	var gens []any // each pin's object generation, known once it is uploaded
 	for _, a := range b.cfg.Pipeline.Analyses {
 		ref, err := config.ParseModel(a.Model)
 		if err != nil || ref.Kind != config.ModelONNX || strings.HasPrefix(ref.Target, "gs://") ||
-			slices.ContainsFunc(files, func(f file) bool { return f.target == ref.Target }) {
+			slices.ContainsFunc(pins, func(p pin) bool { return p.target == ref.Target }) {
 			continue
 		}
 		p := ref.Target
@@ -53,24 +54,20 @@ func (b *builder) modelFiles() error {
 		if err != nil {
 			return err
 		}
-		files = append(files, file{ref.Target, sum, obj})
-		gen := o.Generation
-		prev := b.modelPins
-		if prev.OutputState == nil {
-			prev = pulumi.String("").ToStringOutput()
-		}
-		target, uri := ref.Target, "gs://"+b.names.ModelBucket+"/"+obj
-		b.modelPins = pulumi.All(prev, gen).ApplyT(func(v []any) (string, error) {
-			pins := map[string]map[string]any{}
-			if s, _ := v[0].(string); s != "" {
-				if err := json.Unmarshal([]byte(s), &pins); err != nil {
-					return "", err
-				}
-			}
-			pins[target] = map[string]any{"uri": uri, "generation": v[1], "sha256": sum}
-			raw, err := json.Marshal(pins)
-			return string(raw), err
-		}).(pulumi.StringOutput)
+		pins = append(pins, pin{ref.Target, "gs://" + b.names.ModelBucket + "/" + obj, sum})
+		gens = append(gens, o.Generation)
 	}
+	if len(pins) == 0 {
+		return nil
+	}
+	// One JSON of every pin, written once all generations are known.
+	b.modelPins = pulumi.All(gens...).ApplyT(func(v []any) (string, error) {
+		m := map[string]map[string]any{}
+		for i, p := range pins {
+			m[p.target] = map[string]any{"uri": p.uri, "generation": v[i], "sha256": p.sum}
+		}
+		raw, err := json.Marshal(m)
+		return string(raw), err
+	}).(pulumi.StringOutput)
 	return nil
 }
