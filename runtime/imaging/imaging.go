@@ -56,10 +56,11 @@ type Header struct {
 	Format string // jpeg, png, webp
 	Width  int
 	Height int
-	// rescue: a JPEG short of its end marker that Go's decoder will check whole
-	// (jpegend.go), progressive or not.
-	rescue, progressive bool
-	size                int64 // bytes of the file
+	// complete: a JPEG that reaches its end marker (jpegComplete). rescue: one short
+	// of it that Go's decoder will check whole (jpegend.go), progressive or not.
+	// Check walks the file once for both; decoding reads them from here.
+	complete, rescue, progressive bool
+	size                          int64 // bytes of the file
 }
 
 // BytesPerPixel is what admission control counts a decoded pixel as: the measured
@@ -146,7 +147,8 @@ func (l Limits) Check(data []byte) (Header, error) {
 		return h, fault.Permanent(fmt.Errorf("%w: %dx%d is %d pixels, at most %d (pipeline.prepare.maxPixels)", ErrBomb, h.Width, h.Height, px, l.MaxPixels))
 	}
 	if h.Format == "jpeg" {
-		h.rescue = rescued(data, h)
+		h.complete = jpegComplete(data)
+		h.rescue = rescued(h)
 		h.progressive = h.rescue && jpegProgressive(data)
 	}
 	return h, nil

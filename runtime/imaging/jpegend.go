@@ -34,16 +34,16 @@ type input struct {
 	unended bool // a JPEG that does not reach its end marker
 }
 
-// inputFor says how to decode data with header h: see above. Other formats
-// decode strictly.
+// inputFor says how to decode data with header h (from Check): see above. Other
+// formats decode strictly.
 func inputFor(data []byte, h Header) input {
 	if h.Format != "jpeg" {
 		return input{data: data, strict: true}
 	}
-	if jpegComplete(data) {
+	if h.complete {
 		return input{data: data}
 	}
-	if rescued(data, h) {
+	if h.rescue {
 		ended := make([]byte, len(data), len(data)+2)
 		copy(ended, data)
 		ended = append(ended, 0xFF, 0xD9)
@@ -54,10 +54,11 @@ func inputFor(data []byte, h Header) input {
 	return input{data: data, strict: true, unended: true}
 }
 
-// rescued says whether Go's decoder checks data (header h) whole: a JPEG short of
-// its end marker, small enough. Header.Cost counts that decoder's memory.
-func rescued(data []byte, h Header) bool {
-	return h.Format == "jpeg" && int64(h.Width)*int64(h.Height) <= rescueLimit && !jpegComplete(data)
+// rescued says whether Go's decoder checks a JPEG of header h whole: short of its
+// end marker (h.complete, from Check), small enough. Header.Cost counts that
+// decoder's memory.
+func rescued(h Header) bool {
+	return h.Format == "jpeg" && int64(h.Width)*int64(h.Height) <= rescueLimit && !h.complete
 }
 
 // jpegProgressive reports whether the first frame header, found by walking the
