@@ -20,11 +20,7 @@ import (
 // readings needed a second look.
 func TestRecheckLeavesGoodBoxes(t *testing.T) {
 	set, cfg := peerSetAndDemo(t)
-	env, err := localmode.Open(cfg, t.TempDir(), localmode.Options{Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Close()
+	env := openLocal(t, cfg)
 	for i, data := range set {
 		name := fmt.Sprintf("peer-%d.jpg", i)
 		job, err := processOne(env, name, data)
