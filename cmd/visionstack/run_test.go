@@ -101,7 +101,10 @@ func TestRunSamplesEndToEnd(t *testing.T) {
 }
 
 // checkProcessed compares each face box of the processed image with the same box of
-// the original at the same size: pixel variance and edge energy must drop well below.
+// the original at the same size: edge energy (detail) must drop well below. Pixel
+// variance is not held: the default mosaic keeps the blocks' colours by design, in
+// an order of their own (what is left of a face's layout is judged by OpenCV and
+// SSIM in runtime/pipeline's TestSamplesJudgedByOpenCV, on these photos).
 func checkProcessed(t *testing.T, in, out string, j meta.Job) int {
 	t.Helper()
 	if len(j.Outputs) != 1 {
@@ -138,12 +141,6 @@ func checkProcessed(t *testing.T, in, out string, j meta.Job) int {
 		vo, eo := stats(rp, w, x0, y0, x1, y1)
 		vp, ep := stats(pp, w, x0, y0, x1, y1)
 		t.Logf("%s box %v: variance %.0f → %.0f, edge energy %.0f → %.0f", j.Source.Object, []int{x0, y0, x1 - x0, y1 - y0}, vo, vp, eo, ep)
-		// A box with next to no edges in the original (a flat, dark corner the
-		// detector flagged: no face has under 10) keeps its coarse shading under
-		// pixelation; there only the edges are held.
-		if vp > 0.5*vo && eo >= flatEdges {
-			t.Errorf("%s: box %v variance %.0f → %.0f: not anonymized", j.Source.Object, []int{x0, y0, x1, y1}, vo, vp)
-		}
 		if ep > 0.5*eo {
 			t.Errorf("%s: box %v edge energy %.0f → %.0f: detail left", j.Source.Object, []int{x0, y0, x1, y1}, eo, ep)
 		}
@@ -151,10 +148,6 @@ func checkProcessed(t *testing.T, in, out string, j meta.Job) int {
 	}
 	return n
 }
-
-// flatEdges is the edge energy below which a box has no detail to destroy: the
-// hand-boxed faces of the samples have 14 and more.
-const flatEdges = 10
 
 // stats returns the pixel variance and the mean squared difference between
 // horizontally and vertically adjacent pixels (edge energy) inside a rectangle.

@@ -351,6 +351,9 @@ func (im *Image) asStored() error {
 // (several encodes, region edits), without going back to data. An error while
 // decoding data is permanent (the bytes are broken); the header declared it.
 func (l Limits) Decode(data []byte, longSide int, autoOrient bool) (*Image, Header, error) {
+	if longSide < 1 {
+		return nil, Header{}, fmt.Errorf("decode to a long side of %d px: want at least 1 (MaxSide for the image as it is)", longSide)
+	}
 	h, err := l.Check(data)
 	if err != nil {
 		return nil, h, err
