@@ -1,12 +1,9 @@
 package imaging
 
 import (
-	"encoding/binary"
 	"fmt"
 	"runtime"
 	"sync"
-
-	"github.com/davidbyttow/govips/v2/vips"
 )
 
 // pixels are an image's 8-bit samples in Go memory, row-major, bands per pixel
@@ -15,20 +12,12 @@ import (
 type pixels struct {
 	pix         []byte
 	w, h, bands int
-	// buf is pix with tiffRoom bytes before it (newPixels makes every pixels): image()
-	// writes the TIFF header there and hands libvips the samples without a copy.
-	buf []byte
 }
 
-// tiffRoom is the room newPixels leaves before the samples for the TIFF header
-// (at most 8 + 2 + 12·11 + 4 + 2·4 = 154 bytes).
-const tiffRoom = 256
-
-// newPixels allocates w×h pixels of bands samples, with room for the TIFF header.
-// The samples are not cleared: every caller writes each of them.
+// newPixels allocates w×h pixels of bands samples. The samples are not cleared:
+// every caller writes each of them.
 func newPixels(w, h, bands int) *pixels {
-	buf := frameBuf(tiffRoom + w*h*bands)
-	return &pixels{pix: buf[tiffRoom:], w: w, h: h, bands: bands, buf: buf}
+	return &pixels{pix: frameBuf(w * h * bands), w: w, h: h, bands: bands}
 }
 
 // frames recycles the decoded frame that Decode shrinks in Go (materialize): 9 MB
@@ -47,9 +36,9 @@ func frameBuf(n int) []byte {
 // release hands p's buffer back for another frame: p must not be used after, and no
 // libvips image may read it (image() was never called on p).
 func (p *pixels) release() {
-	if p.buf != nil {
-		b := p.buf
-		p.buf, p.pix = nil, nil
+	if p.pix != nil {
+		b := p.pix
+		p.pix = nil
 		frames.Put(&b)
 	}
 }
@@ -82,82 +71,17 @@ func (p *pixels) crop(r Rect) *pixels {
 	return out
 }
 
-// image loads the pixels into libvips as an image of their own: an uncompressed
-// TIFF around them (a header, not a codec; TIFF is among the allowed loaders),
-// pinned to the image like every buffer it reads. The image reads p's samples where
-// they are: p must not change afterwards.
+// image hands the pixels to libvips as an image of their own, read where they are
+// (a memory image: no load, no copy), pinned to the image like every buffer it
+// reads. p must not change afterwards. An uncompressed TIFF around the samples (this
+// before) went through libvips' loader, which, for random access, first copied the
+// whole frame into a fresh mapping of its own: 2,000 page faults a 2048 px frame.
 func (p *pixels) image() (*Image, error) {
-	im, err := fromBuffer(p.tiff(), vips.NewImageFromBuffer)
+	ref, err := fromMemory(p.pix, p.w, p.h, p.bands)
 	if err != nil {
-		return nil, fmt.Errorf("load pixels: %w", vipsErr(err))
+		return nil, fmt.Errorf("load pixels: %w", err)
 	}
-	return im, nil
-}
-
-// tiff wraps the samples in a little-endian, single-strip, uncompressed TIFF in p's
-// own buffer: the header goes in the room newPixels left before the samples.
-func (p *pixels) tiff() []byte {
-	const (
-		short = 3
-		long  = 4
-	)
-	type entry struct {
-		tag, typ uint16
-		count    uint32
-		value    uint32
-	}
-	photometric := uint32(1) // BlackIsZero
-	if p.bands >= 3 {
-		photometric = 2 // RGB
-	}
-	entries := []entry{
-		{256, long, 1, uint32(p.w)},
-		{257, long, 1, uint32(p.h)},
-		{258, short, uint32(p.bands), 8}, // BitsPerSample: inline for ≤ 2 bands, else patched below
-		{259, short, 1, 1},               // no compression
-		{262, short, 1, photometric},
-		{273, long, 1, 0}, // StripOffsets: patched below
-		{277, short, 1, uint32(p.bands)},
-		{278, long, 1, uint32(p.h)},
-		{279, long, 1, uint32(len(p.pix))},
-		{284, short, 1, 1}, // chunky
-	}
-	if p.bands == 2 || p.bands == 4 {
-		entries = append(entries, entry{338, short, 1, 2}) // unassociated alpha
-	}
-	ifd := 8
-	extra := ifd + 2 + 12*len(entries) + 4 // BitsPerSample array, when not inline
-	const data = tiffRoom
-	buf := p.buf
-	le := binary.LittleEndian
-	clear(buf[:data])
-	copy(buf, "II")
-	le.PutUint16(buf[2:], 42)
-	le.PutUint32(buf[4:], uint32(ifd))
-	le.PutUint16(buf[ifd:], uint16(len(entries)))
-	for i, e := range entries {
-		o := ifd + 2 + 12*i
-		switch {
-		case e.tag == 258 && p.bands > 2:
-			e.value = uint32(extra)
-			for b := range p.bands {
-				le.PutUint16(buf[extra+2*b:], 8)
-			}
-		case e.tag == 258:
-			le.PutUint16(buf[o+10:], 8) // the second inline short (grey+alpha)
-		case e.tag == 273:
-			e.value = uint32(data)
-		}
-		le.PutUint16(buf[o:], e.tag)
-		le.PutUint16(buf[o+2:], e.typ)
-		le.PutUint32(buf[o+4:], e.count)
-		if e.typ == short && e.count == 1 || e.tag == 258 && p.bands <= 2 {
-			le.PutUint16(buf[o+8:], uint16(e.value))
-		} else {
-			le.PutUint32(buf[o+8:], e.value)
-		}
-	}
-	return buf
+	return &Image{ref: ref, pins: [][]byte{p.pix}}, nil
 }
 
 // RGB returns 8-bit RGB pixels, row-major, for detectors: alpha flattened on white,

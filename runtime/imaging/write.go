@@ -17,6 +17,17 @@ static int vs_write_to(VipsImage *in, void *buf, size_t size) {
 	g_object_unref(out);
 	return r;
 }
+
+// vs_from_memory is an image over the caller's samples, read where they are: a
+// memory image, random access by nature, with nothing loaded or copied.
+static VipsImage *vs_from_memory(void *data, size_t size, int width, int height, int bands) {
+	VipsImage *im = vips_image_new_from_memory(data, size, width, height, bands, VIPS_FORMAT_UCHAR);
+	if (im != NULL)
+		im->Type = bands >= 3 ? VIPS_INTERPRETATION_sRGB : VIPS_INTERPRETATION_B_W;
+	return im;
+}
+
+static void vs_unref(VipsImage *im) { g_object_unref(im); }
 */
 import "C"
 
@@ -71,4 +82,37 @@ func vipsImage(ref *vips.ImageRef) *C.VipsImage {
 		return nil
 	}
 	return (*C.VipsImage)(f.UnsafePointer())
+}
+
+// fromMemory wraps an image over pix (w×h, bands samples a pixel, row-major) in a
+// govips ImageRef. libvips reads pix where it is, for as long as the image lives: the
+// caller pins it (Image.pins).
+func fromMemory(pix []byte, w, h, bands int) (*vips.ImageRef, error) {
+	if len(pix) != w*h*bands || len(pix) == 0 {
+		return nil, fmt.Errorf("%d bytes for %dx%dx%d", len(pix), w, h, bands)
+	}
+	img := C.vs_from_memory(unsafe.Pointer(&pix[0]), C.size_t(len(pix)), C.int(w), C.int(h), C.int(bands))
+	if img == nil {
+		return nil, fmt.Errorf("image from memory: %s", vipsErrorBuffer())
+	}
+	// govips makes ImageRefs only from its own loaders and operations: take a 1×1 one
+	// (with govips' finalizer) and put img in place of its image. TestFromMemory fails
+	// if a govips release moves the field.
+	ref, err := vips.Black(1, 1)
+	if err != nil {
+		C.vs_unref(img)
+		return nil, err
+	}
+	f := reflect.ValueOf(ref).Elem().FieldByName("image")
+	if !f.IsValid() || f.Kind() != reflect.Pointer {
+		C.vs_unref(img)
+		ref.Close()
+		return nil, errors.New("govips' ImageRef has no image field")
+	}
+	slot := (*unsafe.Pointer)(unsafe.Pointer(f.UnsafeAddr()))
+	if old := *slot; old != nil {
+		C.vs_unref((*C.VipsImage)(old))
+	}
+	*slot = unsafe.Pointer(img)
+	return ref, nil
 }

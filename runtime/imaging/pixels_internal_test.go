@@ -1,0 +1,91 @@
+package imaging
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+// image() hands libvips the samples where they are, for every band count the
+// pipeline makes (grey, grey+alpha, RGB, RGBA), and reading them back gives the
+// same samples: govips still keeps its VipsImage where fromMemory puts it.
+func TestFromMemory(t *testing.T) {
+	Init(0)
+	const w, h = 37, 23
+	for bands := 1; bands <= 4; bands++ {
+		p := newPixels(w, h, bands)
+		for i := range p.pix {
+			p.pix[i] = uint8(i*7 + bands)
+		}
+		im, err := p.image()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if im.Width() != w || im.Height() != h || im.ref.Bands() != bands {
+			t.Fatalf("%d bands: the image is %dx%dx%d", bands, im.Width(), im.Height(), im.ref.Bands())
+		}
+		back, err := im.pixels()
+		im.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(back.pix, p.pix) {
+			t.Errorf("%d bands: the samples read back differ", bands)
+		}
+	}
+}
+
+// Handing a frame to libvips copies nothing. Wrapped in an uncompressed TIFF, it went
+// through libvips' loader, which for random access first copied the whole frame into
+// a fresh mapping of its own: every hand-off of a 2048 px frame (the decode's, the
+// anonymized one) faulted in and zeroed its 2,000 pages (8 MB) again, a fifth of
+// the whole job's page faults (issue 26). Now an encode of the frame faults in what
+// the JPEG encoder needs; the bound is a quarter of the frame's pages.
+func TestHandingAFrameToLibvipsCopiesNothing(t *testing.T) {
+	Init(0)
+	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "photos", "faces", "faceapi_sample1.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, _, err := Limits{}.Decode(data, 2048, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := im.pixels()
+	im.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	encode := func() {
+		frame, err := p.image()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer frame.Close()
+		if _, err := frame.JPEG(85, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		encode() // malloc's arenas grow to what an encode needs
+	}
+	const runs = 5
+	before := minorFaults()
+	for range runs {
+		encode()
+	}
+	pages := int64(len(p.pix)) / 4096
+	if per := (minorFaults() - before) / runs; per > pages/4 {
+		t.Errorf("encoding a %dx%d frame faulted in %d pages, the frame has %d: it was copied into fresh memory", p.w, p.h, per, pages)
+	} else {
+		t.Logf("%d minor faults an encode of a %dx%d frame (%d pages)", per, p.w, p.h, pages)
+	}
+}
+
+func minorFaults() int64 {
+	var r syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &r)
+	return r.Minflt
+}
