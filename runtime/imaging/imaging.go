@@ -309,7 +309,7 @@ func thumbnail(data []byte, h Header, longSide int, crop string, autoOrient bool
 		}
 		return im, nil
 	}
-	im, err := fromBuffer(in.data, func(b []byte) (*vips.ImageRef, error) { return vips.LoadImageFromBuffer(b, params) })
+	im, err := fromBuffer(in.data, func(b []byte) (*vips.ImageRef, error) { return loadSequential(b, 1, in.strict) })
 	if err != nil {
 		return nil, in.failed(err)
 	}
@@ -389,9 +389,21 @@ func open(in input, h Header, longSide int, autoOrient bool) (*Image, error) {
 			params.JpegShrinkFactor.Set(s)
 		}
 	}
-	im, err := fromBuffer(in.data, func(b []byte) (*vips.ImageRef, error) { return vips.LoadImageFromBuffer(b, params) })
+	shrink := 1
+	if v := params.JpegShrinkFactor; v.IsSet() {
+		shrink = v.Get()
+	}
+	im, err := fromBuffer(in.data, func(b []byte) (*vips.ImageRef, error) { return loadSequential(b, shrink, in.strict) })
 	if err != nil {
 		return nil, in.failed(err)
+	}
+	if autoOrient && im.ref.Orientation() > 1 {
+		// Turning reads the decode out of order: decode for random access.
+		im.Close()
+		im, err = fromBuffer(in.data, func(b []byte) (*vips.ImageRef, error) { return vips.LoadImageFromBuffer(b, params) })
+		if err != nil {
+			return nil, in.failed(err)
+		}
 	}
 	if autoOrient {
 		err = im.ref.AutoRotate()

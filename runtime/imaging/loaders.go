@@ -23,12 +23,13 @@ func vipsErrorBuffer() string {
 }
 
 // Loaders are the libvips loader classes left usable: the formats the gate can admit
-// (jpeg, png, webp, gif, tiff, heif). TIFF is also how decoded pixels are handed
-// between steps. Every other loader — SVG, PDF, ImageMagick, FITS, Matlab, raw… — is
+// (jpeg, png, webp, gif, heif). Every other loader — TIFF (libtiff: decoded pixels
+// reach libvips as memory images now, not as TIFFs), SVG, PDF, ImageMagick, FITS,
+// Matlab, raw… — is
 // blocked in libvips itself, so a file that slips past the header check still
 // cannot reach librsvg, poppler or ImageMagick.
 var Loaders = []string{"VipsForeignLoadJpeg", "VipsForeignLoadPng", "VipsForeignLoadWebp",
-	"VipsForeignLoadNsgif", "VipsForeignLoadTiff", "VipsForeignLoadHeif"}
+	"VipsForeignLoadNsgif", "VipsForeignLoadHeif"}
 
 // disableOrc turns off libvips' liborc (run-time compiled SIMD) path for resizes and
 // convolutions. Each such operation compiles liborc programs and frees them when it is
