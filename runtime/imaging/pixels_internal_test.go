@@ -42,8 +42,10 @@ func TestFromMemory(t *testing.T) {
 // a fresh mapping of its own: every hand-off of a 2048 px frame (the decode's, the
 // anonymized one) faulted in and zeroed its 2,000 pages (8 MB) again, a fifth of
 // the whole job's page faults (issue 26); here 2,715 an encode. Now an encode faults
-// in what the JPEG encoder needs (about 200); the bound is half the frame's pages.
+// in what the JPEG encoder and libvips' threads need (200–400): the bound is the
+// frame's own pages, which a copy of the frame alone exceeds.
 func TestHandingAFrameToLibvipsCopiesNothing(t *testing.T) {
+	skipUnderRace(t)
 	Init(0)
 	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "photos", "faces", "faceapi_sample1.jpg"))
 	if err != nil {
@@ -77,7 +79,7 @@ func TestHandingAFrameToLibvipsCopiesNothing(t *testing.T) {
 		encode()
 	}
 	pages := int64(len(p.pix)) / 4096
-	if per := (minorFaults() - before) / runs; per > pages/2 {
+	if per := (minorFaults() - before) / runs; per > pages {
 		t.Errorf("encoding a %dx%d frame faulted in %d pages, the frame has %d: it was copied into fresh memory", p.w, p.h, per, pages)
 	} else {
 		t.Logf("%d minor faults an encode of a %dx%d frame (%d pages)", per, p.w, p.h, pages)
@@ -94,10 +96,12 @@ func minorFaults() int64 {
 // loaders (random access), libvips first decoded the whole image into a fresh
 // mapping of its own, which the kernel faulted in and zeroed on every job: a 12 MP
 // JPEG's decode at half size took 2,200 page faults for that alone; this photo's
-// decode took 2,490, more than its frame's pages. Now 190–420; the bound is half
-// the frame's pages. (A photo that EXIF says to turn is still decoded for random
+// decode took 2,490, more than its frame's pages. Now 190–700 (libjpeg's and libvips'
+// buffers and threads, Go's heap as the collector finds it): the bound is the
+// frame's own pages, which a copy of the frame alone exceeds. (A photo that EXIF says to turn is still decoded for random
 // access: the turn reads out of order. Prepare's orientation tests cover it.)
 func TestSequentialLoad(t *testing.T) {
+	skipUnderRace(t)
 	Init(0)
 	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "photos", "faces", "faceapi_sample1.jpg"))
 	if err != nil {
@@ -121,9 +125,18 @@ func TestSequentialLoad(t *testing.T) {
 		decode()
 	}
 	pages := int64(w*h*3) / 4096
-	if per := (minorFaults() - before) / runs; per > pages/2 {
+	if per := (minorFaults() - before) / runs; per > pages {
 		t.Errorf("decoding a %dx%d JPEG faulted in %d pages, its frame has %d: libvips decoded it into memory of its own first", w, h, per, pages)
 	} else {
 		t.Logf("%d minor faults a decode of a %dx%d JPEG (%d pages)", per, w, h, pages)
+	}
+}
+
+// skipUnderRace skips a page-fault count under the race detector (make race); make
+// test's plain run counts them.
+func skipUnderRace(t *testing.T) {
+	t.Helper()
+	if raceEnabled {
+		t.Skip("the race detector faults in shadow pages for every write: page faults are counted in the run without -race")
 	}
 }
