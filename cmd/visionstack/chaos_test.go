@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -366,8 +367,24 @@ func runChaos(t *testing.T, gcpProject string, n, kills int) chaosResult {
 		if len(tail) > 4000 {
 			tail = tail[len(tail)-4000:]
 		}
-		t.Fatalf("%s: lost %v\nstuck %v\nquarantined %v\nduplicated %v\nwithout an event %v\nserve's log ends:\n%s",
-			gcpProject, lost, stuck, quarantined, duplicated, noEvent, tail)
+		// Each key that went wrong, its whole story in serve's log, and the front's
+		// last requests: a key stuck once (a push the emulator never made again) left
+		// only serve's tail to go on.
+		var story strings.Builder
+		for _, k := range slices.Concat(lost, stuck, quarantined, noEvent) {
+			obj := regexp.MustCompile(`chaos/img-\d+\.jpg`).FindString(k)
+			for line := range strings.Lines(string(logText)) {
+				if obj != "" && strings.Contains(line, obj) {
+					story.WriteString(line)
+				}
+			}
+		}
+		frontText, _ := os.ReadFile(frontLog.Name())
+		if len(frontText) > 3000 {
+			frontText = frontText[len(frontText)-3000:]
+		}
+		t.Fatalf("%s: lost %v\nstuck %v\nquarantined %v\nduplicated %v\nwithout an event %v\nserve's log ends:\n%s\nthose keys in serve's log:\n%s\nthe front's log ends:\n%s",
+			gcpProject, lost, stuck, quarantined, duplicated, noEvent, tail, story.String(), frontText)
 	}
 	return res
 }
