@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
+
+	"github.com/visionstack/visionstack/internal/faults"
 )
 
 // image() hands libvips the samples where they are, for every band count the
@@ -40,10 +41,10 @@ func TestFromMemory(t *testing.T) {
 // Handing a frame to libvips copies nothing. Wrapped in an uncompressed TIFF, it went
 // through libvips' loader, which for random access first copied the whole frame into
 // a fresh mapping of its own: every hand-off of a 2048 px frame (the decode's, the
-// anonymized one) faulted in and zeroed its 2,000 pages (8 MB) again, a fifth of
-// the whole job's page faults (issue 26); here 2,715 an encode. Now an encode faults
-// in what the JPEG encoder and libvips' threads need (200–400): the bound is the
-// frame's own pages, which a copy of the frame alone exceeds.
+// anonymized one) faulted in and zeroed its 2,000 pages (8 MB) again, a fifth of the
+// whole job's page faults (issue 26); here 2,809 at the fewest of five encodes. Now
+// an encode faults in what the JPEG encoder and libvips' threads need (300–400). The
+// bound is the frame's own pages, which a copy of the frame alone exceeds.
 func TestHandingAFrameToLibvipsCopiesNothing(t *testing.T) {
 	skipUnderRace(t)
 	Init(0)
@@ -70,36 +71,23 @@ func TestHandingAFrameToLibvipsCopiesNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for range 3 {
-		encode() // malloc's arenas grow to what an encode needs
-	}
-	const runs = 5
-	before := minorFaults()
-	for range runs {
-		encode()
-	}
 	pages := int64(len(p.pix)) / 4096
-	if per := (minorFaults() - before) / runs; per > pages {
+	if per := faults.Fewest(encode); per > pages {
 		t.Errorf("encoding a %dx%d frame faulted in %d pages, the frame has %d: it was copied into fresh memory", p.w, p.h, per, pages)
 	} else {
 		t.Logf("%d minor faults an encode of a %dx%d frame (%d pages)", per, p.w, p.h, pages)
 	}
 }
 
-func minorFaults() int64 {
-	var r syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &r)
-	return r.Minflt
-}
-
 // A decode reads the file once, in order, into the Go frame. Opened by govips'
 // loaders (random access), libvips first decoded the whole image into a fresh
 // mapping of its own, which the kernel faulted in and zeroed on every job: a 12 MP
 // JPEG's decode at half size took 2,200 page faults for that alone; this photo's
-// decode took 2,490, more than its frame's pages. Now 190–700 (libjpeg's and libvips'
-// buffers and threads, Go's heap as the collector finds it): the bound is the
-// frame's own pages, which a copy of the frame alone exceeds. (A photo that EXIF says to turn is still decoded for random
-// access: the turn reads out of order. Prepare's orientation tests cover it.)
+// decode took 1,974 at the fewest of five. Now 130–800 (libjpeg's and libvips'
+// buffers and threads, glibc's trimming). The bound is the frame's own pages, which
+// a copy of the frame alone exceeds. (A photo that EXIF says to turn is still
+// decoded for random access: the turn reads out of order. Prepare's orientation
+// tests cover it.)
 func TestSequentialLoad(t *testing.T) {
 	skipUnderRace(t)
 	Init(0)
@@ -116,16 +104,9 @@ func TestSequentialLoad(t *testing.T) {
 		w, h = im.Width(), im.Height()
 		im.Close()
 	}
-	for range 3 {
-		decode()
-	}
-	const runs = 5
-	before := minorFaults()
-	for range runs {
-		decode()
-	}
+	per := faults.Fewest(decode)
 	pages := int64(w*h*3) / 4096
-	if per := (minorFaults() - before) / runs; per > pages {
+	if per > pages {
 		t.Errorf("decoding a %dx%d JPEG faulted in %d pages, its frame has %d: libvips decoded it into memory of its own first", w, h, per, pages)
 	} else {
 		t.Logf("%d minor faults a decode of a %dx%d JPEG (%d pages)", per, w, h, pages)

@@ -2,15 +2,15 @@ package pipeline_test
 
 import (
 	"bytes"
+	"fmt"
 	"image"
 	_ "image/jpeg"
 	"image/png"
-
-	"golang.org/x/image/draw"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/image/draw"
 
 	"github.com/visionstack/visionstack/internal/judge"
 	"github.com/visionstack/visionstack/runtime/config"
