@@ -84,9 +84,8 @@ func merged(rs []Rect) []Rect {
 		again = false
 		for i := 0; i < len(out); i++ {
 			for j := i + 1; j < len(out); j++ {
-				if a, b := out[i], out[j]; a.X < b.X+b.W && b.X < a.X+a.W && a.Y < b.Y+b.H && b.Y < a.Y+a.H {
-					x0, y0 := min(a.X, b.X), min(a.Y, b.Y)
-					out[i] = Rect{x0, y0, max(a.X+a.W, b.X+b.W) - x0, max(a.Y+a.H, b.Y+b.H) - y0}
+				if out[i].Shared(out[j]) > 0 {
+					out[i] = out[i].Union(out[j])
 					out = slices.Delete(out, j, j+1)
 					again = true
 					j = i
@@ -95,6 +94,22 @@ func merged(rs []Rect) []Rect {
 		}
 	}
 	return out
+}
+
+// Shared is the area r has in common with o.
+func (r Rect) Shared(o Rect) int {
+	w := min(r.X+r.W, o.X+o.W) - max(r.X, o.X)
+	h := min(r.Y+r.H, o.Y+o.H) - max(r.Y, o.Y)
+	if w <= 0 || h <= 0 {
+		return 0
+	}
+	return w * h
+}
+
+// Union is the smallest rectangle holding r and o.
+func (r Rect) Union(o Rect) Rect {
+	x0, y0 := min(r.X, o.X), min(r.Y, o.Y)
+	return Rect{x0, y0, max(r.X+r.W, o.X+o.W) - x0, max(r.Y+r.H, o.Y+o.H) - y0}
 }
 
 func (r Rect) clamp(w, h int) Rect {

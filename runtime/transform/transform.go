@@ -226,7 +226,7 @@ func (t *Transformer) verify(img *imaging.Image, b config.Blur, done []imaging.R
 		}
 		for _, d := range candidates {
 			if d.Box != nil && (len(b.Labels) == 0 || slices.Contains(b.Labels, d.Label)) &&
-				!slices.ContainsFunc(done, func(r imaging.Rect) bool { return shared(padded(*d.Box, *b.Padding, img.Width(), img.Height()), r) > 0 }) {
+				!slices.ContainsFunc(done, func(r imaging.Rect) bool { return padded(*d.Box, *b.Padding, img.Width(), img.Height()).Shared(r) > 0 }) {
 				seen = append(seen, d)
 			}
 		}
@@ -260,7 +260,7 @@ func (t *Transformer) verify(img *imaging.Image, b config.Blur, done []imaging.R
 			// Overlapping a region in part: the same face seen a little off. One region
 			// over both, anonymized in one piece (two block grids would leave edges).
 			if i := overlapping(r, done); i >= 0 {
-				r = union(r, done[i])
+				r = r.Union(done[i])
 				done = slices.Delete(done, i, i+1)
 			}
 			fresh = append(fresh, r)
@@ -295,27 +295,11 @@ func normalised(r imaging.Rect, w, h int) meta.Box {
 // (-1: none).
 func overlapping(r imaging.Rect, rs []imaging.Rect) int {
 	for i, o := range rs {
-		if a := shared(r, o); a > 0 && 5*a >= r.W*r.H {
+		if a := r.Shared(o); a > 0 && 5*a >= r.W*r.H {
 			return i
 		}
 	}
 	return -1
-}
-
-// shared is the area two rectangles have in common.
-func shared(a, b imaging.Rect) int {
-	w := min(a.X+a.W, b.X+b.W) - max(a.X, b.X)
-	h := min(a.Y+a.H, b.Y+b.H) - max(a.Y, b.Y)
-	if w <= 0 || h <= 0 {
-		return 0
-	}
-	return w * h
-}
-
-func union(a, b imaging.Rect) imaging.Rect {
-	x0, y0 := min(a.X, b.X), min(a.Y, b.Y)
-	x1, y1 := max(a.X+a.W, b.X+b.W), max(a.Y+a.H, b.Y+b.H)
-	return imaging.Rect{X: x0, Y: y0, W: x1 - x0, H: y1 - y0}
 }
 
 // sameRegion returns the region of rs a re-check detection r is: one holding half of
@@ -334,7 +318,7 @@ func sameRegion(r imaging.Rect, rs []imaging.Rect) (imaging.Rect, bool) {
 func seenLarger(r imaging.Rect, rs []imaging.Rect) (imaging.Rect, bool) {
 	cx, cy := r.X+r.W/2, r.Y+r.H/2
 	for _, o := range rs {
-		if a := shared(r, o); a > 0 && 2*a >= o.W*o.H &&
+		if a := r.Shared(o); a > 0 && 2*a >= o.W*o.H &&
 			cx >= o.X && cx < o.X+o.W && cy >= o.Y && cy < o.Y+o.H {
 			return o, true
 		}
@@ -345,7 +329,7 @@ func seenLarger(r imaging.Rect, rs []imaging.Rect) (imaging.Rect, bool) {
 // coveredBy returns the first of rs that holds half of r or more.
 func coveredBy(r imaging.Rect, rs []imaging.Rect) (imaging.Rect, bool) {
 	for _, o := range rs {
-		if a := shared(r, o); a > 0 && 2*a >= r.W*r.H {
+		if a := r.Shared(o); a > 0 && 2*a >= r.W*r.H {
 			return o, true
 		}
 	}
