@@ -380,18 +380,15 @@ func open(in input, h Header, longSide int, autoOrient bool) (*Image, error) {
 	Init(0)
 	params := vips.NewImportParams()
 	params.FailOnError.Set(in.strict)
-	if h.Format == "jpeg" {
-		long, s := max(h.Width, h.Height), 1
-		for s < 8 && (long+2*s-1)/(2*s) >= longSide {
-			s *= 2
-		}
-		if s > 1 {
-			params.JpegShrinkFactor.Set(s)
-		}
-	}
 	shrink := 1
-	if v := params.JpegShrinkFactor; v.IsSet() {
-		shrink = v.Get()
+	if h.Format == "jpeg" {
+		long := max(h.Width, h.Height)
+		for shrink < 8 && (long+2*shrink-1)/(2*shrink) >= longSide {
+			shrink *= 2
+		}
+		if shrink > 1 {
+			params.JpegShrinkFactor.Set(shrink)
+		}
 	}
 	im, err := fromBuffer(in.data, func(b []byte) (*vips.ImageRef, error) { return loadSequential(b, shrink, in.strict) })
 	if err != nil {

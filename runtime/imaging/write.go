@@ -84,11 +84,20 @@ func writeTo(ref *vips.ImageRef, dst []byte) error {
 // and offers only the copying ToBytes; TestToBytesMatchesGovips fails if a govips
 // release renames the field or changes its type.
 func vipsImage(ref *vips.ImageRef) *C.VipsImage {
+	if slot := imageSlot(ref); slot != nil {
+		return (*C.VipsImage)(*slot)
+	}
+	return nil
+}
+
+// imageSlot is where ref keeps its VipsImage (govips' unexported image field), or
+// nil when a govips release has moved it.
+func imageSlot(ref *vips.ImageRef) *unsafe.Pointer {
 	f := reflect.ValueOf(ref).Elem().FieldByName("image")
 	if !f.IsValid() || f.Kind() != reflect.Pointer {
 		return nil
 	}
-	return (*C.VipsImage)(f.UnsafePointer())
+	return (*unsafe.Pointer)(unsafe.Pointer(f.UnsafeAddr()))
 }
 
 // fromMemory wraps an image over pix (w×h, bands samples a pixel, row-major) in a
@@ -141,13 +150,12 @@ func adopt(img *C.VipsImage) (*vips.ImageRef, error) {
 		C.vs_unref(img)
 		return nil, err
 	}
-	f := reflect.ValueOf(ref).Elem().FieldByName("image")
-	if !f.IsValid() || f.Kind() != reflect.Pointer {
+	slot := imageSlot(ref)
+	if slot == nil {
 		C.vs_unref(img)
 		ref.Close()
 		return nil, errors.New("govips' ImageRef has no image field")
 	}
-	slot := (*unsafe.Pointer)(unsafe.Pointer(f.UnsafeAddr()))
 	if old := *slot; old != nil {
 		C.vs_unref((*C.VipsImage)(old))
 	}
