@@ -48,10 +48,7 @@ func TestFromMemory(t *testing.T) {
 func TestHandingAFrameToLibvipsCopiesNothing(t *testing.T) {
 	skipUnderRace(t)
 	Init(0)
-	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "photos", "faces", "faceapi_sample1.jpg"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := readSample(t, "faceapi_sample1.jpg")
 	im, _, err := Limits{}.Decode(data, 2048, true)
 	if err != nil {
 		t.Fatal(err)
@@ -91,10 +88,7 @@ func TestHandingAFrameToLibvipsCopiesNothing(t *testing.T) {
 func TestSequentialLoad(t *testing.T) {
 	skipUnderRace(t)
 	Init(0)
-	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "photos", "faces", "faceapi_sample1.jpg"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := readSample(t, "faceapi_sample1.jpg")
 	var w, h int
 	decode := func() {
 		im, _, err := Limits{}.Decode(data, 2048, true)
@@ -120,4 +114,14 @@ func skipUnderRace(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector faults in shadow pages for every write: page faults are counted in the run without -race")
 	}
+}
+
+// readSample is one of the sample photos with faces.
+func readSample(t *testing.T, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "photos", "faces", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }

@@ -2,8 +2,6 @@ package imaging
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"runtime"
 	"testing"
 
@@ -15,10 +13,7 @@ import (
 // what toBytes relies on.
 func TestToBytesMatchesGovips(t *testing.T) {
 	Init(0)
-	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "photos", "faces", "grace_hopper.jpg"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := readSample(t, "grace_hopper.jpg")
 	for _, bands := range []int{1, 2, 3, 4} {
 		ref, err := vips.NewImageFromBuffer(data)
 		if err != nil {
@@ -54,10 +49,7 @@ func TestToBytesMatchesGovips(t *testing.T) {
 // lazily, inside the write.
 func TestToBytesReportsAFailedDecode(t *testing.T) {
 	Init(0)
-	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "photos", "faces", "grace_hopper.jpg"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := readSample(t, "grace_hopper.jpg")
 	p := vips.NewImportParams()
 	p.FailOnError.Set(true)
 	ref, err := vips.LoadImageFromBuffer(data[:len(data)/2], p)
